@@ -1,0 +1,278 @@
+"""The bit-accurate, batched emulator of a neuromesh chip.
+
+Each batch row is an independent copy of the chip with its own input
+stream. Per timestep the emulator does a fixed number of numpy operations on
+``[batch, neurons]`` arrays -- never a Python loop over neurons or synapses.
+Neurons that provably never change (no input, no bias, zero state) are left
+out of the arrays; they read back as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuromesh.chip import Region
+from neuromesh.config import ChipConfig, decode
+from neuromesh.image import ChipImage
+
+from .neuron import NeuronParams, NeuronState, neuron_step, wrap24
+from .synapses import expand, make_propagator
+
+__all__ = ["Emulator", "RunResult", "PROBE_FIELDS"]
+
+#: Quantities a probe can record, and their dtypes.
+PROBE_FIELDS = {"spikes": np.bool_, "u": np.int32, "v": np.int32, "refractory": np.int16}
+
+
+@dataclass
+class RunResult:
+    """What one :meth:`Emulator.run` call produced.
+
+    Attributes
+    ----------
+    outputs:
+        bool ``[steps, batch, n_outputs]``: spikes on the host output channels.
+    probes:
+        ``{field: [steps, batch, len(probe)]}`` for each recorded field.
+    first_step:
+        Chip step counter at the start of the run.
+    neuron_spikes:
+        int64 ``[batch]``: spikes emitted by all neurons during the run.
+    synaptic_events:
+        int64 ``[batch]``: synapse-memory entries visited (one per synapse of
+        every packet delivered, host input included).
+    """
+
+    outputs: np.ndarray
+    probes: dict = field(default_factory=dict)
+    first_step: int = 0
+    neuron_spikes: np.ndarray = None
+    synaptic_events: np.ndarray = None
+
+    @property
+    def steps(self) -> int:
+        return self.outputs.shape[0]
+
+
+class Emulator:
+    """Run a chip image on a batch of independent input streams.
+
+    Parameters
+    ----------
+    image:
+        A :class:`~neuromesh.image.ChipImage` (checked with
+        :func:`~neuromesh.config.decode`) or an already decoded
+        :class:`~neuromesh.config.ChipConfig`.
+    batch:
+        Number of independent chips run side by side.
+    propagation:
+        ``"auto"`` (default), ``"dense"`` or ``"sparse"``: how spikes are
+        summed into the accumulators. All give identical results.
+    """
+
+    def __init__(self, image, batch: int = 1, *, propagation: str = "auto"):
+        config = image if isinstance(image, ChipConfig) else decode(image)
+        if not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self.config = config
+        self.image: ChipImage = config.image
+        self.geometry = g = config.geometry
+        self.batch = int(batch)
+        n_total = g.n_cores * g.n_neurons
+        edges = expand(config)
+        state = config[Region.STATE]
+        self._u0 = state["u"].reshape(-1)
+        self._v0 = state["v"].reshape(-1)
+        self._ref0 = state["refractory"].reshape(-1)
+        acc0 = config[Region.ACCUM]["value"].transpose(1, 0, 2).reshape(g.delay_slots, -1)
+        params = NeuronParams.from_config(config)
+
+        active = np.zeros(n_total, dtype=bool)
+        active[edges.tgt] = True
+        active |= (params.bias != 0) | (self._u0 != 0) | (self._v0 != 0) | (self._ref0 != 0)
+        active |= (acc0 != 0).any(axis=0)
+        self.active = np.flatnonzero(active)
+        compact = np.full(n_total, -1, dtype=np.int64)
+        compact[self.active] = np.arange(self.active.size)
+        self._compact = compact
+        self.params = params.take(self.active)
+        self._acc0 = acc0[:, self.active]
+        n_act = self.active.size
+
+        # Rows of the propagation matrix: neurons that can spike and have
+        # out-edges, then host input channels that feed an axon.
+        is_neuron = edges.src < n_total
+        keep = ~is_neuron | active[np.where(is_neuron, edges.src, 0)]
+        src, tgt = edges.src[keep], compact[edges.tgt[keep]]
+        neuron_rows = np.unique(src[src < n_total])
+        input_rows = np.unique(src[src >= n_total])
+        all_rows = np.concatenate([neuron_rows, input_rows])
+        row = np.searchsorted(all_rows, src)
+        self._row_neurons = compact[neuron_rows]
+        self._row_inputs = input_rows - n_total
+        self.delays = np.unique(edges.delay[keep])
+        col = np.searchsorted(self.delays, edges.delay[keep]) * n_act + tgt
+        self._prop = make_propagator(row, col, edges.weight[keep], all_rows.size,
+                                     self.delays.size * n_act, propagation)
+        self._outdeg = np.bincount(row, minlength=all_rows.size)
+
+        out_ok = active[edges.out_neuron]
+        self._out_neuron = compact[edges.out_neuron[out_ok]]
+        self._out_channel = edges.out_channel[out_ok]
+        self._reset_mode = (None if self.params.subtract.any() and not self.params.subtract.all()
+                            else "subtract" if self.params.subtract.any() else "zero")
+        self.reset()
+
+    # -- state ------------------------------------------------------------------
+
+    def reset(self):
+        """Return every batch row to the image's initial state, step 0."""
+        b = self.batch
+        a = self.active
+        self.step = 0
+        self.state = NeuronState(
+            np.repeat(self._u0[a][None], b, axis=0),
+            np.repeat(self._v0[a][None], b, axis=0),
+            np.repeat(self._ref0[a][None], b, axis=0))
+        self._acc = np.repeat(self._acc0[:, None, :].astype(np.float64), b, axis=1)
+        self._refractory_until = int(self._ref0.max(initial=0))
+
+    def read_state(self) -> dict:
+        """Full neuron state of every batch row, as the chip's memories hold it.
+
+        Returns ``u``, ``v``, ``refractory`` as int64 ``[batch, n_cores,
+        n_neurons]`` and ``accum`` as int64 ``[batch, n_cores, delay_slots,
+        n_neurons]`` (ring slot ``s`` holds the input of the next step ``t``
+        with ``t % delay_slots == s``), plus ``step``.
+        """
+        g = self.geometry
+        shape = (self.batch, g.n_cores, g.n_neurons)
+        out = {}
+        for name in ("u", "v", "refractory"):
+            full = np.zeros((self.batch, g.n_cores * g.n_neurons), dtype=np.int64)
+            full[:, self.active] = getattr(self.state, name)
+            out[name] = full.reshape(shape)
+        acc = np.zeros((g.delay_slots, self.batch, g.n_cores * g.n_neurons), dtype=np.int64)
+        acc[:, :, self.active] = wrap24(self._acc.astype(np.int64))
+        out["accum"] = acc.reshape(g.delay_slots, *shape).transpose(1, 2, 0, 3)
+        out["step"] = self.step
+        return out
+
+    # -- running ------------------------------------------------------------------
+
+    def _check_inputs(self, inputs, steps):
+        n_in = self.image.n_inputs
+        if inputs is None:
+            if steps is None:
+                raise ValueError("give inputs, steps, or both")
+            return None, int(steps)
+        x = np.asarray(inputs)
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[1] not in (1, self.batch) or x.shape[2] != n_in:
+            raise ValueError(
+                f"inputs have shape {np.shape(inputs)}; expected [steps, batch={self.batch}, "
+                f"n_inputs={n_in}] (or [steps, n_inputs] for the same input in every row)")
+        if steps is not None and steps != x.shape[0]:
+            raise ValueError(f"steps = {steps} but inputs cover {x.shape[0]} steps")
+        if x.dtype != np.bool_:
+            bad = (x != 0) & (x != 1)
+            if bad.any():
+                t, b, c = (int(i[0]) for i in np.nonzero(bad))
+                raise ValueError(f"inputs[{t}, {b}, {c}] = {x[t, b, c]!r}: a spike input "
+                                 f"must be 0 or 1")
+            x = x.astype(bool)
+        return np.broadcast_to(x, (x.shape[0], self.batch, n_in)), x.shape[0]
+
+    def _check_probe(self, probe, record):
+        g = self.geometry
+        probe = np.asarray([] if probe is None else probe, dtype=np.int64).reshape(-1)
+        n_total = g.n_cores * g.n_neurons
+        if probe.size and (probe.min() < 0 or probe.max() >= n_total):
+            bad = probe[(probe < 0) | (probe >= n_total)][0]
+            raise ValueError(f"probe neuron {bad} is outside [0, {n_total}) "
+                             f"(index = core * n_neurons + neuron)")
+        for name in record:
+            if name not in PROBE_FIELDS:
+                raise ValueError(f"cannot record {name!r}; choose from "
+                                 f"{', '.join(PROBE_FIELDS)}")
+        where = self._compact[probe]
+        return np.flatnonzero(where >= 0), where[where >= 0]
+
+    def run(self, inputs=None, steps=None, *, probe=None,
+            record=("spikes", "u", "v"), progress=False) -> RunResult:
+        """Advance every batch row by ``steps`` timesteps.
+
+        Parameters
+        ----------
+        inputs:
+            Host input spikes, 0/1 ``[steps, batch, n_inputs]`` (or
+            ``[steps, n_inputs]``, shared by all rows). Row ``t`` is
+            delivered for the ``t``-th step of this run. ``None``: no input.
+        steps:
+            Number of steps; defaults to ``len(inputs)``.
+        probe:
+            Global neuron indices (``core * n_neurons + neuron``, core
+            ``= y * cols + x``) whose ``record`` fields are kept every step.
+        progress:
+            Show a progress bar (tqdm) on stderr.
+
+        The state carries over between calls; :meth:`reset` starts again.
+        """
+        x, steps = self._check_inputs(inputs, steps)
+        pslots, pidx = self._check_probe(probe, record)
+        b = self.batch
+        n_probe = 0 if probe is None else np.size(probe)
+        probes = {name: np.zeros((steps, b, n_probe), dtype=PROBE_FIELDS[name])
+                  for name in (record if n_probe else ())}
+        outputs = np.zeros((steps, b, self.image.n_outputs), dtype=bool)
+        first = self.step
+        k = self._row_neurons.size
+        rows = np.zeros((b, k + self._row_inputs.size), dtype=bool)
+        row_counts = np.zeros((b, rows.shape[1]), dtype=np.int64)
+        spike_total = np.zeros(b, dtype=np.int64)
+        d_slots = self.geometry.delay_slots
+        acc = self._acc
+        if x is not None and steps:
+            rows[:, k:] = x[0][:, self._row_inputs]
+            self._propagate(rows, row_counts, self.step - 1)
+        ticks = range(steps)
+        if progress:
+            from tqdm import tqdm
+            ticks = tqdm(ticks, desc="emulating", unit="step", leave=False)
+        for t in ticks:
+            slot = self.step % d_slots
+            q = acc[slot].astype(np.int64)
+            acc[slot] = 0
+            refractory = self.step < self._refractory_until or bool(self.params.refractory.any())
+            spikes = neuron_step(self.state, q, self.params, refractory=refractory,
+                                 reset_mode=self._reset_mode)
+            spike_total += spikes.sum(axis=1)
+            if self._out_neuron.size:
+                outputs[t][:, self._out_channel] = spikes[:, self._out_neuron]
+            for name, arr in probes.items():
+                src = spikes if name == "spikes" else getattr(self.state, name)
+                arr[t][:, pslots] = src[:, pidx]
+            rows[:, :k] = spikes[:, self._row_neurons]
+            if x is not None:
+                rows[:, k:] = x[t + 1][:, self._row_inputs] if t + 1 < steps else False
+            self._propagate(rows, row_counts, self.step)
+            self.step += 1
+        return RunResult(outputs=outputs, probes=probes, first_step=first,
+                         neuron_spikes=spike_total,
+                         synaptic_events=row_counts @ self._outdeg)
+
+    def _propagate(self, rows, row_counts, step):
+        """Add the contributions of ``rows`` (spikes of ``step``, host inputs of
+        ``step + 1``) into the accumulator slots of step ``step + 1 + delay``."""
+        c = self._prop(rows)
+        if c is None:
+            return
+        row_counts += rows
+        n_act = self.active.size
+        d_slots = self.geometry.delay_slots
+        for i, d in enumerate(self.delays):
+            self._acc[(step + 1 + int(d)) % d_slots] += c[:, i * n_act:(i + 1) * n_act]
+

@@ -1,0 +1,179 @@
+"""Connectivity of a chip flattened to (source, target, delay, weight) edges,
+and the two ways the emulator propagates spikes along them.
+
+The chip routes a spike through two tables: the source neuron's fan-out
+entries name (core, axon) pairs, and each axon names a run of synapses. Both
+hops are pure table look-ups, so the emulator resolves them once, at load
+time, into one edge list. Modular addition makes the order of contributions
+irrelevant, so per step the emulator may sum them any way it likes -- as a
+(float, provably exact) matrix product for dense layers or an event-driven
+scatter-add for sparse ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuromesh.chip import Region
+
+__all__ = ["Edges", "expand", "DensePropagator", "SparsePropagator", "make_propagator"]
+
+
+@dataclass
+class Edges:
+    """Every synaptic edge of a chip, with global indices.
+
+    A source is a neuron (``0 <= src < n_neurons_total``, index
+    ``core * n_neurons + neuron``) or a host input channel
+    (``src = n_neurons_total + channel``). ``weight`` is the contribution
+    ``w_mant << w_shift``. ``out_neuron``/``out_channel`` list the host-bound
+    fan-out entries.
+    """
+
+    src: np.ndarray
+    tgt: np.ndarray
+    delay: np.ndarray
+    weight: np.ndarray
+    out_neuron: np.ndarray
+    out_channel: np.ndarray
+
+
+def _ranges(base, length):
+    """Concatenate ``arange(b, b + l)`` for every pair, without a Python loop."""
+    length = np.asarray(length, dtype=np.int64)
+    total = int(length.sum())
+    start = np.cumsum(length) - length
+    return np.repeat(np.asarray(base, dtype=np.int64) - start, length) + np.arange(total)
+
+
+def expand(config) -> Edges:
+    """Resolve fan-out and axon tables of a decoded chip into an edge list."""
+    g = config.geometry
+    neur = config[Region.NEURON]
+    fan = config[Region.FANOUT]
+    axon = config[Region.AXON]
+    syn = config[Region.SYNAPSE]
+    shift = config[Region.GROUP]["w_shift"]
+
+    # Hop 1: neuron -> fan-out entries.
+    core, neuron = np.nonzero(neur["fanout_len"] > 0)
+    lens = neur["fanout_len"][core, neuron]
+    entry = _ranges(neur["fanout_base"][core, neuron], lens)
+    ecore = np.repeat(core, lens)
+    esrc = np.repeat(core * g.n_neurons + neuron, lens)
+    host = fan["to_host"][ecore, entry] == 1
+    out_neuron = esrc[host]
+    out_channel = fan["channel"][ecore[host], entry[host]]
+    keep = ~host
+    dest = fan["y"][ecore[keep], entry[keep]] * g.cols + fan["x"][ecore[keep], entry[keep]]
+    dest_axon = fan["axon"][ecore[keep], entry[keep]]
+
+    # Host input channels join as extra sources.
+    n_total = g.n_cores * g.n_neurons
+    ports = np.array([(p.channel, p.core, p.axon) for p in config.image.inputs],
+                     dtype=np.int64).reshape(-1, 3)
+    src = np.concatenate([esrc[keep], n_total + ports[:, 0]])
+    dest = np.concatenate([dest, (ports[:, 1] >> 4) * g.cols + (ports[:, 1] & 0xF)])
+    dest_axon = np.concatenate([dest_axon, ports[:, 2]])
+
+    # Hop 2: (core, axon) -> synapse run.
+    slen = axon["syn_len"][dest, dest_axon]
+    sidx = _ranges(axon["syn_base"][dest, dest_axon], slen)
+    score = np.repeat(dest, slen)
+    weight = syn["w_mant"][score, sidx] << shift[score, syn["group"][score, sidx]]
+    return Edges(
+        src=np.repeat(src, slen),
+        tgt=score * g.n_neurons + syn["target"][score, sidx],
+        delay=syn["delay"][score, sidx],
+        weight=weight,
+        out_neuron=out_neuron,
+        out_channel=out_channel)
+
+
+# A float32 product is exact while every partial sum stays below 2**24;
+# float64 below 2**53 (contributions are < 2**22 and sources < 2**21).
+_F32_EXACT = 1 << 24
+
+
+class DensePropagator:
+    """Sum contributions as ``spikes @ W`` with an exact float matrix.
+
+    ``W`` is ``[rows, delays * cols]``; float32 is used when the largest
+    column sum of ``|W|`` proves every partial sum exact, float64 otherwise.
+    When few rows spike, only those rows are multiplied.
+    """
+
+    def __init__(self, row, col, weight, n_rows, n_cols):
+        flat = np.bincount(row * n_cols + col, weights=weight.astype(np.float64),
+                           minlength=n_rows * n_cols)
+        w = flat.reshape(n_rows, n_cols)
+        exact32 = np.abs(w).sum(axis=0).max(initial=0) < _F32_EXACT
+        self.dtype = np.float32 if exact32 else np.float64
+        self.w = w.astype(self.dtype)
+        self.n_rows = n_rows
+
+    def __call__(self, spikes):
+        """``spikes``: bool ``[B, rows]``. Returns ``[B, cols]`` float, or None."""
+        if spikes.shape[0] == 1:
+            active = np.flatnonzero(spikes[0])
+            if active.size == 0:
+                return None
+            if active.size * 2 < self.n_rows:
+                return self.w[active].sum(axis=0, keepdims=True)
+        else:
+            active = np.flatnonzero(spikes.any(axis=0))
+            if active.size == 0:
+                return None
+            if active.size * 2 < self.n_rows:
+                return spikes[:, active].astype(self.dtype) @ self.w[active]
+        return spikes.astype(self.dtype) @ self.w
+
+
+class SparsePropagator:
+    """Event-driven: gather the out-edges of spiking rows, scatter-add them.
+
+    Costs time in proportion to the synaptic events, not the matrix size.
+    ``bincount`` sums in float64, exact for these integers.
+    """
+
+    def __init__(self, row, col, weight, n_rows, n_cols):
+        order = np.argsort(row, kind="stable")
+        self.col = col[order]
+        self.weight = weight[order].astype(np.float64)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n_rows))])
+        self.n_cols = n_cols
+
+    def __call__(self, spikes):
+        batch, rows = np.nonzero(spikes)
+        if rows.size == 0:
+            return None
+        start = self.indptr[rows]
+        lens = self.indptr[rows + 1] - start
+        pos = _ranges(start, lens)
+        flat = self.col[pos]
+        b = spikes.shape[0]
+        if b > 1:
+            flat = flat + np.repeat(batch * self.n_cols, lens)
+        return np.bincount(flat, weights=self.weight[pos],
+                           minlength=b * self.n_cols).reshape(b, self.n_cols)
+
+
+# Above this density (edges per matrix cell) a dense product beats scatter-add.
+DENSE_MIN_DENSITY = 0.1
+DENSE_MAX_BYTES = 512 << 20
+
+
+def make_propagator(row, col, weight, n_rows, n_cols, kind="auto"):
+    """Pick the dense or the sparse propagator for this edge set.
+
+    ``kind`` may force ``"dense"`` or ``"sparse"`` (tests use this to check
+    both give identical results).
+    """
+    if kind == "auto":
+        cells = max(n_rows * n_cols, 1)
+        small = cells * 4 <= DENSE_MAX_BYTES
+        kind = "dense" if small and row.size / cells >= DENSE_MIN_DENSITY else "sparse"
+    cls = {"dense": DensePropagator, "sparse": SparsePropagator}[kind]
+    return cls(row, col, weight, n_rows, n_cols)

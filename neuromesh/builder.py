@@ -1,0 +1,232 @@
+"""Low-level builder: write a chip image by hand, core by core.
+
+This is the layer under the compiler, and what the tests use to set up
+exact situations. Every call takes scalars or numpy arrays (broadcast
+together), so large networks are built without Python loops. Synapse runs
+and fan-out lists are laid out in memory by :meth:`ChipBuilder.build`.
+
+Example::
+
+    b = ChipBuilder(Geometry(rows=1, cols=2))
+    c = b.core(0, 0)
+    c.profile(0, du=410, dv=410, vth_mant=100)
+    c.neurons(range(4), profile=0)
+    c.synapses(axon=0, target=range(4), w_mant=60, group=0)
+    c.group(0, w_shift=6)
+    c.route(neuron=3, x=1, y=0, axon=0)      # neuron 3 -> core (1,0) axon 0
+    b.input(channel=0, x=0, y=0, axon=0)      # host input 0 -> axon 0
+    image = b.build()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .chip import LAYOUTS, ChipError, Geometry, Region, core_id, pack_address
+from .image import ChipImage, InputPort
+
+__all__ = ["ChipBuilder", "CoreBuilder"]
+
+
+def _bcast(*values):
+    """Broadcast scalars/arrays/ranges together into 1-D int64 arrays."""
+    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in values))
+    return [a.reshape(-1).copy() for a in arrays]
+
+
+def _cat(parts, dtype=np.int64):
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+class CoreBuilder:
+    """Configuration of one core; get it from :meth:`ChipBuilder.core`."""
+
+    def __init__(self, geometry: Geometry, x: int, y: int):
+        self.geometry = geometry
+        self.x, self.y = x, y
+        self._fields = {r: {name: np.zeros(geometry.region_size(r), dtype=np.int64)
+                            for name in layout.fields}
+                        for r, layout in LAYOUTS.items()}
+        self._written = {r: np.zeros(geometry.region_size(r), dtype=bool) for r in LAYOUTS}
+        self._synapses = []   # (axon, target, w_mant, delay, group) arrays
+        self._fanout = []     # (neuron, x, y, axon, to_host, channel) arrays
+
+    def __repr__(self):
+        return f"CoreBuilder(x={self.x}, y={self.y})"
+
+    def _set(self, region: Region, index, **values):
+        size = self.geometry.region_size(region)
+        idx = np.arange(size)[index] if isinstance(index, slice) else \
+            np.asarray(index if not isinstance(index, range) else list(index), dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise ChipError(f"core ({self.x},{self.y}) {region.name}: index "
+                            f"{int(idx[(idx < 0) | (idx >= size)].flat[0])} is outside "
+                            f"[0, {size})")
+        fields = self._fields[region]
+        for name, value in values.items():
+            if value is not None:
+                fields[name][idx] = np.broadcast_to(np.asarray(value, dtype=np.int64), idx.shape)
+        self._written[region][idx] = True
+        return self
+
+    # -- parameters and state -----------------------------------------------
+
+    def profile(self, index, *, du=0, dv=0, vth_mant=0, refractory=0, reset="zero"):
+        """Set neuron profile ``index``: decays ``du``/``dv`` (0..4096), threshold
+        mantissa (``vth = vth_mant << 6``), refractory steps and reset mode
+        (``"zero"`` or ``"subtract"``)."""
+        if reset not in ("zero", "subtract"):
+            raise ChipError(f"core ({self.x},{self.y}) profile {index}: reset must be "
+                            f"'zero' or 'subtract', got {reset!r}")
+        return self._set(Region.PROFILE, index, du=du, dv=dv, vth_mant=vth_mant,
+                         refractory=refractory, reset_subtract=int(reset == "subtract"))
+
+    def group(self, index, *, w_shift=0):
+        """Set synapse group ``index``: a synapse contributes ``w_mant << w_shift``."""
+        return self._set(Region.GROUP, index, w_shift=w_shift)
+
+    def neurons(self, index, *, profile=None, bias_mant=None, bias_exp=None):
+        """Set profile and bias (``bias_mant << bias_exp``) of neurons ``index``."""
+        return self._set(Region.NEURON, index, profile=profile, bias_mant=bias_mant,
+                         bias_exp=bias_exp)
+
+    def state(self, index, *, u=None, v=None, refractory=None):
+        """Set the initial u, v and refractory counter of neurons ``index``."""
+        return self._set(Region.STATE, index, u=u, v=v, refractory=refractory)
+
+    def accum(self, slot, index, value):
+        """Preload accumulator ring ``slot`` (the input of step ``slot``) of neurons ``index``."""
+        n = self.geometry.n_neurons
+        if not 0 <= slot < self.geometry.delay_slots:
+            raise ChipError(f"core ({self.x},{self.y}): accumulator slot {slot} is outside "
+                            f"[0, {self.geometry.delay_slots})")
+        idx = np.arange(n)[index] if isinstance(index, slice) else np.asarray(index)
+        return self._set(Region.ACCUM, slot * n + idx, value=value)
+
+    # -- connectivity ---------------------------------------------------------
+
+    def synapses(self, axon, target, w_mant, delay=0, group=0):
+        """Add synapses: a spike on ``axon`` adds ``w_mant << w_shift(group)``
+        to neuron ``target`` ``delay`` steps late. Arguments broadcast; one
+        element per synapse. The synapses of an axon keep the order given."""
+        a, t, w, d, gr = _bcast(axon, target, w_mant, delay, group)
+        n_axons = self.geometry.n_axons
+        if a.size and (a.min() < 0 or a.max() >= n_axons):
+            raise ChipError(f"core ({self.x},{self.y}): axon "
+                            f"{int(a[(a < 0) | (a >= n_axons)][0])} is outside [0, {n_axons})")
+        self._synapses.append((a, t, w, d, gr))
+        return self
+
+    def route(self, neuron, x, y, axon):
+        """Add fan-out entries: a spike of ``neuron`` sends a packet to ``axon``
+        of core ``(x, y)``. Arguments broadcast; one element per entry."""
+        n, xx, yy, a = _bcast(neuron, x, y, axon)
+        z = np.zeros_like(n)
+        self._fanout.append((n, xx, yy, a, z, z))
+        return self
+
+    def to_host(self, neuron, channel):
+        """Add fan-out entries sending spikes of ``neuron`` to host output ``channel``."""
+        n, ch = _bcast(neuron, channel)
+        z = np.zeros_like(n)
+        self._fanout.append((n, z, z, z, np.ones_like(n), ch))
+        return self
+
+    # -- layout -----------------------------------------------------------------
+
+    def _layout(self):
+        g = self.geometry
+        where = f"core ({self.x},{self.y})"
+        a, t, w, d, gr = (_cat(p) for p in zip(*self._synapses)) if self._synapses \
+            else (np.zeros(0, np.int64),) * 5
+        if a.size > g.n_synapses:
+            raise ChipError(f"{where}: {a.size} synapses exceed n_synapses {g.n_synapses}")
+        order = np.argsort(a, kind="stable")
+        count = np.bincount(a, minlength=g.n_axons)
+        used = np.flatnonzero(count)
+        base = np.cumsum(count) - count
+        self._set(Region.AXON, used, syn_base=base[used], syn_len=count[used])
+        if a.size:
+            self._set(Region.SYNAPSE, np.arange(a.size), target=t[order], w_mant=w[order],
+                      delay=d[order], group=gr[order])
+        n, x, y, ax, host, ch = (_cat(p) for p in zip(*self._fanout)) if self._fanout \
+            else (np.zeros(0, np.int64),) * 6
+        if n.size > g.n_fanout:
+            raise ChipError(f"{where}: {n.size} fan-out entries exceed n_fanout {g.n_fanout}")
+        if n.size and (n.min() < 0 or n.max() >= g.n_neurons):
+            raise ChipError(f"{where}: fan-out source neuron "
+                            f"{int(n[(n < 0) | (n >= g.n_neurons)][0])} is outside "
+                            f"[0, {g.n_neurons})")
+        order = np.argsort(n, kind="stable")
+        count = np.bincount(n, minlength=g.n_neurons)
+        used = np.flatnonzero(count)
+        base = np.cumsum(count) - count
+        self._set(Region.NEURON, used, fanout_base=base[used], fanout_len=count[used])
+        if n.size:
+            self._set(Region.FANOUT, np.arange(n.size), x=x[order], y=y[order],
+                      axon=ax[order], to_host=host[order], channel=ch[order])
+
+    def _writes(self):
+        cid = core_id(self.x, self.y)
+        for region, layout in LAYOUTS.items():
+            idx = np.flatnonzero(self._written[region])
+            if idx.size == 0:
+                continue
+            values = {k: v[idx] for k, v in self._fields[region].items()}
+            try:
+                words = layout.pack(**values)
+            except ChipError as e:
+                raise ChipError(f"core ({self.x},{self.y}) {region.name}: {e}") from None
+            yield pack_address(cid, int(region), idx), words
+
+
+class ChipBuilder:
+    """Build a :class:`~neuromesh.image.ChipImage` for ``geometry``."""
+
+    def __init__(self, geometry: Geometry):
+        self.geometry = geometry
+        self._cores = {}
+        self._inputs = []
+        self.n_inputs = None
+        self.n_outputs = None
+
+    def core(self, x: int, y: int) -> CoreBuilder:
+        """The builder of core ``(x, y)`` (created on first use)."""
+        g = self.geometry
+        if not (0 <= x < g.cols and 0 <= y < g.rows):
+            raise ChipError(f"core ({x},{y}) is outside the {g.rows}x{g.cols} mesh")
+        if (x, y) not in self._cores:
+            self._cores[x, y] = CoreBuilder(g, x, y)
+        return self._cores[x, y]
+
+    def input(self, channel, x, y, axon):
+        """Host input ``channel`` feeds ``axon`` of core ``(x, y)`` (broadcasts)."""
+        for ch, xx, yy, a in np.broadcast(np.asarray(channel), x, y, axon):
+            self.core(int(xx), int(yy))
+            self._inputs.append(InputPort(int(ch), core_id(int(xx), int(yy)), int(a)))
+        return self
+
+    def build(self, meta: dict | None = None) -> ChipImage:
+        """Lay out synapse runs and fan-out lists, pack every word, and check
+        the result with :func:`neuromesh.config.decode`."""
+        from .config import decode
+        addrs, words = [], []
+        max_channel = -1
+        for core in self._cores.values():
+            core._layout()
+            for a, w in core._writes():
+                addrs.append(a)
+                words.append(w)
+            f = core._fields[Region.FANOUT]
+            host = (f["to_host"] == 1) & core._written[Region.FANOUT]
+            if host.any():
+                max_channel = max(max_channel, int(f["channel"][host].max()))
+        n_inputs = self.n_inputs if self.n_inputs is not None else \
+            max((p.channel for p in self._inputs), default=-1) + 1
+        n_outputs = self.n_outputs if self.n_outputs is not None else max_channel + 1
+        image = ChipImage(self.geometry,
+                          _cat(addrs, np.uint32), _cat(words, np.uint64),
+                          inputs=self._inputs, n_inputs=n_inputs, n_outputs=n_outputs,
+                          meta=dict(meta or {}))
+        decode(image)
+        return image

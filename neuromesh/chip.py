@@ -1,0 +1,326 @@
+"""The one definition of the chip that every part of neuromesh shares.
+
+Geometry, arithmetic constants, the packed word layouts of every memory
+region and the address map live here, so the emulator, the RTL, the compiler
+and the host driver cannot drift apart. ``docs/architecture.md`` is the prose
+form of this module; the two must agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "ChipError", "Geometry", "Field", "WordLayout", "Region", "LAYOUTS",
+    "U_BITS", "V_MAX", "VTH_SHIFT", "DECAY_ONE", "DECAY_BITS",
+    "pack_address", "unpack_address", "core_id", "core_xy",
+]
+
+
+class ChipError(ValueError):
+    """A chip image, geometry or memory word breaks a limit of the spec."""
+
+
+# --- Arithmetic contract (docs/architecture.md §3) -------------------------
+
+U_BITS = 24                    #: width of u, v and the dendritic accumulators
+V_MAX = (1 << (U_BITS - 1)) - 1  #: v clamps to [-V_MAX, V_MAX]
+DECAY_BITS = 12                #: decays are fractions of DECAY_ONE
+DECAY_ONE = 1 << DECAY_BITS    #: du = dv = DECAY_ONE means "forget at once"
+VTH_SHIFT = 6                  #: threshold = vth_mant << VTH_SHIFT
+
+
+# --- Geometry ----------------------------------------------------------------
+
+#: (minimum, maximum) of every geometry parameter. The maxima follow from the
+#: field widths of the word layouts below (e.g. a synapse names its target
+#: with 10 bits, so a core holds at most 1024 neurons).
+GEOMETRY_LIMITS = {
+    "rows":        (1, 16),
+    "cols":        (1, 16),
+    "n_neurons":   (1, 1024),
+    "n_axons":     (1, 4096),
+    "n_synapses":  (1, 65536),
+    "n_fanout":    (1, 4096),
+    "n_profiles":  (1, 16),
+    "n_groups":    (1, 16),
+    "delay_slots": (2, 64),
+}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Elaboration parameters of a chip: the mesh and the size of each core.
+
+    Every core of a chip has the same geometry. All parts of neuromesh (RTL,
+    emulator, compiler, host driver) are built from one of these.
+
+    Parameters
+    ----------
+    rows, cols:
+        Mesh size. Core ``(x, y)`` has ``0 <= x < cols``, ``0 <= y < rows``.
+    n_neurons:
+        Neurons (compartments) per core, time-multiplexed on one datapath.
+    n_axons:
+        Input axons per core; a spike packet names one of them.
+    n_synapses:
+        Synapse memory entries per core.
+    n_fanout:
+        Fan-out (output routing) entries per core.
+    n_profiles:
+        Shared neuron parameter sets per core.
+    n_groups:
+        Synapse groups per core (weight shift, later learning settings).
+    delay_slots:
+        D, the length of each neuron's dendritic accumulator ring; a power of
+        two. Synaptic delays range over ``0 .. D-2``.
+    """
+
+    rows: int = 1
+    cols: int = 1
+    n_neurons: int = 256
+    n_axons: int = 256
+    n_synapses: int = 4096
+    n_fanout: int = 512
+    n_profiles: int = 8
+    n_groups: int = 4
+    delay_slots: int = 8
+
+    def __post_init__(self):
+        for name, (lo, hi) in GEOMETRY_LIMITS.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise ChipError(f"geometry: {name} must be an integer, got {value!r}")
+            if not lo <= value <= hi:
+                raise ChipError(f"geometry: {name} = {value} is outside [{lo}, {hi}]")
+        if self.delay_slots & (self.delay_slots - 1):
+            raise ChipError(
+                f"geometry: delay_slots = {self.delay_slots} is not a power of two")
+
+    @property
+    def n_cores(self) -> int:
+        """Number of cores in the mesh."""
+        return self.rows * self.cols
+
+    @property
+    def max_delay(self) -> int:
+        """Largest synaptic delay, ``delay_slots - 2``."""
+        return self.delay_slots - 2
+
+    def region_size(self, region: "Region") -> int:
+        """Number of words of ``region`` in one core."""
+        return {
+            Region.PROFILE: self.n_profiles,
+            Region.NEURON: self.n_neurons,
+            Region.STATE: self.n_neurons,
+            Region.AXON: self.n_axons,
+            Region.SYNAPSE: self.n_synapses,
+            Region.GROUP: self.n_groups,
+            Region.FANOUT: self.n_fanout,
+            Region.ACCUM: self.delay_slots * self.n_neurons,
+        }.get(region, 0)
+
+    def as_dict(self) -> dict:
+        """The geometry as a plain dict (for JSON and reports)."""
+        return dataclasses.asdict(self)
+
+    def __str__(self):
+        default = Geometry()
+        extra = [f"{f.name}={getattr(self, f.name)}"
+                 for f in dataclasses.fields(self)
+                 if f.name not in ("rows", "cols")
+                 and getattr(self, f.name) != getattr(default, f.name)]
+        return ",".join([f"{self.rows}x{self.cols}", *extra])
+
+    @classmethod
+    def parse(cls, text: str) -> "Geometry":
+        """Parse ``"RxC[,name=value...]"``, e.g. ``"2x2,n_neurons=128"``.
+
+        Parameters not named keep their defaults. ``str(geometry)`` gives the
+        same notation back.
+        """
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        kwargs = {}
+        if parts and (m := re.fullmatch(r"(\d+)x(\d+)", parts[0])):
+            kwargs["rows"], kwargs["cols"] = int(m[1]), int(m[2])
+            parts = parts[1:]
+        names = {f.name for f in dataclasses.fields(cls)}
+        for part in parts:
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            if not sep or name not in names:
+                raise ChipError(
+                    f"geometry {text!r}: cannot read {part!r}; expected RxC or "
+                    f"name=value with name one of {', '.join(sorted(names))}")
+            try:
+                kwargs[name] = int(value, 0)
+            except ValueError:
+                raise ChipError(f"geometry {text!r}: {name} = {value!r} is not an integer") \
+                    from None
+        return cls(**kwargs)
+
+
+# --- Packed words ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """One bit field of a memory word: ``width`` bits from bit ``lsb`` up."""
+
+    name: str
+    lsb: int
+    width: int
+    signed: bool = False
+
+    @property
+    def min(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+
+class WordLayout:
+    """A packed 64-bit memory word made of named fields.
+
+    ``pack`` and ``unpack`` work on numpy arrays, so a whole memory region is
+    encoded or decoded with a handful of array operations. Bits not covered by
+    a field are reserved and must be zero.
+    """
+
+    def __init__(self, name: str, *fields: Field):
+        self.name = name
+        self.fields = {f.name: f for f in fields}
+        used = 0
+        for f in fields:
+            mask = ((1 << f.width) - 1) << f.lsb
+            assert not used & mask and f.lsb + f.width <= 64, (name, f)
+            used |= mask
+        self.used_mask = used
+
+    def __getitem__(self, name) -> Field:
+        return self.fields[name]
+
+    @property
+    def width(self) -> int:
+        """Bits up to and including the highest field."""
+        return max(f.lsb + f.width for f in self.fields.values())
+
+    def pack(self, **values) -> np.ndarray:
+        """Pack field arrays (broadcast together) into uint64 words.
+
+        Raises ChipError naming the field, the first bad value and the range.
+        Fields not given are zero.
+        """
+        unknown = set(values) - set(self.fields)
+        if unknown:
+            raise ChipError(f"{self.name}: no field named {', '.join(sorted(unknown))}")
+        arrays = {k: np.asarray(v, dtype=np.int64) for k, v in values.items()}
+        shape = np.broadcast_shapes(*(a.shape for a in arrays.values())) if arrays else ()
+        word = np.zeros(shape, dtype=np.uint64)
+        for name, a in arrays.items():
+            f = self.fields[name]
+            bad = (a < f.min) | (a > f.max)
+            if bad.any():
+                raise ChipError(
+                    f"{self.name}.{name} = {int(a[bad].flat[0])} is outside "
+                    f"[{f.min}, {f.max}] ({'signed' if f.signed else 'unsigned'} "
+                    f"{f.width}-bit field)")
+            raw = (a & ((1 << f.width) - 1)).astype(np.uint64) << np.uint64(f.lsb)
+            word |= raw
+        return word
+
+    def unpack(self, words) -> dict[str, np.ndarray]:
+        """Split uint64 words into int64 field arrays (signed fields sign-extended)."""
+        words = np.asarray(words, dtype=np.uint64)
+        out = {}
+        for name, f in self.fields.items():
+            raw = ((words >> np.uint64(f.lsb)) & np.uint64((1 << f.width) - 1)).astype(np.int64)
+            if f.signed:
+                raw = np.where(raw >= (1 << (f.width - 1)), raw - (1 << f.width), raw)
+            out[name] = raw
+        return out
+
+    def reserved_bits(self, words) -> np.ndarray:
+        """Boolean array: which words have a reserved bit set."""
+        return (np.asarray(words, dtype=np.uint64) & np.uint64(~self.used_mask & (2**64 - 1))) != 0
+
+
+class Region(enum.IntEnum):
+    """Memory regions of a core (the ``region`` field of an address)."""
+
+    PROFILE = 0   #: shared neuron parameters
+    NEURON = 1    #: per-neuron configuration
+    STATE = 2     #: per-neuron dynamic state u, v, refractory counter
+    AXON = 3      #: input axon -> run of synapse memory
+    SYNAPSE = 4   #: synapse entries
+    GROUP = 5     #: synapse group settings
+    FANOUT = 6    #: output routing entries
+    ACCUM = 7     #: dendritic accumulator ring, word = slot * n_neurons + neuron
+    # 8..14 are reserved for the learning engine (traces, rule microcode,
+    # reward, LFSR); 15 is reserved for per-core control registers.
+
+
+LAYOUTS: dict[Region, WordLayout] = {
+    Region.PROFILE: WordLayout(
+        "profile",
+        Field("du", 0, 13), Field("dv", 13, 13), Field("vth_mant", 26, 17),
+        Field("refractory", 43, 8), Field("reset_subtract", 51, 1)),
+    Region.NEURON: WordLayout(
+        "neuron",
+        Field("profile", 0, 4), Field("bias_mant", 4, 13, signed=True),
+        Field("bias_exp", 17, 3), Field("fanout_base", 20, 13), Field("fanout_len", 33, 13)),
+    Region.STATE: WordLayout(
+        "state",
+        Field("u", 0, 24, signed=True), Field("v", 24, 24, signed=True),
+        Field("refractory", 48, 8)),
+    Region.AXON: WordLayout(
+        "axon", Field("syn_base", 0, 17), Field("syn_len", 17, 17)),
+    Region.SYNAPSE: WordLayout(
+        "synapse",
+        Field("target", 0, 10), Field("w_mant", 10, 8, signed=True),
+        Field("delay", 18, 6), Field("group", 24, 4)),
+    Region.GROUP: WordLayout(
+        "group", Field("w_shift", 0, 4)),
+    Region.FANOUT: WordLayout(
+        "fanout",
+        Field("axon", 0, 12), Field("x", 12, 4), Field("y", 16, 4),
+        Field("to_host", 20, 1), Field("channel", 21, 16)),
+    Region.ACCUM: WordLayout(
+        "accum", Field("value", 0, 24, signed=True)),
+}
+
+#: Number of host output channels a fan-out entry can name.
+MAX_CHANNELS = 1 << 16
+
+
+# --- Address map -------------------------------------------------------------
+
+ADDRESS = WordLayout(
+    "address", Field("offset", 0, 20), Field("region", 20, 4), Field("core", 24, 8))
+
+
+def core_id(x: int, y: int) -> int:
+    """The 8-bit core field of an address: ``y << 4 | x``."""
+    return (y << 4) | x
+
+
+def core_xy(core: int) -> tuple[int, int]:
+    """Inverse of :func:`core_id`."""
+    return core & 0xF, core >> 4
+
+
+def pack_address(core, region, offset):
+    """Address of word ``offset`` of ``region`` in core ``core`` (a core id)."""
+    return ADDRESS.pack(core=core, region=region, offset=offset)
+
+
+def unpack_address(addr):
+    """(core id, region, offset) arrays of addresses."""
+    f = ADDRESS.unpack(addr)
+    return f["core"], f["region"], f["offset"]

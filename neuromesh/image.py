@@ -1,0 +1,259 @@
+"""Chip images: the list of memory writes that configures a chip, as a file.
+
+A chip image is what the compiler emits, what the emulator decodes into its
+arrays and what the host driver streams into the RTL or a board over the host
+link. Besides the writes it carries the host-side port map (which input
+channel feeds which core/axon, how many output channels exist). The file
+format is specified in ``docs/architecture.md`` §8.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chip import MAX_CHANNELS, ChipError, Geometry, Region, core_xy, unpack_address
+
+__all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "save", "load"]
+
+MAGIC = b"\x89NMI\r\n\x1a\n"
+FORMAT_VERSION = 1
+# magic, version, flags, rows, cols, n_neurons, n_axons, n_synapses, n_fanout,
+# n_profiles, n_groups, delay_slots, pad, n_runs, runs_bytes, meta_bytes, crc32
+_HEADER = struct.Struct("<8sHHBBHHIHBBBxIIII")
+_RUN = struct.Struct("<II")
+
+
+class ImageError(ChipError):
+    """A chip image file or object is malformed."""
+
+
+@dataclass(frozen=True)
+class InputPort:
+    """Host input channel ``channel`` sends a spike to ``axon`` of core ``core``.
+
+    ``core`` is a core id (``y << 4 | x``). One channel may feed several axons
+    (a layer split over cores); each is one row of the port map.
+    """
+
+    channel: int
+    core: int
+    axon: int
+
+
+@dataclass
+class ChipImage:
+    """Memory writes plus the host port map for one chip geometry.
+
+    Attributes
+    ----------
+    geometry:
+        The chip the image is for.
+    addresses, words:
+        Parallel arrays (uint32, uint64): write ``words[i]`` to ``addresses[i]``,
+        in order (a later write to the same address wins).
+    inputs:
+        The input port map, a list of :class:`InputPort`.
+    n_inputs, n_outputs:
+        Number of host input and output channels.
+    meta:
+        Free-form JSON-able information (name, compiler report...).
+    """
+
+    geometry: Geometry
+    addresses: np.ndarray
+    words: np.ndarray
+    inputs: list[InputPort] = field(default_factory=list)
+    n_inputs: int = 0
+    n_outputs: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.addresses = np.ascontiguousarray(self.addresses, dtype=np.uint32)
+        self.words = np.ascontiguousarray(self.words, dtype=np.uint64)
+        self.inputs = [p if isinstance(p, InputPort) else InputPort(*map(int, p))
+                       for p in self.inputs]
+        self.validate()
+
+    # -- checks ---------------------------------------------------------------
+
+    def validate(self):
+        """Check every write address and the port map against the geometry.
+
+        Field contents are checked by :func:`neuromesh.config.decode`.
+        """
+        g = self.geometry
+        if self.addresses.shape != self.words.shape or self.addresses.ndim != 1:
+            raise ImageError(
+                f"image: {self.addresses.shape} addresses but {self.words.shape} words")
+        core, region, offset = unpack_address(self.addresses)
+        x, y = core_xy(core)
+        sizes = np.array([g.region_size(Region(r)) if r in Region._value2member_map_ else 0
+                          for r in range(16)])
+        bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            r = int(region[i])
+            rname = Region(r).name if r in Region._value2member_map_ else f"reserved region {r}"
+            raise ImageError(
+                f"image write #{i}: address 0x{int(self.addresses[i]):08x} "
+                f"(core x={int(x[i])} y={int(y[i])}, {rname}, word {int(offset[i])}) "
+                f"is outside the {g.rows}x{g.cols} mesh / region of "
+                f"{sizes[r]} words")
+        for name, value in (("n_inputs", self.n_inputs), ("n_outputs", self.n_outputs)):
+            if not 0 <= value <= MAX_CHANNELS:
+                raise ImageError(f"image: {name} = {value} is outside [0, {MAX_CHANNELS}]")
+        for i, p in enumerate(self.inputs):
+            px, py = core_xy(p.core)
+            if not 0 <= p.channel < self.n_inputs:
+                raise ImageError(f"input port #{i}: channel {p.channel} >= n_inputs "
+                                 f"{self.n_inputs}")
+            if not (0 <= p.core <= 0xFF and px < g.cols and py < g.rows):
+                raise ImageError(f"input port #{i}: core x={px} y={py} is outside the "
+                                 f"{g.rows}x{g.cols} mesh")
+            if not 0 <= p.axon < g.n_axons:
+                raise ImageError(f"input port #{i}: axon {p.axon} >= n_axons {g.n_axons}")
+
+    # -- views ----------------------------------------------------------------
+
+    def memory(self, region: Region) -> np.ndarray:
+        """The final contents of ``region`` in every core, uint64 ``[n_cores, size]``.
+
+        Cores are indexed ``y * cols + x``. Words never written are zero.
+        """
+        g = self.geometry
+        out = np.zeros((g.n_cores, g.region_size(region)), dtype=np.uint64)
+        core, reg, offset = unpack_address(self.addresses)
+        sel = np.flatnonzero(reg == region)
+        if sel.size:
+            # Last write wins: keep the final occurrence of each address.
+            addr = self.addresses[sel][::-1]
+            _, first = np.unique(addr, return_index=True)
+            keep = sel[::-1][first]
+            x, y = core_xy(core[keep])
+            out[y * g.cols + x, offset[keep]] = self.words[keep]
+        return out
+
+    def runs(self):
+        """The writes as ``(start address, words)`` runs of consecutive addresses."""
+        a = self.addresses.astype(np.int64)
+        if a.size == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(a) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [a.size]])
+        return [(int(a[s]), self.words[s:e]) for s, e in zip(starts, ends)]
+
+
+def _crc(*parts: bytes) -> int:
+    crc = 0
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+    return crc
+
+
+def save(image: ChipImage, path) -> None:
+    """Write ``image`` to ``path`` in the chip image file format."""
+    g = image.geometry
+    body = bytearray()
+    runs = image.runs()
+    for start, words in runs:
+        body += _RUN.pack(start, len(words))
+        body += words.astype("<u8").tobytes()
+    meta = json.dumps({
+        "n_inputs": image.n_inputs, "n_outputs": image.n_outputs,
+        "inputs": [[p.channel, p.core, p.axon] for p in image.inputs],
+        "meta": image.meta,
+    }, separators=(",", ":")).encode()
+    fields = (MAGIC, FORMAT_VERSION, 0, g.rows, g.cols, g.n_neurons, g.n_axons,
+              g.n_synapses, g.n_fanout, g.n_profiles, g.n_groups, g.delay_slots,
+              len(runs), len(body), len(meta))
+    header_wo_crc = _HEADER.pack(*fields, 0)[:-4]
+    crc = _crc(header_wo_crc, bytes(body), meta)
+    Path(path).write_bytes(_HEADER.pack(*fields, crc) + bytes(body) + meta)
+
+
+def load(path, *, check_config: bool = True) -> ChipImage:
+    """Read a chip image file, checking it completely.
+
+    Raises :class:`ImageError` for a truncated file, a wrong magic number, an
+    unsupported version, a checksum mismatch, a geometry outside the limits,
+    a write outside the address map or (with ``check_config``) a memory word
+    whose fields break the spec. The error names the file and the problem.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return _parse(data, check_config)
+    except ChipError as e:
+        raise ImageError(f"{path}: {e}") from None
+
+
+def _parse(data: bytes, check_config: bool) -> ChipImage:
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        raise ImageError(f"not a neuromesh chip image (wrong magic {data[:8]!r}, "
+                         f"expected {MAGIC!r})")
+    if len(data) < _HEADER.size:
+        raise ImageError(f"truncated: the header needs {_HEADER.size} bytes, "
+                         f"the file has {len(data)}")
+    (magic, version, flags, rows, cols, n_neurons, n_axons, n_synapses, n_fanout,
+     n_profiles, n_groups, delay_slots, n_runs, runs_bytes, meta_bytes,
+     crc) = _HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise ImageError(f"unsupported format version {version} "
+                         f"(this neuromesh reads version {FORMAT_VERSION})")
+    expected = _HEADER.size + runs_bytes + meta_bytes
+    if len(data) < expected:
+        raise ImageError(f"truncated: header announces {expected} bytes, "
+                         f"the file has {len(data)}")
+    if len(data) > expected:
+        raise ImageError(f"{len(data) - expected} unexpected bytes after the end "
+                         f"of the image ({expected} bytes)")
+    computed = _crc(data[:_HEADER.size - 4], data[_HEADER.size:])
+    if computed != crc:
+        raise ImageError(f"checksum mismatch: stored 0x{crc:08x}, computed "
+                         f"0x{computed:08x} (the file is corrupted)")
+    if flags:
+        raise ImageError(f"unknown header flags 0x{flags:04x}")
+    geometry = Geometry(rows=rows, cols=cols, n_neurons=n_neurons, n_axons=n_axons,
+                        n_synapses=n_synapses, n_fanout=n_fanout, n_profiles=n_profiles,
+                        n_groups=n_groups, delay_slots=delay_slots)
+    pos = _HEADER.size
+    end = pos + runs_bytes
+    addresses, words = [], []
+    for i in range(n_runs):
+        if pos + _RUN.size > end:
+            raise ImageError(f"write run #{i}: header runs past the write section")
+        start, count = _RUN.unpack_from(data, pos)
+        pos += _RUN.size
+        if pos + 8 * count > end or start + count > 1 << 32:
+            raise ImageError(f"write run #{i}: {count} words at 0x{start:08x} "
+                             f"run past the write section")
+        words.append(np.frombuffer(data, "<u8", count, pos).astype(np.uint64))
+        addresses.append(np.arange(start, start + count, dtype=np.uint64))
+        pos += 8 * count
+    if pos != end:
+        raise ImageError(f"write section: {end - pos} bytes left after {n_runs} runs")
+    try:
+        meta = json.loads(data[end:].decode())
+        image = ChipImage(
+            geometry,
+            np.concatenate(addresses) if addresses else np.zeros(0, np.uint32),
+            np.concatenate(words) if words else np.zeros(0, np.uint64),
+            inputs=[InputPort(*map(int, p)) for p in meta["inputs"]],
+            n_inputs=int(meta["n_inputs"]), n_outputs=int(meta["n_outputs"]),
+            meta=dict(meta.get("meta", {})))
+    except (ValueError, KeyError, TypeError) as e:
+        if isinstance(e, ChipError):
+            raise
+        raise ImageError(f"port map / metadata section is malformed: {e}") from None
+    if check_config:
+        from .config import decode
+        decode(image)
+    return image
+
