@@ -181,7 +181,7 @@ class Emulator:
             bad = (x != 0) & (x != 1)
             if bad.any():
                 t, b, c = (int(i[0]) for i in np.nonzero(bad))
-                raise ValueError(f"inputs[{t}, {b}, {c}] = {x[t, b, c]!r}: a spike input "
+                raise ValueError(f"inputs[{t}, {b}, {c}] = {x[t, b, c].item()!r}: a spike input "
                                  f"must be 0 or 1")
             x = x.astype(bool)
         return np.broadcast_to(x, (x.shape[0], self.batch, n_in)), x.shape[0]

@@ -1,0 +1,175 @@
+"""Timing, delays, routing and the emulator's API, with hand-computed values."""
+
+import numpy as np
+import pytest
+
+from neuromesh import ChipBuilder, Geometry
+from neuromesh.emulator import Emulator
+
+# A neuron with vth = 64 and no decay of v (dv = 4096 forgets at once) spikes
+# in exactly the step its input exceeds 64: a clean "relay" for timing tests.
+RELAY = dict(du=4096, dv=4096, vth_mant=1)
+
+
+def relay_core(b, x, y, n):
+    c = b.core(x, y)
+    c.profile(0, **RELAY)
+    c.group(0, w_shift=6)
+    c.neurons(range(n), profile=0)
+    return c
+
+
+def spike_steps(result, channel, row=0):
+    return np.flatnonzero(result.outputs[:, row, channel]).tolist()
+
+
+def test_host_input_lands_in_the_same_step_and_output_leaves_in_it():
+    b = ChipBuilder(Geometry(n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4))
+    c = relay_core(b, 0, 0, 1)
+    c.synapses(axon=0, target=0, w_mant=2)
+    c.to_host(0, channel=0)
+    b.input(0, 0, 0, 0)
+    x = np.zeros((6, 1), bool)
+    x[[1, 4]] = True
+    r = Emulator(b.build()).run(x)
+    assert spike_steps(r, 0) == [1, 4]
+
+
+@pytest.mark.parametrize("delay_slots", [2, 8, 64])
+def test_every_delay_from_host_and_from_a_neuron(delay_slots):
+    g = Geometry(n_neurons=128, n_axons=4, n_synapses=256, n_fanout=128,
+                 delay_slots=delay_slots)
+    n = g.max_delay + 1
+    b = ChipBuilder(g)
+    c = relay_core(b, 0, 0, 2 * n + 1)
+    # host axon 0 -> neurons 0..n-1 with delay d = neuron index
+    c.synapses(axon=0, target=np.arange(n), w_mant=2, delay=np.arange(n))
+    # host axon 1 -> relay neuron 2n (delay 0); its spike -> axon 2 ->
+    # neurons n..2n-1 with delay d
+    c.synapses(axon=1, target=2 * n, w_mant=2)
+    c.route(2 * n, 0, 0, 2)
+    c.synapses(axon=2, target=n + np.arange(n), w_mant=2, delay=np.arange(n))
+    c.to_host(np.arange(2 * n + 1), np.arange(2 * n + 1))
+    b.input([0, 1], 0, 0, [0, 1])
+    x = np.zeros((8 + 2 * delay_slots, 2), bool)
+    x[3, 0] = True    # host input at step 3
+    x[5, 1] = True    # relay spikes at step 5
+    r = Emulator(b.build()).run(x)
+    assert spike_steps(r, 2 * n) == [5]
+    for d in range(n):
+        assert spike_steps(r, d) == [3 + d], d                 # host: t + delay
+        assert spike_steps(r, n + d) == [5 + 1 + d], d         # neuron: t + 1 + delay
+
+
+def test_multicore_routing_over_a_2x2_mesh():
+    """A chain (0,0) -> (1,1) -> (1,0) -> (0,1) -> host; one step per hop."""
+    g = Geometry(rows=2, cols=2, n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4)
+    b = ChipBuilder(g)
+    hops = [(0, 0), (1, 1), (1, 0), (0, 1)]
+    for i, (x, y) in enumerate(hops):
+        c = relay_core(b, x, y, 4)
+        c.synapses(axon=3, target=i, w_mant=2, delay=i % 2)    # neuron i of each core
+        if i + 1 < len(hops):
+            c.route(i, *hops[i + 1], 3)
+        else:
+            c.to_host(i, channel=0)
+    b.input(0, 0, 0, 3)
+    x = np.zeros((10, 1), bool)
+    x[0] = True
+    e = Emulator(b.build())
+    r = e.run(x, probe=[0, 1 * 4 + 2, 3 * 4 + 1, 2 * 4 + 3], record=("spikes",))
+    # core index = y * cols + x: (0,0)=0, (1,1)=3, (1,0)=1, (0,1)=2
+    # hop 0 at step 0, hop 1 (core 3): +1+1 = 2, hop 2 (core 1): +1+0 = 3,
+    # hop 3 (core 2): +1+1 = 5
+    assert [np.flatnonzero(r.probes["spikes"][:, 0, i]).tolist() for i in range(4)] \
+        == [[0], [3], [2], [5]]
+    assert spike_steps(r, 0) == [5]
+    assert r.neuron_spikes.tolist() == [4]
+    assert r.synaptic_events.tolist() == [4]
+
+
+def test_contributions_sum_and_wrap_in_the_accumulator():
+    # Three synapses of +127 << 15 = 4161536 on one neuron: 12484608 wraps to
+    # 12484608 - 2**24 = -4292608 (du = 4096 so u = q).
+    b = ChipBuilder(Geometry(n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4))
+    c = b.core(0, 0)
+    c.profile(0, du=4096, dv=4096, vth_mant=2**17 - 1)
+    c.group(0, w_shift=15)
+    c.neurons(0, profile=0)
+    c.synapses(axon=0, target=[0, 0, 0], w_mant=127)
+    b.input(0, 0, 0, 0)
+    r = Emulator(b.build()).run(np.ones((1, 1)), probe=[0])
+    assert r.probes["u"][0, 0, 0] == 3 * (127 << 15) - 2**24
+
+
+def test_preloaded_accumulator_and_read_state():
+    g = Geometry(n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4, delay_slots=4)
+    b = ChipBuilder(g)
+    c = b.core(0, 0)
+    c.profile(0, du=4096, dv=0, vth_mant=2**17 - 1)
+    c.neurons(range(4), profile=0)
+    c.accum(2, 1, 500)          # input of step 2 for neuron 1
+    c.accum(3, 1, -7)
+    e = Emulator(b.build())
+    s = e.read_state()
+    assert s["accum"][0, 0, 2, 1] == 500 and s["accum"][0, 0, 3, 1] == -7
+    r = e.run(steps=4, probe=[1])
+    assert r.probes["u"][:, 0, 0].tolist() == [0, 0, 500, -7]
+    assert r.probes["v"][:, 0, 0].tolist() == [0, 0, 500, 493]
+    s = e.read_state()
+    assert s["step"] == 4
+    assert s["u"][0, 0].tolist() == [0, -7, 0, 0]
+    assert not s["accum"].any()
+
+
+def test_runs_continue_and_reset_restarts():
+    b = ChipBuilder(Geometry(n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4))
+    c = relay_core(b, 0, 0, 2)
+    c.profile(1, du=0, dv=0, vth_mant=10)
+    c.neurons(1, profile=1, bias_mant=100)
+    c.synapses(axon=0, target=0, w_mant=2, delay=3)
+    c.to_host([0, 1], [0, 1])
+    b.input(0, 0, 0, 0)
+    e = Emulator(b.build())
+    x = np.zeros((10, 1), bool)
+    x[0] = True
+    whole = e.run(x)
+    e.reset()
+    first = e.run(x[:2])
+    second = e.run(x[2:])
+    np.testing.assert_array_equal(whole.outputs, np.concatenate([first.outputs, second.outputs]))
+    assert second.first_step == 2
+    assert spike_steps(whole, 0) == [3]
+
+
+def test_dead_neurons_read_back_as_zero_and_cost_nothing():
+    g = Geometry(n_neurons=1024, n_axons=4, n_synapses=8, n_fanout=4)
+    b = ChipBuilder(g)
+    c = relay_core(b, 0, 0, 1)
+    c.synapses(axon=0, target=0, w_mant=2)
+    b.input(0, 0, 0, 0)
+    e = Emulator(b.build())
+    assert e.active.tolist() == [0]
+    r = e.run(np.ones((3, 1)), probe=[0, 5])
+    assert r.probes["spikes"][:, 0].tolist() == [[True, False]] * 3
+    assert not e.read_state()["v"][0, 0, 1:].any()
+
+
+def test_bad_inputs_are_rejected():
+    b = ChipBuilder(Geometry(n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4))
+    relay_core(b, 0, 0, 1).synapses(axon=0, target=0, w_mant=2)
+    b.input([0, 1], 0, 0, 0)
+    e = Emulator(b.build(), batch=2)
+    with pytest.raises(ValueError, match=r"expected \[steps, batch=2, n_inputs=2\]"):
+        e.run(np.zeros((5, 3, 2)))
+    with pytest.raises(ValueError, match=r"inputs\[1, 0, 1\] = 2"):
+        x = np.zeros((3, 2, 2), int)
+        x[1, 0, 1] = 2
+        e.run(x)
+    with pytest.raises(ValueError, match="probe neuron 4 is outside"):
+        e.run(steps=1, probe=[4])
+    with pytest.raises(ValueError, match="cannot record 'w'"):
+        e.run(steps=1, probe=[0], record=("w",))
+    with pytest.raises(ValueError, match="steps = 2 but inputs cover 3"):
+        e.run(np.zeros((3, 2, 2)), steps=2)
+    assert e.step == 0   # nothing ran

@@ -1,0 +1,203 @@
+"""Arithmetic corners of the neuron update, with hand-computed values.
+
+Each case runs a one-neuron chip image through the full emulator (image ->
+decode -> run), so the word layouts and the timing are exercised too.
+"""
+
+import numpy as np
+import pytest
+
+from neuromesh import ChipBuilder, Geometry
+from neuromesh.emulator import Emulator, NeuronParams, NeuronState, decay, neuron_step, wrap24
+
+GEOM = Geometry(n_neurons=8, n_axons=8, n_synapses=64, n_fanout=8, delay_slots=8)
+VMAX = 2**23 - 1
+
+
+def one_neuron(*, du=0, dv=0, vth_mant=2**17 - 1, refractory=0, reset="zero",
+               bias_mant=0, bias_exp=0, u=0, v=0, ref=0, w_mant=0, w_shift=0):
+    """Neuron 0 of a 1x1 chip; host input channel 0 adds ``w_mant << w_shift``."""
+    b = ChipBuilder(GEOM)
+    c = b.core(0, 0)
+    c.profile(0, du=du, dv=dv, vth_mant=vth_mant, refractory=refractory, reset=reset)
+    c.neurons(0, profile=0, bias_mant=bias_mant, bias_exp=bias_exp)
+    c.state(0, u=u, v=v, refractory=ref)
+    c.group(0, w_shift=w_shift)
+    c.synapses(axon=0, target=0, w_mant=w_mant)
+    c.to_host(0, channel=0)
+    b.input(0, 0, 0, 0)
+    return b.build()
+
+
+def trace(image, steps, inputs_at=()):
+    x = np.zeros((steps, 1), dtype=bool)
+    x[list(inputs_at), 0] = True
+    r = Emulator(image).run(x, probe=[0], record=("spikes", "u", "v", "refractory"))
+    np.testing.assert_array_equal(r.outputs[:, 0, 0], r.probes["spikes"][:, 0, 0])
+    return {k: v[:, 0, 0].tolist() for k, v in r.probes.items()}
+
+
+# --- the primitive functions --------------------------------------------------
+
+def test_decay_rounds_toward_zero():
+    x = np.array([5, -5, 7, -7, 4095, -4095, 2**23 - 1, -2**23])
+    # 5 * 2048 / 4096 = 2.5 -> 2 and -2.5 -> -2 (floor would give -3)
+    assert decay(x, 2048).tolist() == [2, -2, 3, -3, 2047, -2047, 2**22 - 1, -2**22]
+    # factor 1: everything below 4096 in magnitude vanishes, on both sides
+    assert decay(x, 1).tolist() == [0, 0, 0, 0, 0, 0, 2047, -2048]
+    assert decay(x, 4096).tolist() == x.tolist()
+    assert decay(x, 0).tolist() == [0] * 8
+
+
+def test_wrap24_both_ways():
+    assert wrap24(np.array([2**23, 2**23 + 5, -2**23 - 1, 2**24, -1, 2**23 - 1])).tolist() \
+        == [-2**23, -2**23 + 5, 2**23 - 1, 0, -1, 2**23 - 1]
+
+
+# --- corners through the whole emulator ---------------------------------------
+
+def test_u_wraps_upward():
+    # du = 0 keeps u; 2**23 - 100 + 200 wraps to -2**23 + 100
+    t = trace(one_neuron(u=2**23 - 100, w_mant=100, w_shift=1), 2, inputs_at=[0])
+    assert t["u"] == [-2**23 + 100, -2**23 + 100]
+
+
+def test_u_wraps_downward():
+    t = trace(one_neuron(u=-2**23 + 50, w_mant=-100, w_shift=0, vth_mant=0), 1,
+              inputs_at=[0])
+    assert t["u"] == [2**23 - 50]
+
+
+def test_v_clamps_negative():
+    # u = -2**23 + 10 each step, dv = 0: v saturates at -(2**23 - 1), never wraps
+    t = trace(one_neuron(u=-2**23 + 10), 3)
+    assert t["v"] == [-2**23 + 10, -VMAX, -VMAX]
+
+
+def test_v_clamps_positive_then_subtracts():
+    # v would be 2**23 + 90; clamped to 2**23 - 1, spikes (vth = 2**23 - 64),
+    # subtract reset leaves 63
+    t = trace(one_neuron(v=2**23 - 10, u=100, reset="subtract"), 1)
+    assert t["spikes"] == [True]
+    assert t["v"] == [VMAX - ((2**17 - 1) << 6)] == [63]
+
+
+def test_decay_of_negative_u_and_v_rounds_toward_zero():
+    t = trace(one_neuron(u=-5, v=-5, du=2048, dv=2048), 3)
+    # u: -5 -> -2 (-2.5) -> -1 -> 0;  v: -5 -> trunc(-2.5) + u = -2 - 2 = -4
+    #    -> trunc(-2) + -1 = -3 -> trunc(-1.5) + 0 = -1
+    assert t["u"] == [-2, -1, 0]
+    assert t["v"] == [-4, -3, -1]
+
+
+def test_threshold_is_strict():
+    # vth = 3 << 6 = 192; bias 64 per step, no decay: v = 64, 128, 192 (no spike), 256 (spike)
+    t = trace(one_neuron(vth_mant=3, bias_mant=1, bias_exp=6), 5)
+    assert t["v"] == [64, 128, 192, 0, 64]
+    assert t["spikes"] == [False, False, False, True, False]
+
+
+def test_refractory_holds_v_while_u_integrates():
+    # Input 1000 at step 0 then u stays 1000 (du = 0); vth = 64: spike every
+    # step it is allowed to. refractory = 3: v is 0 for exactly 3 steps.
+    t = trace(one_neuron(vth_mant=1, refractory=3, w_mant=125, w_shift=3), 10,
+              inputs_at=[0, 2])
+    assert t["u"] == [1000, 1000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000]
+    assert t["spikes"] == [True, False, False, False, True, False, False, False, True, False]
+    assert t["v"] == [0] * 10
+    assert t["refractory"] == [3, 2, 1, 0, 3, 2, 1, 0, 3, 2]
+
+
+def test_refractory_from_initial_counter():
+    # A counter loaded from the image runs down even if no profile has one.
+    t = trace(one_neuron(vth_mant=0, ref=2, bias_mant=1), 4)
+    assert t["refractory"] == [1, 0, 0, 0]
+    assert t["spikes"] == [False, False, True, True]
+
+
+def test_subtract_reset_keeps_the_excess():
+    # vth = 128; bias 100/step, no decay: 100; 200 -> 72; 172 -> 44; 144 -> 16;
+    # 116 (no spike); 216 -> 88
+    t = trace(one_neuron(vth_mant=2, bias_mant=100, reset="subtract"), 6)
+    assert t["v"] == [100, 72, 44, 16, 116, 88]
+    assert t["spikes"] == [False, True, True, True, False, True]
+
+
+def test_zero_reset():
+    t = trace(one_neuron(vth_mant=2, bias_mant=100), 4)
+    assert t["v"] == [100, 0, 100, 0]
+
+
+@pytest.mark.parametrize("mant,exp,expected", [
+    (1, 0, 1), (-1, 0, -1), (4095, 7, 4095 << 7), (-4096, 7, -4096 << 7), (-3, 5, -96)])
+def test_bias_mantissa_exponent(mant, exp, expected):
+    t = trace(one_neuron(bias_mant=mant, bias_exp=exp, vth_mant=2**17 - 1), 2)
+    assert t["v"] == [expected, 2 * expected]
+
+
+# --- Lava's bit-accurate LIF expectations (du = du_lava + 1, dv = dv_lava) ---
+
+def test_lava_current_decay():
+    # du_lava = 2047, one input of 128 (<< 6) at the first step
+    t = trace(one_neuron(du=2048, w_mant=64, w_shift=7), 8, inputs_at=[0])
+    assert t["u"] == [8192, 4096, 2048, 1024, 512, 256, 128, 64]
+
+
+def test_lava_voltage_decay():
+    # du_lava = 0, dv = 2048, one input of 128 at the first step
+    t = trace(one_neuron(du=1, dv=2048, w_mant=64, w_shift=7), 8, inputs_at=[0])
+    assert t["v"] == [8192, 12286, 14331, 15351, 15859, 16111, 16235, 16295]
+
+
+def test_lava_bias_spikes():
+    # bias 2 * 2**6, vth 8: spikes at the 5th and 10th step
+    t = trace(one_neuron(du=1, bias_mant=2, bias_exp=6, vth_mant=8), 10)
+    assert [i + 1 for i, s in enumerate(t["spikes"]) if s] == [5, 10]
+
+
+# --- the raw step function against a scalar reference -------------------------
+
+def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract):
+    """The spec's pseudo-code, one neuron, Python ints."""
+    def trunc0(x, f):
+        return (1 if x >= 0 else -1) * ((abs(x) * f) >> 12)
+
+    def w24(x):
+        return ((x + 2**23) % 2**24) - 2**23
+
+    u = w24(trunc0(u, 4096 - du) + q)
+    if ref > 0:
+        return u, 0, ref - 1, False
+    v = max(-VMAX, min(VMAX, trunc0(v, 4096 - dv) + u + bias))
+    if v > vth:
+        return u, (v - vth if subtract else 0), rdelay, True
+    return u, v, ref, False
+
+
+def test_neuron_step_matches_scalar_reference_on_random_vectors():
+    rng = np.random.default_rng(7)
+    n = 20000
+    u = rng.integers(-2**23, 2**23, n)
+    v = rng.integers(-VMAX, VMAX + 1, n)
+    ref = rng.integers(0, 4, n) * (rng.random(n) < 0.3)
+    q = rng.integers(-2**23, 2**23, n)
+    du = rng.integers(0, 4097, n)
+    dv = rng.integers(0, 4097, n)
+    bias = rng.integers(-4096, 4096, n) << rng.integers(0, 8, n)
+    vth = rng.integers(0, 2**17, n) << 6
+    rdelay = rng.integers(0, 256, n)
+    subtract = rng.random(n) < 0.5
+    # Extremes that hit wrap, clamp and rounding edges.
+    u[:8] = [2**23 - 1, -2**23, 2**23 - 1, -2**23, -1, 1, 0, -4096]
+    q[:8] = [1, -1, 2**23 - 1, -2**23, -1, 1, 0, 0]
+    params = NeuronParams(4096 - du, 4096 - dv, bias, vth, rdelay, subtract)
+    state = NeuronState(u.copy(), v.copy(), ref.copy())
+    spikes = neuron_step(state, q, params)
+    expected = [scalar_reference(*map(int, a), bool(s))
+                for *a, s in zip(u, v, ref, q, du, dv, bias, vth, rdelay, subtract)]
+    eu, ev, eref, es = map(np.array, zip(*expected))
+    np.testing.assert_array_equal(state.u, eu)
+    np.testing.assert_array_equal(state.v, ev)
+    np.testing.assert_array_equal(state.refractory, eref)
+    np.testing.assert_array_equal(spikes, es)
+    assert es.sum() > 100 and (~es).sum() > 100
