@@ -101,22 +101,47 @@ class Emulator:
         self._acc0 = acc0[:, self.active]
         n_act = self.active.size
 
-        # Rows of the propagation matrix: neurons that can spike and have
-        # out-edges, then host input channels that feed an axon.
+        # Rows of the propagation: neurons that can spike and have out-edges,
+        # then host input channels that feed an axon. Sources are grouped in
+        # blocks by the set of cores they reach (a layer feeds a layer), so
+        # each block multiplies only its own columns.
         is_neuron = edges.src < n_total
         keep = ~is_neuron | active[np.where(is_neuron, edges.src, 0)]
-        src, tgt = edges.src[keep], compact[edges.tgt[keep]]
-        neuron_rows = np.unique(src[src < n_total])
-        input_rows = np.unique(src[src >= n_total])
-        all_rows = np.concatenate([neuron_rows, input_rows])
-        row = np.searchsorted(all_rows, src)
-        self._row_neurons = compact[neuron_rows]
-        self._row_inputs = input_rows - n_total
-        self.delays = np.unique(edges.delay[keep])
-        col = np.searchsorted(self.delays, edges.delay[keep]) * n_act + tgt
-        self._prop = make_propagator(row, col, edges.weight[keep], all_rows.size,
-                                     self.delays.size * n_act, propagation)
-        self._outdeg = np.bincount(row, minlength=all_rows.size)
+        src, tgt = edges.src[keep], edges.tgt[keep]
+        delay = edges.delay[keep]
+        weight = edges.weight[keep]
+        src_core = np.where(src < n_total, src // g.n_neurons, g.n_cores)
+        tgt_core = tgt // g.n_neurons
+        pairs = np.unique(src_core * g.n_cores + tgt_core)
+        reach = {}
+        for sc in np.unique(pairs // g.n_cores):
+            targets = tuple(pairs[pairs // g.n_cores == sc] % g.n_cores)
+            reach.setdefault((sc == g.n_cores, targets), []).append(sc)
+        self.delays = np.unique(delay)
+        n_delays = self.delays.size
+        delay_index = np.searchsorted(self.delays, delay)
+        row_of = np.full(n_total + self.image.n_inputs, -1, dtype=np.int64)
+        active_core = self.active // g.n_neurons
+        blocks, sources, start = [], [], 0
+        for (_, targets), cores in sorted(reach.items(), key=lambda kv: (kv[0][0], kv[1][0])):
+            in_block = np.isin(src_core, cores)
+            block_src = np.unique(src[in_block])
+            row_of[block_src] = np.arange(start, start + block_src.size)
+            cols = np.flatnonzero(np.isin(active_core, targets))
+            local_col = np.searchsorted(cols, compact[tgt[in_block]])
+            prop = make_propagator(
+                row_of[src[in_block]] - start, delay_index[in_block] * cols.size + local_col,
+                weight[in_block], block_src.size, n_delays * cols.size, propagation)
+            blocks.append((slice(start, start + block_src.size), _as_slice(cols),
+                           cols.size, prop))
+            sources.append(block_src)
+            start += block_src.size
+        self._blocks = blocks
+        all_rows = np.concatenate(sources) if sources else np.zeros(0, np.int64)
+        self._outdeg = np.bincount(row_of[src], minlength=all_rows.size)
+        self._row_neurons = compact[all_rows[all_rows < n_total]]
+        self._row_inputs = all_rows[all_rows >= n_total] - n_total
+        self._row_neuron_slice = _as_slice(self._row_neurons)
 
         out_ok = active[edges.out_neuron]
         self._out_neuron = compact[edges.out_neuron[out_ok]]
@@ -231,13 +256,16 @@ class Emulator:
         first = self.step
         k = self._row_neurons.size
         rows = np.zeros((b, k + self._row_inputs.size), dtype=bool)
-        row_counts = np.zeros((b, rows.shape[1]), dtype=np.int64)
-        spike_total = np.zeros(b, dtype=np.int64)
+        spike_counts = np.zeros((b, self.active.size), dtype=np.int64)
+        # Gather the input channels that feed axons once for the whole run.
+        xin = None if x is None else np.ascontiguousarray(x[:, :, self._row_inputs])
+        neuron_rows = self._row_neuron_slice
+        refractory_always = bool(self.params.refractory.any())
         d_slots = self.geometry.delay_slots
         acc = self._acc
-        if x is not None and steps:
-            rows[:, k:] = x[0][:, self._row_inputs]
-            self._propagate(rows, row_counts, self.step - 1)
+        if xin is not None and steps:
+            rows[:, k:] = xin[0]
+            self._propagate(rows, self.step - 1)
         ticks = range(steps)
         if progress:
             from tqdm import tqdm
@@ -246,33 +274,43 @@ class Emulator:
             slot = self.step % d_slots
             q = acc[slot].astype(np.int64)
             acc[slot] = 0
-            refractory = self.step < self._refractory_until or bool(self.params.refractory.any())
-            spikes = neuron_step(self.state, q, self.params, refractory=refractory,
-                                 reset_mode=self._reset_mode)
-            spike_total += spikes.sum(axis=1)
+            spikes = neuron_step(
+                self.state, q, self.params, reset_mode=self._reset_mode,
+                refractory=refractory_always or self.step < self._refractory_until)
+            spike_counts += spikes
             if self._out_neuron.size:
                 outputs[t][:, self._out_channel] = spikes[:, self._out_neuron]
             for name, arr in probes.items():
                 src = spikes if name == "spikes" else getattr(self.state, name)
                 arr[t][:, pslots] = src[:, pidx]
-            rows[:, :k] = spikes[:, self._row_neurons]
-            if x is not None:
-                rows[:, k:] = x[t + 1][:, self._row_inputs] if t + 1 < steps else False
-            self._propagate(rows, row_counts, self.step)
+            rows[:, :k] = spikes[:, neuron_rows]
+            if xin is not None:
+                rows[:, k:] = xin[t + 1] if t + 1 < steps else False
+            self._propagate(rows, self.step)
             self.step += 1
+        # Synaptic events: every spike of a row visits that row's synapses.
+        events = spike_counts[:, self._row_neurons] @ self._outdeg[:k]
+        if xin is not None:
+            events += xin.sum(axis=0, dtype=np.int64) @ self._outdeg[k:]
         return RunResult(outputs=outputs, probes=probes, first_step=first,
-                         neuron_spikes=spike_total,
-                         synaptic_events=row_counts @ self._outdeg)
+                         neuron_spikes=spike_counts.sum(axis=1), synaptic_events=events)
 
-    def _propagate(self, rows, row_counts, step):
+    def _propagate(self, rows, step):
         """Add the contributions of ``rows`` (spikes of ``step``, host inputs of
         ``step + 1``) into the accumulator slots of step ``step + 1 + delay``."""
-        c = self._prop(rows)
-        if c is None:
-            return
-        row_counts += rows
-        n_act = self.active.size
         d_slots = self.geometry.delay_slots
-        for i, d in enumerate(self.delays):
-            self._acc[(step + 1 + int(d)) % d_slots] += c[:, i * n_act:(i + 1) * n_act]
+        single = self.delays.size == 1
+        for row_sel, cols, n_cols, prop in self._blocks:
+            c = prop(rows[:, row_sel])
+            if c is None:
+                continue
+            for i, d in enumerate(self.delays):
+                target = self._acc[(step + 1 + int(d)) % d_slots]
+                target[:, cols] += c if single else c[:, i * n_cols:(i + 1) * n_cols]
 
+
+def _as_slice(index):
+    """``index`` (sorted int array) as a slice when it is a contiguous run."""
+    if index.size and index[-1] - index[0] == index.size - 1:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index

@@ -39,14 +39,16 @@ VTH_SHIFT = 6                  #: threshold = vth_mant << VTH_SHIFT
 
 #: (minimum, maximum) of every geometry parameter. The maxima follow from the
 #: field widths of the word layouts below (e.g. a synapse names its target
-#: with 10 bits, so a core holds at most 1024 neurons).
+#: with 10 bits, so a core holds at most 1024 neurons). Axons and fan-out
+#: entries go to 16384, four times Loihi's 4096, so that a core of 256
+#: neurons can take input from every neuron of a 10,000-neuron recurrent net.
 GEOMETRY_LIMITS = {
     "rows":        (1, 16),
     "cols":        (1, 16),
     "n_neurons":   (1, 1024),
-    "n_axons":     (1, 4096),
+    "n_axons":     (1, 16384),
     "n_synapses":  (1, 65536),
-    "n_fanout":    (1, 4096),
+    "n_fanout":    (1, 16384),
     "n_profiles":  (1, 16),
     "n_groups":    (1, 16),
     "delay_slots": (2, 64),
@@ -274,7 +276,7 @@ LAYOUTS: dict[Region, WordLayout] = {
     Region.NEURON: WordLayout(
         "neuron",
         Field("profile", 0, 4), Field("bias_mant", 4, 13, signed=True),
-        Field("bias_exp", 17, 3), Field("fanout_base", 20, 13), Field("fanout_len", 33, 13)),
+        Field("bias_exp", 17, 3), Field("fanout_base", 20, 15), Field("fanout_len", 35, 15)),
     Region.STATE: WordLayout(
         "state",
         Field("u", 0, 24, signed=True), Field("v", 24, 24, signed=True),
@@ -289,8 +291,8 @@ LAYOUTS: dict[Region, WordLayout] = {
         "group", Field("w_shift", 0, 4)),
     Region.FANOUT: WordLayout(
         "fanout",
-        Field("axon", 0, 12), Field("x", 12, 4), Field("y", 16, 4),
-        Field("to_host", 20, 1), Field("channel", 21, 16)),
+        Field("axon", 0, 14), Field("x", 14, 4), Field("y", 18, 4),
+        Field("to_host", 22, 1), Field("channel", 23, 16)),
     Region.ACCUM: WordLayout(
         "accum", Field("value", 0, 24, signed=True)),
 }
