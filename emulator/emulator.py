@@ -242,7 +242,7 @@ class Emulator:
             Global neuron indices (``core * n_neurons + neuron``, core
             ``= y * cols + x``) whose ``record`` fields are kept every step.
         progress:
-            Show a progress bar (tqdm) on stderr.
+            Show a progress bar (tqdm) on stderr, if it is a terminal.
 
         The state carries over between calls; :meth:`reset` starts again.
         """
@@ -269,7 +269,7 @@ class Emulator:
         ticks = range(steps)
         if progress:
             from tqdm import tqdm
-            ticks = tqdm(ticks, desc="emulating", unit="step", leave=False)
+            ticks = tqdm(ticks, desc="emulating", unit="step", leave=False, disable=None)
         for t in ticks:
             slot = self.step % d_slots
             q = acc[slot].astype(np.int64)

@@ -1,0 +1,220 @@
+"""The ``neuromesh`` command line.
+
+``neuromesh example`` builds and runs a built-in chip image; ``neuromesh info``
+describes an image; ``neuromesh run`` runs one on the emulator with inputs
+and outputs as npz files (layouts in docs/architecture.md §10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .chip import ChipError, Region, core_xy, unpack_address
+
+__all__ = ["main", "parse_neurons", "image_summary"]
+
+
+def parse_neurons(text: str) -> np.ndarray:
+    """Parse ``"0-15,300,512-520"`` into global neuron indices (ranges inclusive)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+        except ValueError:
+            raise ChipError(f"--probe: cannot read {part!r}; use e.g. 0-15,300") from None
+    return np.array(out, dtype=np.int64)
+
+
+def image_summary(image) -> str:
+    """Geometry and per-core memory use of a chip image, as printable text."""
+    from .config import decode
+    cfg = decode(image)
+    g = image.geometry
+    neur, axon = cfg[Region.NEURON], cfg[Region.AXON]
+    lines = [f"geometry   {g}  ({g.n_cores} cores)",
+             f"per core   {g.n_neurons} neurons, {g.n_axons} axons, {g.n_synapses} synapses, "
+             f"{g.n_fanout} fan-out, {g.n_profiles} profiles, {g.n_groups} groups, "
+             f"{g.delay_slots} delay slots",
+             f"host       {image.n_inputs} input channels -> {len(image.inputs)} axons, "
+             f"{image.n_outputs} output channels",
+             f"writes     {image.addresses.size} words"]
+    if image.meta.get("name"):
+        lines.append(f"name       {image.meta['name']}")
+    lines.append("")
+    lines.append(f"{'core':>6} {'x,y':>5} {'neurons':>9} {'axons':>9} {'synapses':>11} "
+                 f"{'fan-out':>9} {'profiles':>8}")
+    written_neurons = _written_per_core(image, Region.NEURON)
+    for k in range(g.n_cores):
+        x, y = k % g.cols, k // g.cols
+        used_axons = int((axon["syn_len"][k] > 0).sum())
+        used_syn = int(axon["syn_len"][k].sum())
+        used_fan = int(neur["fanout_len"][k].sum())
+        profiles = np.unique(neur["profile"][k][written_neurons[k]]).size
+        lines.append(
+            f"{k:>6} {x},{y:<3} {_pct(written_neurons[k].sum(), g.n_neurons):>9} "
+            f"{_pct(used_axons, g.n_axons):>9} {_pct(used_syn, g.n_synapses):>11} "
+            f"{_pct(used_fan, g.n_fanout):>9} {profiles:>8}")
+    return "\n".join(lines)
+
+
+def _written_per_core(image, region):
+    """Boolean ``[n_cores, size]``: which words of ``region`` the image writes."""
+    g = image.geometry
+    core, reg, offset = unpack_address(image.addresses)
+    mask = np.zeros((g.n_cores, g.region_size(region)), dtype=bool)
+    sel = reg == region
+    x, y = core_xy(core[sel])
+    mask[y * g.cols + x, offset[sel]] = True
+    return mask
+
+
+def _pct(used, total):
+    return f"{int(used)}/{total}"
+
+
+# --- commands -------------------------------------------------------------------
+
+def cmd_info(args):
+    """Print geometry and memory use of a chip image."""
+    from .image import load
+    print(image_summary(load(args.image)))
+
+
+def cmd_run(args):
+    """Run a chip image on the emulator."""
+    from .emulator import Emulator
+    from .image import load
+    image = load(args.image)
+    inputs = None
+    if args.input:
+        with np.load(args.input) as f:
+            if "spikes" not in f:
+                raise ChipError(f"{args.input}: no array named 'spikes' (found "
+                                f"{', '.join(f.files) or 'none'})")
+            inputs = f["spikes"]
+        if inputs.ndim == 2:
+            inputs = inputs[:, None, :]
+        if args.steps is not None and args.steps != inputs.shape[0]:
+            if args.steps > inputs.shape[0]:
+                raise ChipError(f"--steps {args.steps} but {args.input} holds "
+                                f"{inputs.shape[0]} steps")
+            inputs = inputs[:args.steps]
+    elif args.steps is None:
+        raise ChipError("give --input, --steps or both")
+    batch = inputs.shape[1] if inputs is not None else args.batch
+    probe = parse_neurons(args.probe) if args.probe else None
+    emu = Emulator(image, batch=batch)
+    t0 = time.perf_counter()
+    result = emu.run(inputs, None if inputs is not None else args.steps, probe=probe,
+                     progress=not args.quiet)
+    elapsed = time.perf_counter() - t0
+    arrays = {"outputs": result.outputs, "neuron_spikes": result.neuron_spikes,
+              "synaptic_events": result.synaptic_events}
+    if probe is not None:
+        arrays["probe_neurons"] = probe
+        arrays.update({f"probe_{k}": v for k, v in result.probes.items()})
+    if args.out:
+        np.savez_compressed(args.out, **arrays)
+    print(f"ran {result.steps} steps x batch {batch} in {elapsed:.3f} s "
+          f"({result.steps / max(elapsed, 1e-9):.0f} steps/s)")
+    print(f"output spikes per row: {result.outputs.sum(axis=(0, 2)).tolist()}")
+    print(f"neuron spikes per row: {result.neuron_spikes.tolist()}")
+    print(f"synaptic events per row: {result.synaptic_events.tolist()}")
+    if args.out:
+        print(f"wrote {args.out}: {', '.join(arrays)}")
+
+
+def cmd_example(args):
+    """Build a built-in example image, run it and summarise the result."""
+    from .emulator import Emulator
+    from .examples import EXAMPLES, example_inputs
+    from .image import save
+    image = EXAMPLES[args.name]()
+    x = example_inputs(image, steps=args.steps, batch=args.batch)
+    print(image_summary(image))
+    print()
+    emu = Emulator(image, batch=args.batch)
+    t0 = time.perf_counter()
+    r = emu.run(x, progress=not args.quiet)
+    elapsed = time.perf_counter() - t0
+    print(f"emulated {args.steps} steps x batch {args.batch} in {elapsed:.3f} s")
+    print(f"{'row':>4} {'in rate':>8} {'input spikes':>13} {'neuron spikes':>14} "
+          f"{'syn. events':>12}  output spikes per channel")
+    for b in range(args.batch):
+        print(f"{b:>4} {x[:, b].mean():>8.3f} {int(x[:, b].sum()):>13} "
+              f"{int(r.neuron_spikes[b]):>14} {int(r.synaptic_events[b]):>12}  "
+              f"{r.outputs[:, b].sum(axis=0).tolist()}")
+    if args.save:
+        save(image, args.save)
+        inputs = Path(args.save).with_suffix(".inputs.npz")
+        np.savez_compressed(inputs, spikes=x)
+        print(f"wrote {args.save} and {inputs}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``neuromesh`` command."""
+    from . import __version__
+    p = argparse.ArgumentParser(
+        prog="neuromesh",
+        description="neuromesh: an open neuromorphic chip, its bit-accurate emulator "
+                    "and toolchain.")
+    p.add_argument("--version", action="version", version=f"neuromesh {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("example", help="build and run a built-in example chip image",
+                       description=cmd_example.__doc__)
+    s.add_argument("name", nargs="?", default="feedforward_2x2",
+                   choices=["feedforward_2x2"], help="which example (default: %(default)s)")
+    s.add_argument("--steps", type=int, default=200, help="timesteps (default: %(default)s)")
+    s.add_argument("--batch", type=int, default=4,
+                   help="independent input streams (default: %(default)s)")
+    s.add_argument("--save", metavar="IMAGE", help="also write the image and its inputs "
+                   "(IMAGE and IMAGE with suffix .inputs.npz)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_example)
+
+    s = sub.add_parser("info", help="show geometry and memory use of a chip image",
+                       description=cmd_info.__doc__)
+    s.add_argument("image", help="chip image file (.nmi)")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("run", help="run a chip image on the emulator",
+                       description=cmd_run.__doc__ + " Input npz: 'spikes' = 0/1 "
+                       "[steps, batch, n_inputs] or [steps, n_inputs]. Output npz: "
+                       "'outputs' bool [steps, batch, n_outputs], 'neuron_spikes' and "
+                       "'synaptic_events' [batch], and with --probe 'probe_neurons', "
+                       "'probe_spikes', 'probe_u', 'probe_v' [steps, batch, probes].")
+    s.add_argument("image", help="chip image file (.nmi)")
+    s.add_argument("--input", metavar="NPZ", help="input spikes (see above)")
+    s.add_argument("--steps", type=int, help="timesteps (default: all input steps)")
+    s.add_argument("--batch", type=int, default=1,
+                   help="batch rows when there is no --input (default: %(default)s)")
+    s.add_argument("--out", metavar="NPZ", help="write outputs and probes here")
+    s.add_argument("--probe", metavar="NEURONS",
+                   help="record spikes/u/v of global neurons core*n_neurons+neuron, "
+                        "e.g. 0-15,300")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``neuromesh`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ChipError, ValueError, OSError) as e:
+        print(f"neuromesh {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
