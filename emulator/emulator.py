@@ -22,6 +22,10 @@ from .synapses import expand, make_propagator
 
 __all__ = ["Emulator", "RunResult", "PROBE_FIELDS"]
 
+#: The chip's step counter is 32 bits wide and wraps (delay_slots divides 2**32,
+#: so ring slots agree across the wrap).
+STEP_MASK = (1 << 32) - 1
+
 #: Quantities a probe can record, and their dtypes.
 PROBE_FIELDS = {"spikes": np.bool_, "u": np.int32, "v": np.int32, "refractory": np.int16}
 
@@ -287,7 +291,7 @@ class Emulator:
             if xin is not None:
                 rows[:, k:] = xin[t + 1] if t + 1 < steps else False
             self._propagate(rows, self.step)
-            self.step += 1
+            self.step = (self.step + 1) & STEP_MASK
         # Synaptic events: every spike of a row visits that row's synapses.
         events = spike_counts[:, self._row_neurons] @ self._outdeg[:k]
         if xin is not None:
@@ -310,7 +314,8 @@ class Emulator:
 
 
 def _as_slice(index):
-    """``index`` (sorted int array) as a slice when it is a contiguous run."""
-    if index.size and index[-1] - index[0] == index.size - 1:
+    """``index`` as a slice when it is an ascending run of consecutive integers
+    (a view is cheaper than a gather), else ``index`` itself."""
+    if index.size and (np.diff(index) == 1).all():
         return slice(int(index[0]), int(index[-1]) + 1)
     return index

@@ -18,6 +18,8 @@ import numpy as np
 
 from neuromesh.chip import Region
 
+from .neuron import wrap24
+
 __all__ = ["Edges", "expand", "DensePropagator", "SparsePropagator", "make_propagator"]
 
 
@@ -92,9 +94,30 @@ def expand(config) -> Edges:
         out_channel=out_channel)
 
 
-# A float32 product is exact while every partial sum stays below 2**24;
-# float64 below 2**53 (contributions are < 2**22 and sources < 2**21).
+# A float32 product is exact while every partial sum stays below 2**24 in
+# magnitude, float64 below 2**53. Only the low 24 bits of a sum matter (the
+# accumulator wraps), so parallel edges are merged and wrapped to 24 bits
+# first: then every cell is below 2**23 and a column of fewer than 2**29
+# cells sums below 2**52 -- float64 is always exact, float32 when the largest
+# column sum of |W| says so.
 _F32_EXACT = 1 << 24
+
+
+def merge_edges(row, col, weight, n_cols):
+    """Sum parallel edges (same row and column) exactly, wrapped to 24 bits.
+
+    Returns ``(row, col, weight)`` with one entry per distinct cell, sorted by
+    row then column, weights in ``[-2**23, 2**23)``.
+    """
+    key = np.asarray(row, np.int64) * n_cols + col
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size \
+        else np.zeros(0, np.int64)
+    summed = np.add.reduceat(np.asarray(weight, np.int64)[order], starts) if key.size \
+        else np.zeros(0, np.int64)
+    cells = key[starts]
+    return cells // n_cols, cells % n_cols, wrap24(summed)
 
 
 class DensePropagator:
@@ -106,9 +129,8 @@ class DensePropagator:
     """
 
     def __init__(self, row, col, weight, n_rows, n_cols):
-        flat = np.bincount(row * n_cols + col, weights=weight.astype(np.float64),
-                           minlength=n_rows * n_cols)
-        w = flat.reshape(n_rows, n_cols)
+        w = np.zeros((n_rows, n_cols), dtype=np.float64)
+        w[row, col] = weight
         exact32 = np.abs(w).sum(axis=0).max(initial=0) < _F32_EXACT
         self.dtype = np.float32 if exact32 else np.float64
         self.w = w.astype(self.dtype)
@@ -135,13 +157,12 @@ class SparsePropagator:
     """Event-driven: gather the out-edges of spiking rows, scatter-add them.
 
     Costs time in proportion to the synaptic events, not the matrix size.
-    ``bincount`` sums in float64, exact for these integers.
+    ``bincount`` sums in float64, exact for merged edges (see above).
     """
 
     def __init__(self, row, col, weight, n_rows, n_cols):
-        order = np.argsort(row, kind="stable")
-        self.col = col[order]
-        self.weight = weight[order].astype(np.float64)
+        self.col = col
+        self.weight = weight.astype(np.float64)
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n_rows))])
         self.n_cols = n_cols
 
@@ -171,6 +192,7 @@ def make_propagator(row, col, weight, n_rows, n_cols, kind="auto"):
     ``kind`` may force ``"dense"`` or ``"sparse"`` (tests use this to check
     both give identical results).
     """
+    row, col, weight = merge_edges(row, col, weight, n_cols)
     if kind == "auto":
         cells = max(n_rows * n_cols, 1)
         small = cells * 4 <= DENSE_MAX_BYTES

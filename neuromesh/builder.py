@@ -100,7 +100,11 @@ class CoreBuilder:
         if not 0 <= slot < self.geometry.delay_slots:
             raise ChipError(f"core ({self.x},{self.y}): accumulator slot {slot} is outside "
                             f"[0, {self.geometry.delay_slots})")
-        idx = np.arange(n)[index] if isinstance(index, slice) else np.asarray(index)
+        idx = np.arange(n)[index] if isinstance(index, slice) else \
+            np.asarray(list(index) if isinstance(index, range) else index, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ChipError(f"core ({self.x},{self.y}) ACCUM: neuron "
+                            f"{int(idx[(idx < 0) | (idx >= n)].flat[0])} is outside [0, {n})")
         return self._set(Region.ACCUM, slot * n + idx, value=value)
 
     # -- connectivity ---------------------------------------------------------

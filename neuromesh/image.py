@@ -24,8 +24,8 @@ __all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "s
 MAGIC = b"\x89NMI\r\n\x1a\n"
 FORMAT_VERSION = 1
 # magic, version, flags, rows, cols, n_neurons, n_axons, n_synapses, n_fanout,
-# n_profiles, n_groups, delay_slots, pad, n_runs, runs_bytes, meta_bytes, crc32
-_HEADER = struct.Struct("<8sHHBBHHIHBBBxIIII")
+# n_profiles, n_groups, delay_slots, pad (0), n_runs, runs_bytes, meta_bytes, crc32
+_HEADER = struct.Struct("<8sHHBBHHIHBBBBIIII")
 _RUN = struct.Struct("<II")
 
 
@@ -76,8 +76,10 @@ class ChipImage:
     def __post_init__(self):
         self.addresses = np.ascontiguousarray(self.addresses, dtype=np.uint32)
         self.words = np.ascontiguousarray(self.words, dtype=np.uint64)
-        self.inputs = [p if isinstance(p, InputPort) else InputPort(*map(int, p))
+        self.inputs = [InputPort(*map(int, (p.channel, p.core, p.axon)
+                                          if isinstance(p, InputPort) else p))
                        for p in self.inputs]
+        self.n_inputs, self.n_outputs = int(self.n_inputs), int(self.n_outputs)
         self.validate()
 
     # -- checks ---------------------------------------------------------------
@@ -166,12 +168,12 @@ def save(image: ChipImage, path) -> None:
         body += _RUN.pack(start, len(words))
         body += words.astype("<u8").tobytes()
     meta = json.dumps({
-        "n_inputs": image.n_inputs, "n_outputs": image.n_outputs,
+        "n_inputs": int(image.n_inputs), "n_outputs": int(image.n_outputs),
         "inputs": [[p.channel, p.core, p.axon] for p in image.inputs],
         "meta": image.meta,
     }, separators=(",", ":")).encode()
     fields = (MAGIC, FORMAT_VERSION, 0, g.rows, g.cols, g.n_neurons, g.n_axons,
-              g.n_synapses, g.n_fanout, g.n_profiles, g.n_groups, g.delay_slots,
+              g.n_synapses, g.n_fanout, g.n_profiles, g.n_groups, g.delay_slots, 0,
               len(runs), len(body), len(meta))
     header_wo_crc = _HEADER.pack(*fields, 0)[:-4]
     crc = _crc(header_wo_crc, bytes(body), meta)
@@ -194,15 +196,41 @@ def load(path, *, check_config: bool = True) -> ChipImage:
         raise ImageError(f"{path}: {e}") from None
 
 
+def _port_map(meta):
+    """Read the JSON section strictly: integers must be JSON integers."""
+    def integer(value, what):
+        if type(value) is not int:
+            raise TypeError(f"{what} must be an integer, got {value!r}")
+        return value
+
+    if not isinstance(meta, dict):
+        raise TypeError(f"the section must be an object, got {type(meta).__name__}")
+    rows = meta["inputs"]
+    if not isinstance(rows, list):
+        raise TypeError(f"'inputs' must be a list, got {type(rows).__name__}")
+    ports = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != 3:
+            raise TypeError(f"inputs[{i}] must be [channel, core, axon], got {row!r}")
+        ports.append(InputPort(*(integer(v, f"inputs[{i}]") for v in row)))
+    extra = meta.get("meta", {})
+    if not isinstance(extra, dict):
+        raise TypeError(f"'meta' must be an object, got {type(extra).__name__}")
+    return (ports, integer(meta["n_inputs"], "n_inputs"),
+            integer(meta["n_outputs"], "n_outputs"), extra)
+
+
 def _parse(data: bytes, check_config: bool) -> ChipImage:
-    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+    if len(data) < len(MAGIC) and MAGIC.startswith(data):
+        raise ImageError(f"truncated: {len(data)} bytes, not even the {len(MAGIC)}-byte magic")
+    if data[:len(MAGIC)] != MAGIC:
         raise ImageError(f"not a neuromesh chip image (wrong magic {data[:8]!r}, "
                          f"expected {MAGIC!r})")
     if len(data) < _HEADER.size:
         raise ImageError(f"truncated: the header needs {_HEADER.size} bytes, "
                          f"the file has {len(data)}")
     (magic, version, flags, rows, cols, n_neurons, n_axons, n_synapses, n_fanout,
-     n_profiles, n_groups, delay_slots, n_runs, runs_bytes, meta_bytes,
+     n_profiles, n_groups, delay_slots, pad, n_runs, runs_bytes, meta_bytes,
      crc) = _HEADER.unpack_from(data)
     if version != FORMAT_VERSION:
         raise ImageError(f"unsupported format version {version} "
@@ -218,8 +246,9 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
     if computed != crc:
         raise ImageError(f"checksum mismatch: stored 0x{crc:08x}, computed "
                          f"0x{computed:08x} (the file is corrupted)")
-    if flags:
-        raise ImageError(f"unknown header flags 0x{flags:04x}")
+    if flags or pad:
+        raise ImageError(f"unknown header flags 0x{flags:04x} / pad byte 0x{pad:02x} "
+                         f"(both must be zero in version {FORMAT_VERSION})")
     geometry = Geometry(rows=rows, cols=cols, n_neurons=n_neurons, n_axons=n_axons,
                         n_synapses=n_synapses, n_fanout=n_fanout, n_profiles=n_profiles,
                         n_groups=n_groups, delay_slots=delay_slots)
@@ -241,17 +270,14 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
         raise ImageError(f"write section: {end - pos} bytes left after {n_runs} runs")
     try:
         meta = json.loads(data[end:].decode())
-        image = ChipImage(
-            geometry,
-            np.concatenate(addresses) if addresses else np.zeros(0, np.uint32),
-            np.concatenate(words) if words else np.zeros(0, np.uint64),
-            inputs=[InputPort(*map(int, p)) for p in meta["inputs"]],
-            n_inputs=int(meta["n_inputs"]), n_outputs=int(meta["n_outputs"]),
-            meta=dict(meta.get("meta", {})))
+        ports, n_inputs, n_outputs, extra = _port_map(meta)
     except (ValueError, KeyError, TypeError) as e:
-        if isinstance(e, ChipError):
-            raise
         raise ImageError(f"port map / metadata section is malformed: {e}") from None
+    image = ChipImage(
+        geometry,
+        np.concatenate(addresses) if addresses else np.zeros(0, np.uint32),
+        np.concatenate(words) if words else np.zeros(0, np.uint64),
+        inputs=ports, n_inputs=n_inputs, n_outputs=n_outputs, meta=extra)
     if check_config:
         from .config import decode
         decode(image)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 __all__ = [
     "SOF_HOST", "SOF_CHIP", "MAX_PAYLOAD", "MAX_WORDS", "MAX_SPIKES", "MAX_CHANNELS_PER_FRAME",
     "Command", "Response", "ErrorCode", "ResetMode", "ProtocolError", "Frame",
-    "crc16", "encode", "FrameDecoder",
+    "crc16", "encode", "FrameDecoder", "INFO_LAYOUT", "PROTOCOL_VERSION",
     "cmd_identify", "cmd_write", "cmd_read", "cmd_spikes", "cmd_run", "cmd_status", "cmd_reset",
 ]
 
@@ -48,7 +48,7 @@ class Response(enum.IntEnum):
 
     ACK = 0x81       #: ``command u8``
     DATA = 0x82      #: ``addr u32, count u16, count x word u64``
-    INFO = 0x83      #: ``version u8, geometry (see _INFO), step u32``
+    INFO = 0x83      #: ``version u8, geometry, step u32`` (see INFO_LAYOUT)
     STATUS = 0x84    #: ``step u32, queued_spikes u16, discarded u16``
     OUTPUT = 0x85    #: ``step u32, count u16, count x channel u16``
     DONE = 0x86      #: ``step u32`` (the step counter after the run)
@@ -120,35 +120,56 @@ class FrameDecoder:
         self.sof = sof
         self.buffer = bytearray()
         self.discarded = 0
+        self._error = None
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Add received bytes; return the frames completed by them."""
+        """Add received bytes; return the frames completed by them.
+
+        A bad frame raises :class:`ProtocolError`; if good frames came before
+        it in the same call they are returned first and the error is raised
+        by the next call.
+        """
         self.buffer += data
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         frames = []
         while True:
-            start = self.buffer.find(self.sof)
-            if start < 0:
-                self.discarded += len(self.buffer)
-                self.buffer.clear()
+            try:
+                frame = self._next()
+            except ProtocolError as e:
+                if not frames:
+                    raise
+                self._error = e
                 return frames
-            self.discarded += start
-            del self.buffer[:start]
-            if len(self.buffer) < 4:
+            if frame is None:
                 return frames
-            type_, length = struct.unpack_from("<BH", self.buffer, 1)
-            if length > MAX_PAYLOAD:
-                del self.buffer[:1]
-                raise ProtocolError(f"frame type 0x{type_:02x} announces {length} payload "
-                                    f"bytes (MAX_PAYLOAD {MAX_PAYLOAD})")
-            if len(self.buffer) < 6 + length:
-                return frames
-            body = bytes(self.buffer[1:4 + length])
-            (crc,) = struct.unpack_from("<H", self.buffer, 4 + length)
-            del self.buffer[:6 + length]
-            if crc != crc16(body):
-                raise ProtocolError(f"frame type 0x{type_:02x}: CRC 0x{crc:04x} does not "
-                                    f"match computed 0x{crc16(body):04x}")
-            frames.append(Frame(self.sof, type_, body[3:]))
+            frames.append(frame)
+
+    def _next(self) -> Frame | None:
+        start = self.buffer.find(self.sof)
+        if start < 0:
+            self.discarded += len(self.buffer)
+            self.buffer.clear()
+            return None
+        self.discarded += start
+        del self.buffer[:start]
+        if len(self.buffer) < 4:
+            return None
+        type_, length = struct.unpack_from("<BH", self.buffer, 1)
+        if length > MAX_PAYLOAD:
+            del self.buffer[:1]
+            raise ProtocolError(f"frame type 0x{type_:02x} announces {length} payload "
+                                f"bytes (MAX_PAYLOAD {MAX_PAYLOAD})")
+        if len(self.buffer) < 6 + length:
+            return None
+        body = bytes(self.buffer[1:4 + length])
+        (crc,) = struct.unpack_from("<H", self.buffer, 4 + length)
+        del self.buffer[:6 + length]
+        if crc != crc16(body):
+            raise ProtocolError(f"frame type 0x{type_:02x}: CRC 0x{crc:04x} does not "
+                                f"match computed 0x{crc16(body):04x}")
+        return Frame(self.sof, type_, body[3:])
 
     @property
     def pending(self) -> int:
