@@ -1,0 +1,69 @@
+"""Packed layouts and stream signatures shared by the RTL components.
+
+The memory word layouts are derived from :data:`neuromesh.chip.LAYOUTS`, so
+the gateware and the emulator read the same bit positions.
+"""
+
+from __future__ import annotations
+
+from amaranth import signed, unsigned
+from amaranth.lib import data, stream
+
+from neuromesh.chip import LAYOUTS, Region
+
+__all__ = ["word_layout", "PACKET", "MEM_REQUEST", "packet_stream", "mem_request_stream",
+           "mem_response_stream", "byte_stream"]
+
+
+def word_layout(region: Region) -> data.StructLayout:
+    """The :class:`~amaranth.lib.data.StructLayout` of a memory word of ``region``.
+
+    Fields sit at the bit positions of the spec; reserved bits are padding
+    (and are not stored).
+    """
+    layout = LAYOUTS[region]
+    fields = sorted(layout.fields.values(), key=lambda f: f.lsb)
+    members, pos = {}, 0
+    for i, f in enumerate(fields):
+        if f.lsb > pos:
+            members[f"_pad{i}"] = unsigned(f.lsb - pos)
+        members[f.name] = signed(f.width) if f.signed else unsigned(f.width)
+        pos = f.lsb + f.width
+    return data.StructLayout(members)
+
+
+#: A spike packet on the mesh: to axon ``payload`` of core ``(x, y)``, or,
+#: with ``to_host``, to host output channel ``payload``.
+PACKET = data.StructLayout({
+    "payload": unsigned(16),
+    "x": unsigned(4),
+    "y": unsigned(4),
+    "to_host": unsigned(1),
+})
+
+#: A host-link access to the address map (``neuromesh.chip.ADDRESS``).
+MEM_REQUEST = data.StructLayout({
+    "addr": unsigned(32),
+    "data": unsigned(64),
+    "write": unsigned(1),
+})
+
+
+def packet_stream():
+    """Stream of :data:`PACKET` (valid/ready)."""
+    return stream.Signature(PACKET)
+
+
+def mem_request_stream():
+    """Stream of :data:`MEM_REQUEST`."""
+    return stream.Signature(MEM_REQUEST)
+
+
+def mem_response_stream():
+    """Stream of 64-bit read data, one per read request, in order."""
+    return stream.Signature(unsigned(64))
+
+
+def byte_stream():
+    """Stream of bytes (the host link's wire)."""
+    return stream.Signature(unsigned(8))
