@@ -1,0 +1,141 @@
+"""The neuron (compartment) datapath: docs/architecture.md §3 in gateware.
+
+One update enters per clock and leaves :data:`NeuronDatapath.LATENCY` clocks
+later. The golden model is :func:`neuromesh.emulator.neuron_step`; the tests
+compare the two on random vectors over the full field ranges.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from neuromesh.chip import DECAY_BITS, DECAY_ONE, U_BITS, V_MAX, VTH_SHIFT
+
+__all__ = ["NEURON_IN", "NEURON_OUT", "NeuronDatapath"]
+
+#: One update: the neuron's state, its accumulated input and its parameters
+#: (profile fields resolved, bias still as mantissa/exponent).
+NEURON_IN = data.StructLayout({
+    "u": signed(U_BITS),
+    "v": signed(U_BITS),
+    "refractory": unsigned(8),
+    "q": signed(U_BITS),
+    "du": unsigned(13),
+    "dv": unsigned(13),
+    "vth_mant": unsigned(17),
+    "refractory_delay": unsigned(8),
+    "reset_subtract": unsigned(1),
+    "bias_mant": signed(13),
+    "bias_exp": unsigned(3),
+})
+
+NEURON_OUT = data.StructLayout({
+    "u": signed(U_BITS),
+    "v": signed(U_BITS),
+    "refractory": unsigned(8),
+    "spike": unsigned(1),
+})
+
+
+class NeuronDatapath(wiring.Component):
+    """Pipelined neuron update, one per clock, fixed latency.
+
+    Stage 1 registers magnitudes and decay factors, stage 2 the two products
+    ``|x| * (4096 - d)`` (the only multipliers, 24 x 13 bits), stage 3
+    finishes the update: truncation toward zero, the 24-bit wrap of u, the
+    v clamp, the strict threshold, reset and refractory.
+
+    Attributes
+    ----------
+    i_valid, i:
+        An update entering the pipeline.
+    o_valid, o:
+        Its result, ``LATENCY`` clocks later.
+    tag_in, tag_out:
+        A caller-defined value carried along with the update (e.g. the
+        neuron index), ``tag_width`` bits.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, tag_width: int = 1):
+        self.tag_width = tag_width
+        super().__init__({
+            "i_valid": In(1), "i": In(NEURON_IN), "tag_in": In(tag_width),
+            "o_valid": Out(1), "o": Out(NEURON_OUT), "tag_out": Out(tag_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i = self.i
+
+        # Stage 1: magnitudes, signs, decay factors, bias.
+        s1 = Signal(data.StructLayout({
+            "valid": 1, "tag": self.tag_width,
+            "u_mag": unsigned(U_BITS), "u_neg": 1, "v_mag": unsigned(U_BITS), "v_neg": 1,
+            "u_factor": unsigned(13), "v_factor": unsigned(13),
+            "q": signed(U_BITS), "bias": signed(21), "vth": unsigned(17 + VTH_SHIFT),
+            "refractory": unsigned(8), "refractory_delay": unsigned(8), "reset_subtract": 1,
+        }))
+        m.d.sync += [
+            s1.valid.eq(self.i_valid), s1.tag.eq(self.tag_in),
+            s1.u_neg.eq(i.u < 0), s1.u_mag.eq(Mux(i.u < 0, -i.u, i.u)),
+            s1.v_neg.eq(i.v < 0), s1.v_mag.eq(Mux(i.v < 0, -i.v, i.v)),
+            s1.u_factor.eq(DECAY_ONE - i.du), s1.v_factor.eq(DECAY_ONE - i.dv),
+            s1.q.eq(i.q), s1.bias.eq(i.bias_mant << i.bias_exp),
+            s1.vth.eq(i.vth_mant << VTH_SHIFT),
+            s1.refractory.eq(i.refractory), s1.refractory_delay.eq(i.refractory_delay),
+            s1.reset_subtract.eq(i.reset_subtract),
+        ]
+
+        # Stage 2: the products (|x| < 2**24, factor <= 4096: 36 bits).
+        s2 = Signal(data.StructLayout({
+            "valid": 1, "tag": self.tag_width,
+            "u_prod": unsigned(U_BITS + 13), "u_neg": 1,
+            "v_prod": unsigned(U_BITS + 13), "v_neg": 1,
+            "q": signed(U_BITS), "bias": signed(21), "vth": unsigned(17 + VTH_SHIFT),
+            "refractory": unsigned(8), "refractory_delay": unsigned(8), "reset_subtract": 1,
+        }))
+        m.d.sync += [
+            s2.valid.eq(s1.valid), s2.tag.eq(s1.tag),
+            s2.u_prod.eq(s1.u_mag * s1.u_factor), s2.u_neg.eq(s1.u_neg),
+            s2.v_prod.eq(s1.v_mag * s1.v_factor), s2.v_neg.eq(s1.v_neg),
+            s2.q.eq(s1.q), s2.bias.eq(s1.bias), s2.vth.eq(s1.vth),
+            s2.refractory.eq(s1.refractory), s2.refractory_delay.eq(s1.refractory_delay),
+            s2.reset_subtract.eq(s1.reset_subtract),
+        ]
+
+        # Stage 3: truncate toward zero (shift the magnitude, then restore the
+        # sign), wrap u, clamp v, threshold, reset, refractory.
+        u_dec = Signal(signed(U_BITS + 1))
+        v_dec = Signal(signed(U_BITS + 1))
+        m.d.comb += [
+            u_dec.eq(Mux(s2.u_neg, -(s2.u_prod >> DECAY_BITS), s2.u_prod >> DECAY_BITS)),
+            v_dec.eq(Mux(s2.v_neg, -(s2.v_prod >> DECAY_BITS), s2.v_prod >> DECAY_BITS)),
+        ]
+        u_new = Signal(signed(U_BITS))
+        m.d.comb += u_new.eq(u_dec + s2.q)                 # truncation = the 24-bit wrap
+        v_sum = Signal(signed(U_BITS + 3))
+        m.d.comb += v_sum.eq(v_dec + u_new + s2.bias)
+        v_clamped = Signal(signed(U_BITS))
+        m.d.comb += v_clamped.eq(Mux(v_sum > V_MAX, V_MAX, Mux(v_sum < -V_MAX, -V_MAX, v_sum)))
+        held = s2.refractory != 0
+        spike = Signal()
+        m.d.comb += spike.eq(~held & (v_clamped > s2.vth))
+        v_out = Signal(signed(U_BITS))
+        ref_out = Signal(8)
+        with m.If(held):
+            m.d.comb += [v_out.eq(0), ref_out.eq(s2.refractory - 1)]
+        with m.Elif(spike):
+            m.d.comb += [v_out.eq(Mux(s2.reset_subtract, v_clamped - s2.vth, 0)),
+                         ref_out.eq(s2.refractory_delay)]
+        with m.Else():
+            m.d.comb += [v_out.eq(v_clamped), ref_out.eq(0)]
+        m.d.sync += [
+            self.o_valid.eq(s2.valid), self.tag_out.eq(s2.tag),
+            self.o.u.eq(u_new), self.o.v.eq(v_out), self.o.refractory.eq(ref_out),
+            self.o.spike.eq(spike),
+        ]
+        return m
