@@ -1,0 +1,340 @@
+"""One neuromesh core: its memories, the neuron pass, the synapse unit and the
+fan-out unit (docs/architecture.md §3–§6).
+
+A core works in two phases per timestep, because its dendritic accumulator
+memory has one read and one write port:
+
+* the **neuron pass** updates neurons ``0 .. n_neurons-1``, one per clock,
+  reading (and clearing) the accumulator slot of step ``t``; spiking neurons
+  are queued in the *spike list*, which the **fan-out unit** drains into the
+  mesh at one packet per clock while the pass goes on. The spike list holds
+  ``n_neurons`` entries, so the pass never waits for the mesh;
+* the **synapse unit** adds arriving packets into the accumulator ring, one
+  synaptic operation per clock, whenever no pass runs. Packets that arrive
+  during this core's pass wait in the mesh; since no core's pass can be held
+  up by the mesh, this cannot deadlock.
+
+Host accesses (``cfg``) reach every memory while the core is idle.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from neuromesh.chip import U_BITS, Geometry, Region
+
+from .layouts import PACKET, packet_stream, word_layout
+from .neuron import NeuronDatapath
+
+__all__ = ["CFG_REQUEST", "NeuronCore"]
+
+#: A host access to one core: word ``offset`` of ``region``.
+CFG_REQUEST = data.StructLayout({
+    "region": unsigned(4),
+    "offset": unsigned(20),
+    "data": unsigned(64),
+    "write": unsigned(1),
+})
+
+
+class NeuronCore(wiring.Component):
+    """A core of the chip.
+
+    Parameters
+    ----------
+    geometry:
+        Sizes of the memories and of the mesh.
+
+    Attributes
+    ----------
+    pass_start:
+        Pulse: run the neuron pass of step ``step``.
+    step:
+        The step counter ``t`` (the pass reads slot ``t % delay_slots``).
+    syn_base:
+        Step that a delay-0 packet arriving now lands in: ``t`` while host
+        spikes are injected before step ``t``, ``t + 1`` during step ``t``.
+    clear_start, clear_all:
+        Pulse: zero the state memories (STATE, ACCUM), or with ``clear_all``
+        every memory.
+    idle:
+        No pass, no clearing, spike list empty, fan-out and synapse units idle.
+    packet_in, packet_out:
+        Packets from and to the mesh (local port of this core's router).
+    cfg_req, cfg_resp:
+        Host accesses; a read returns its word on ``cfg_resp``. Only served
+        while ``idle``.
+    """
+
+    def __init__(self, geometry: Geometry):
+        self.geometry = geometry
+        super().__init__({
+            "pass_start": In(1),
+            "step": In(32),
+            "syn_base": In(32),
+            "clear_start": In(1),
+            "clear_all": In(1),
+            "idle": Out(1),
+            "packet_in": In(packet_stream()),
+            "packet_out": Out(packet_stream()),
+            "cfg_req": In(stream.Signature(CFG_REQUEST)),
+            "cfg_resp": Out(stream.Signature(unsigned(64))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        n_neurons, d_slots = g.n_neurons, g.delay_slots
+
+        mems, rports, wports = {}, {}, {}
+        for region in (Region.PROFILE, Region.NEURON, Region.STATE, Region.AXON,
+                       Region.SYNAPSE, Region.GROUP, Region.FANOUT, Region.ACCUM):
+            mem = Memory(shape=word_layout(region), depth=g.region_size(region), init=[])
+            m.submodules[f"mem_{region.name.lower()}"] = mems[region] = mem
+            wports[region] = mem.write_port()
+        for region, mem in mems.items():
+            if region == Region.GROUP:
+                rports[region] = mem.read_port(domain="comb")
+            elif region == Region.ACCUM:
+                # Read-modify-write of one word on consecutive clocks must see
+                # the previous write: the port is transparent.
+                rports[region] = mem.read_port(transparent_for=(wports[region],))
+            else:
+                rports[region] = mem.read_port()
+
+        prof, neur, state = rports[Region.PROFILE], rports[Region.NEURON], rports[Region.STATE]
+        accum_r, accum_w = rports[Region.ACCUM], wports[Region.ACCUM]
+
+        # --- neuron pass ------------------------------------------------------
+        m.submodules.datapath = dp = NeuronDatapath(tag_width=10 + 15 + 15)
+        pass_run = Signal()           # issuing reads
+        pass_n = Signal(range(n_neurons + 1))
+        slot_base = Signal(range(d_slots * n_neurons))
+        s1_valid = Signal()
+        s1_n = Signal(range(n_neurons))
+        s2 = Signal(data.StructLayout({
+            "valid": 1, "n": unsigned(10), "bias_mant": signed(13), "bias_exp": unsigned(3),
+            "fanout_base": unsigned(15), "fanout_len": unsigned(15),
+            "u": signed(U_BITS), "v": signed(U_BITS), "refractory": unsigned(8),
+            "q": signed(U_BITS)}))
+        in_flight = Signal(range(8))  # updates inside stages 1..datapath output
+
+        with m.If(self.pass_start):
+            m.d.sync += [pass_run.eq(1), pass_n.eq(0),
+                         slot_base.eq((self.step % d_slots) * n_neurons)]
+        with m.Elif(pass_run):
+            m.d.sync += pass_n.eq(pass_n + 1)
+            with m.If(pass_n == n_neurons - 1):
+                m.d.sync += pass_run.eq(0)
+        issue = Signal()
+        m.d.comb += issue.eq(pass_run)
+        m.d.sync += [s1_valid.eq(issue), s1_n.eq(pass_n)]
+
+        # Stage 0 (issue): read NEURON, STATE and the accumulator of this step.
+        # Stage 1: clear the accumulator word, read the profile.
+        # Stage 2: the datapath gets everything.
+        accum_pass_addr = Signal.like(accum_w.addr)
+        m.d.comb += accum_pass_addr.eq(slot_base + pass_n)
+        neuron_word = neur.data
+        m.d.sync += [
+            s2.valid.eq(s1_valid), s2.n.eq(s1_n),
+            s2.bias_mant.eq(neuron_word.bias_mant), s2.bias_exp.eq(neuron_word.bias_exp),
+            s2.fanout_base.eq(neuron_word.fanout_base), s2.fanout_len.eq(neuron_word.fanout_len),
+            s2.u.eq(state.data.u), s2.v.eq(state.data.v),
+            s2.refractory.eq(state.data.refractory), s2.q.eq(accum_r.data.value),
+        ]
+        m.d.comb += [
+            dp.i_valid.eq(s2.valid),
+            dp.i.u.eq(s2.u), dp.i.v.eq(s2.v), dp.i.refractory.eq(s2.refractory),
+            dp.i.q.eq(s2.q),
+            dp.i.du.eq(prof.data.du), dp.i.dv.eq(prof.data.dv),
+            dp.i.vth_mant.eq(prof.data.vth_mant),
+            dp.i.refractory_delay.eq(prof.data.refractory),
+            dp.i.reset_subtract.eq(prof.data.reset_subtract),
+            dp.i.bias_mant.eq(s2.bias_mant), dp.i.bias_exp.eq(s2.bias_exp),
+            dp.tag_in.eq(s2.n | (s2.fanout_base << 10) | (s2.fanout_len << 25)),
+        ]
+        m.d.sync += in_flight.eq(in_flight + issue - dp.o_valid)
+        pass_busy = Signal()
+        m.d.comb += pass_busy.eq(pass_run | (in_flight != 0))
+
+        out_n = dp.tag_out[:10]
+        out_base = dp.tag_out[10:25]
+        out_len = dp.tag_out[25:40]
+
+        # Spike list: (fanout_base, fanout_len) of every spiking neuron.
+        m.submodules.spikes = spikes = SyncFIFOBuffered(width=30, depth=n_neurons)
+        m.d.comb += [spikes.w_data.eq(out_base | (out_len << 15)),
+                     spikes.w_en.eq(dp.o_valid & dp.o.spike & (out_len != 0))]
+
+        # --- synapse unit -----------------------------------------------------
+        syn_enable = Signal()
+        clear_busy = Signal()
+        m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start)
+        axon_r, syn_r, group_r = rports[Region.AXON], rports[Region.SYNAPSE], rports[Region.GROUP]
+        m.submodules.runs = runs = SyncFIFO(width=34, depth=4)
+        lookup_q = Signal()
+        lookup = Signal()
+        m.d.comb += lookup.eq(syn_enable & self.packet_in.valid &
+                              (runs.level + lookup_q < runs.depth - 1))
+        m.d.comb += self.packet_in.ready.eq(lookup)
+        m.d.sync += lookup_q.eq(lookup)
+        m.d.comb += [
+            runs.w_data.eq(axon_r.data.as_value()),
+            runs.w_en.eq(lookup_q & (axon_r.data.syn_len != 0)),
+        ]
+        walk_addr = Signal(17)
+        walk_left = Signal(18)
+        walk_issue = Signal()
+        walk_load = Signal()
+        run_word = data.View(word_layout(Region.AXON), runs.r_data)
+        m.d.comb += [walk_issue.eq(walk_left != 0),
+                     walk_load.eq(runs.r_rdy & (walk_left <= 1)),
+                     runs.r_en.eq(walk_load)]
+        with m.If(walk_load):
+            m.d.sync += [walk_addr.eq(run_word.syn_base), walk_left.eq(run_word.syn_len)]
+        with m.Elif(walk_issue):
+            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_left.eq(walk_left - 1)]
+        t1_valid = Signal()
+        m.d.sync += t1_valid.eq(walk_issue)
+        # t1: synapse word arrives; weight, group shift and ring address.
+        syn = syn_r.data
+        contrib = Signal(signed(U_BITS))
+        syn_slot = Signal(range(d_slots))
+        m.d.comb += [
+            group_r.addr.eq(syn.group),
+            contrib.eq(syn.w_mant << group_r.data.w_shift),
+            syn_slot.eq((self.syn_base + syn.delay) % d_slots),
+        ]
+        t2 = Signal(data.StructLayout({"valid": 1, "addr": unsigned(accum_w.addr.shape().width),
+                                       "contrib": signed(U_BITS)}))
+        t1_addr = Signal.like(accum_w.addr)
+        m.d.comb += t1_addr.eq(syn_slot * n_neurons + syn.target)
+        m.d.sync += [t2.valid.eq(t1_valid), t2.addr.eq(t1_addr), t2.contrib.eq(contrib)]
+        # t2: accumulator word arrives (transparent for the t2 write before it).
+        syn_sum = Signal(signed(U_BITS))
+        m.d.comb += syn_sum.eq(accum_r.data.value + t2.contrib)
+        syn_busy = Signal()
+        m.d.comb += syn_busy.eq(lookup_q | (runs.level != 0) | walk_issue | t1_valid | t2.valid)
+
+        # --- fan-out unit -------------------------------------------------------
+        fan_r = rports[Region.FANOUT]
+        m.submodules.packets = packets = SyncFIFOBuffered(width=PACKET.size, depth=4)
+        fan_addr = Signal(15)
+        fan_left = Signal(16)
+        fan_q = Signal()
+        fan_issue = Signal()
+        m.d.comb += fan_issue.eq((fan_left != 0) & (packets.level + fan_q < packets.depth - 1))
+        fan_load = Signal()
+        m.d.comb += [fan_load.eq(spikes.r_rdy & ((fan_left == 0) | ((fan_left == 1) & fan_issue))),
+                     spikes.r_en.eq(fan_load)]
+        with m.If(fan_load):
+            m.d.sync += [fan_addr.eq(spikes.r_data[:15]), fan_left.eq(spikes.r_data[15:30])]
+        with m.Elif(fan_issue):
+            m.d.sync += [fan_addr.eq(fan_addr + 1), fan_left.eq(fan_left - 1)]
+        m.d.sync += fan_q.eq(fan_issue)
+        entry = fan_r.data
+        packet = Signal(PACKET)
+        m.d.comb += [
+            packet.to_host.eq(entry.to_host),
+            packet.payload.eq(Mux(entry.to_host, entry.channel, entry.axon)),
+            packet.x.eq(Mux(entry.to_host, 0, entry.x)),
+            packet.y.eq(Mux(entry.to_host, 0, entry.y)),
+            packets.w_data.eq(packet.as_value()),
+            packets.w_en.eq(fan_q),
+            self.packet_out.valid.eq(packets.r_rdy),
+            self.packet_out.payload.eq(packets.r_data),
+            packets.r_en.eq(self.packet_out.ready),
+        ]
+        fan_busy = Signal()
+        m.d.comb += fan_busy.eq((spikes.level != 0) | (fan_left != 0) |
+                                fan_q | (packets.level != 0))
+
+        # --- clearing (RESET) ------------------------------------------------------
+        largest = max(g.region_size(r) for r in mems)
+        clear_i = Signal(range(largest + 1))
+        clear_every = Signal()
+        with m.If(self.clear_start):
+            m.d.sync += [clear_busy.eq(1), clear_i.eq(0), clear_every.eq(self.clear_all)]
+        with m.Elif(clear_busy):
+            m.d.sync += clear_i.eq(clear_i + 1)
+            with m.If(clear_i == largest - 1):
+                m.d.sync += clear_busy.eq(0)
+
+        # --- host accesses ----------------------------------------------------------
+        req = self.cfg_req
+        resp_pending = Signal()
+        resp_region = Signal(4)
+        resp_data = Signal(64)
+        resp_valid = Signal()
+        m.d.comb += req.ready.eq(~resp_pending & ~resp_valid)
+        cfg_write = Signal()
+        cfg_read = Signal()
+        m.d.comb += [cfg_write.eq(req.valid & req.ready & req.payload.write),
+                     cfg_read.eq(req.valid & req.ready & ~req.payload.write)]
+        with m.If(cfg_read):
+            m.d.sync += [resp_pending.eq(1), resp_region.eq(req.payload.region)]
+        with m.If(resp_pending):
+            m.d.sync += [resp_pending.eq(0), resp_valid.eq(1)]
+            with m.Switch(resp_region):
+                for region, port in rports.items():
+                    with m.Case(region):
+                        if region == Region.GROUP:
+                            continue
+                        m.d.sync += resp_data.eq(port.data.as_value())
+        with m.If(self.cfg_resp.valid & self.cfg_resp.ready):
+            m.d.sync += resp_valid.eq(0)
+        # GROUP has a combinational read port: capture it in the request cycle.
+        with m.If(cfg_read & (req.payload.region == Region.GROUP)):
+            m.d.sync += resp_data.eq(group_r.data.as_value())
+        m.d.comb += [self.cfg_resp.valid.eq(resp_valid), self.cfg_resp.payload.eq(resp_data)]
+
+        # --- memory port multiplexing -------------------------------------------------
+        # Priority: host access (only while idle), clearing, then the datapaths.
+        for region, port in rports.items():
+            if region == Region.GROUP:
+                continue
+            with m.If(cfg_read & (req.payload.region == region)):
+                m.d.comb += port.addr.eq(req.payload.offset)
+        with m.If(cfg_read & (req.payload.region == Region.GROUP)):
+            m.d.comb += group_r.addr.eq(req.payload.offset)
+        with m.If(~cfg_read):
+            m.d.comb += [
+                neur.addr.eq(pass_n), state.addr.eq(pass_n),
+                prof.addr.eq(neuron_word.profile),
+                axon_r.addr.eq(self.packet_in.payload.payload),
+                syn_r.addr.eq(walk_addr),
+                fan_r.addr.eq(fan_addr),
+            ]
+            with m.If(pass_busy | self.pass_start):
+                m.d.comb += accum_r.addr.eq(accum_pass_addr)
+            with m.Else():
+                m.d.comb += accum_r.addr.eq(t1_addr)
+
+        for region, port in wports.items():
+            with m.If(cfg_write & (req.payload.region == region)):
+                m.d.comb += [port.addr.eq(req.payload.offset),
+                             port.data.eq(req.payload.data[:port.data.shape().size]),
+                             port.en.eq(1)]
+            with m.Elif(clear_busy & (clear_every | (region in (Region.STATE, Region.ACCUM)))
+                        & (clear_i < g.region_size(region))):
+                m.d.comb += [port.addr.eq(clear_i), port.data.eq(0), port.en.eq(1)]
+            if region == Region.STATE:
+                with m.Elif(dp.o_valid):
+                    m.d.comb += [port.addr.eq(out_n), port.en.eq(1),
+                                 port.data.u.eq(dp.o.u), port.data.v.eq(dp.o.v),
+                                 port.data.refractory.eq(dp.o.refractory)]
+            if region == Region.ACCUM:
+                with m.Elif(s1_valid):
+                    m.d.comb += [port.addr.eq(slot_base + s1_n), port.data.eq(0), port.en.eq(1)]
+                with m.Elif(t2.valid):
+                    m.d.comb += [port.addr.eq(t2.addr), port.data.value.eq(syn_sum),
+                                 port.en.eq(1)]
+
+        m.d.comb += self.idle.eq(~pass_busy & ~syn_busy & ~fan_busy & ~clear_busy &
+                                 ~resp_pending & ~resp_valid)
+        return m
