@@ -103,7 +103,6 @@ class Emulator:
         self._compact = compact
         self.params = params.take(self.active)
         self._acc0 = acc0[:, self.active]
-        n_act = self.active.size
 
         # Rows of the propagation: neurons that can spike and have out-edges,
         # then host input channels that feed an axon. Sources are grouped in

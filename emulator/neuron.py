@@ -68,7 +68,7 @@ class NeuronParams:
     subtract: np.ndarray
 
     @classmethod
-    def from_config(cls, config) -> "NeuronParams":
+    def from_config(cls, config) -> NeuronParams:
         """Parameters of every neuron of a chip, flattened core-major."""
         prof = config[Region.PROFILE]
         neur = config[Region.NEURON]
@@ -85,7 +85,7 @@ class NeuronParams:
             refractory=per_neuron("refractory"),
             subtract=per_neuron("reset_subtract").astype(bool))
 
-    def take(self, index) -> "NeuronParams":
+    def take(self, index) -> NeuronParams:
         """The parameters of a subset of neurons."""
         return NeuronParams(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
 
@@ -98,7 +98,7 @@ class NeuronState:
     v: np.ndarray
     refractory: np.ndarray
 
-    def copy(self) -> "NeuronState":
+    def copy(self) -> NeuronState:
         return NeuronState(self.u.copy(), self.v.copy(), self.refractory.copy())
 
 

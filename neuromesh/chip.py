@@ -114,7 +114,7 @@ class Geometry:
         """Largest synaptic delay, ``delay_slots - 2``."""
         return self.delay_slots - 2
 
-    def region_size(self, region: "Region") -> int:
+    def region_size(self, region: Region) -> int:
         """Number of words of ``region`` in one core."""
         return {
             Region.PROFILE: self.n_profiles,
@@ -140,7 +140,7 @@ class Geometry:
         return ",".join([f"{self.rows}x{self.cols}", *extra])
 
     @classmethod
-    def parse(cls, text: str) -> "Geometry":
+    def parse(cls, text: str) -> Geometry:
         """Parse ``"RxC[,name=value...]"``, e.g. ``"2x2,n_neurons=128"``.
 
         Parameters not named keep their defaults. ``str(geometry)`` gives the

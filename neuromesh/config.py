@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chip import DECAY_ONE, LAYOUTS, ChipError, Geometry, Region
+from .chip import DECAY_ONE, LAYOUTS, Geometry, Region
 from .image import ChipImage, ImageError
 
 __all__ = ["ChipConfig", "decode"]

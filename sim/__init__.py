@@ -1,1 +1,6 @@
-"""Co-simulation of the generated RTL against the emulator (Amaranth simulator, cocotb + Verilator). Not built yet: see the co-simulation issue."""
+"""Co-simulation of the chip's RTL against the emulator.
+
+:mod:`~neuromesh.sim.amaranth_transport` lets the host driver talk to the
+RTL in Amaranth's simulator; :mod:`~neuromesh.sim.randomgen` makes random
+chip images and inputs for differential tests. cocotb + Verilator come next.
+"""

@@ -22,7 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 

@@ -12,10 +12,10 @@ from collections import defaultdict
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-from neuromesh.rtl.mesh import Mesh
-from neuromesh.rtl.router import DIRECTIONS, Router
 
 from neuromesh.chip import Geometry
+from neuromesh.rtl.mesh import Mesh
+from neuromesh.rtl.router import DIRECTIONS, Router
 
 
 def expected_route(rx, ry, x, y, to_host):

@@ -1,0 +1,207 @@
+"""Host driver: the host side of the host-link protocol, for every backend.
+
+The same code talks to the RTL in a simulator and to a board over UART; only
+the byte transport differs. The driver is written with ``async`` methods so
+that a simulator testbench (whose clock advances inside ``await``) and a
+plain blocking serial port (wrapped by :func:`run_sync`) can both drive it.
+
+A transport is any object with ``async write(data: bytes)`` and
+``async read() -> bytes`` (return what has arrived, possibly nothing, after
+letting time pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import numpy as np
+
+from .chip import LAYOUTS, Geometry, Region, core_xy, pack_address
+from .image import ChipImage
+from .protocol import (
+    INFO_LAYOUT,
+    MAX_SPIKES,
+    MAX_WORDS,
+    Command,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    ResetMode,
+    Response,
+    cmd_identify,
+    cmd_read,
+    cmd_reset,
+    cmd_run,
+    cmd_spikes,
+    cmd_status,
+    cmd_write,
+)
+
+__all__ = ["HostLinkError", "HostDriver", "run_sync"]
+
+_TERMINAL = {Response.ACK, Response.DATA, Response.INFO, Response.STATUS, Response.DONE,
+             Response.ERROR}
+
+
+class HostLinkError(RuntimeError):
+    """The chip answered a command with an ERROR frame (or not at all)."""
+
+    def __init__(self, message, code=None, command=None, detail=None):
+        super().__init__(message)
+        self.code, self.command, self.detail = code, command, detail
+
+
+class HostDriver:
+    """Drive a neuromesh chip over a byte transport.
+
+    Parameters
+    ----------
+    transport:
+        Object with ``async write(bytes)`` and ``async read() -> bytes``.
+    max_idle_reads:
+        Give up waiting for a response after this many empty reads.
+    """
+
+    def __init__(self, transport, *, max_idle_reads: int = 1_000_000):
+        self.transport = transport
+        self.decoder = FrameDecoder()
+        self.max_idle_reads = max_idle_reads
+        self.outputs: dict[int, list[int]] = {}
+
+    async def transact(self, frame: bytes) -> Frame:
+        """Send one command frame; return its terminal response frame.
+
+        OUTPUT frames received meanwhile are collected in ``self.outputs``
+        (step -> channels). An ERROR response raises :class:`HostLinkError`.
+        """
+        await self.transport.write(frame)
+        idle = 0
+        pending: list[Frame] = []
+        while True:
+            if not pending:
+                data = await self.transport.read()
+                idle = 0 if data else idle + 1
+                if idle > self.max_idle_reads:
+                    raise HostLinkError(f"no response to command 0x{frame[1]:02x}")
+                pending = self.decoder.feed(data) if data else []
+                continue
+            f = pending.pop(0)
+            if f.type == Response.OUTPUT:
+                step, count = struct.unpack_from("<IH", f.payload)
+                channels = struct.unpack_from(f"<{count}H", f.payload, 6)
+                self.outputs.setdefault(step, []).extend(channels)
+            elif f.type == Response.ERROR:
+                code, command, detail = struct.unpack("<BBI", f.payload)
+                name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else code
+                raise HostLinkError(f"chip rejected command 0x{command:02x}: {name} "
+                                    f"(detail 0x{detail:x})", code, command, detail)
+            elif f.type in _TERMINAL:
+                assert not pending, "response frames after a terminal response"
+                return f
+            else:
+                raise HostLinkError(f"unexpected frame type 0x{f.type:02x}")
+
+    # -- commands ------------------------------------------------------------------
+
+    async def identify(self) -> tuple[Geometry, int]:
+        """The chip's geometry and step counter."""
+        f = await self.transact(cmd_identify())
+        (_, rows, cols, n_neurons, n_axons, n_synapses, n_fanout, n_profiles, n_groups,
+         delay_slots, step) = INFO_LAYOUT.unpack(f.payload)
+        return Geometry(rows=rows, cols=cols, n_neurons=n_neurons, n_axons=n_axons,
+                        n_synapses=n_synapses, n_fanout=n_fanout, n_profiles=n_profiles,
+                        n_groups=n_groups, delay_slots=delay_slots), step
+
+    async def status(self) -> dict:
+        """STATUS: step counter, queued spikes, discarded bytes."""
+        f = await self.transact(cmd_status())
+        step, queued, discarded = struct.unpack("<IHH", f.payload)
+        return {"step": step, "queued_spikes": queued, "discarded": discarded}
+
+    async def reset(self, mode: ResetMode = ResetMode.STATE):
+        """RESET the chip (state only, or every memory)."""
+        await self.transact(cmd_reset(mode))
+
+    async def write(self, address: int, words):
+        """Write consecutive words from ``address`` (split into frames)."""
+        words = np.asarray(words, dtype=np.uint64)
+        for start in range(0, words.size, MAX_WORDS):
+            await self.transact(cmd_write(address + start, words[start:start + MAX_WORDS]))
+
+    async def read(self, address: int, count: int) -> np.ndarray:
+        """Read ``count`` consecutive words from ``address``."""
+        out = []
+        for start in range(0, count, MAX_WORDS):
+            n = min(MAX_WORDS, count - start)
+            f = await self.transact(cmd_read(address + start, n))
+            out.append(np.frombuffer(f.payload, "<u8", n, 6))
+        return np.concatenate(out).astype(np.uint64) if out else np.zeros(0, np.uint64)
+
+    async def load_image(self, image: ChipImage):
+        """Clear every memory, then write the image's words."""
+        await self.reset(ResetMode.ALL)
+        for start, words in image.runs():
+            await self.write(start, words)
+
+    async def spikes(self, pairs):
+        """Queue host spikes ``(core id, axon)`` for the next step."""
+        pairs = list(pairs)
+        for start in range(0, len(pairs), MAX_SPIKES):
+            await self.transact(cmd_spikes(pairs[start:start + MAX_SPIKES]))
+
+    async def run(self, steps: int) -> int:
+        """RUN ``steps`` steps; returns the step counter after it."""
+        f = await self.transact(cmd_run(steps))
+        (step,) = struct.unpack("<I", f.payload)
+        return step
+
+    # -- the emulator-like API ------------------------------------------------------
+
+    async def run_inputs(self, image: ChipImage, inputs) -> np.ndarray:
+        """Run one input stream ``[steps, n_inputs]`` (0/1) step by step.
+
+        Returns bool ``[steps, n_outputs]``, like one batch row of
+        :meth:`neuromesh.emulator.Emulator.run`.
+        """
+        inputs = np.asarray(inputs)
+        targets: dict[int, list] = {}
+        for p in image.inputs:
+            targets.setdefault(p.channel, []).append((p.core, p.axon))
+        out = np.zeros((inputs.shape[0], image.n_outputs), dtype=bool)
+        for t in range(inputs.shape[0]):
+            pairs = [pa for ch in np.flatnonzero(inputs[t]) for pa in targets.get(int(ch), [])]
+            if pairs:
+                await self.spikes(pairs)
+            self.outputs.clear()
+            step = await self.run(1)
+            for ch in self.outputs.get((step - 1) & 0xFFFFFFFF, []):
+                out[t, ch] = True
+        return out
+
+    async def read_state(self, geometry: Geometry) -> dict:
+        """Read u, v, refractory ``[n_cores, n_neurons]`` and the accumulator
+        ring ``[n_cores, delay_slots, n_neurons]``, like ``Emulator.read_state``
+        for one batch row."""
+        g = geometry
+        out = {"u": [], "v": [], "refractory": [], "accum": []}
+        for k in range(g.n_cores):
+            core = (k // g.cols) << 4 | (k % g.cols)
+            words = await self.read(int(pack_address(core, Region.STATE, 0)), g.n_neurons)
+            fields = LAYOUTS[Region.STATE].unpack(words)
+            for name in ("u", "v", "refractory"):
+                out[name].append(fields[name])
+            words = await self.read(int(pack_address(core, Region.ACCUM, 0)),
+                                    g.delay_slots * g.n_neurons)
+            out["accum"].append(LAYOUTS[Region.ACCUM].unpack(words)["value"]
+                                .reshape(g.delay_slots, g.n_neurons))
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+def run_sync(coroutine):
+    """Run a driver coroutine to completion on a blocking transport."""
+    return asyncio.run(coroutine)
+
+
+# Re-exported for callers that build frames by hand.
+__all__ += ["Command", "core_xy"]

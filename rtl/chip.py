@@ -1,0 +1,118 @@
+"""The whole chip: a mesh of cores, the timestep controller and the host link.
+
+Its only ports are the host link's byte streams, so everything -- loading a
+chip image, injecting spikes, running, reading state -- goes through the
+protocol of docs/architecture.md §9, exactly as a board would be driven.
+"""
+
+
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from neuromesh.chip import ADDRESS, Geometry
+
+from .controller import TimestepController
+from .core import NeuronCore
+from .hostlink import HostLink
+from .layouts import byte_stream
+from .mesh import Mesh
+
+__all__ = ["Chip"]
+
+
+class Chip(wiring.Component):
+    """A neuromesh chip of the given geometry.
+
+    Parameters
+    ----------
+    geometry:
+        Mesh and core sizes.
+    hostlink_args:
+        Extra keyword arguments for :class:`~neuromesh.rtl.hostlink.HostLink`
+        (e.g. ``timeout_cycles``).
+
+    Attributes
+    ----------
+    rx, tx:
+        The host link's byte streams.
+    cycles:
+        Clock cycles spent running (for cycle reports).
+    """
+
+    rx: In(byte_stream())
+    tx: Out(byte_stream())
+    cycles: Out(64)
+
+    def __init__(self, geometry: Geometry, **hostlink_args):
+        self.geometry = geometry
+        self.hostlink_args = hostlink_args
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        m.submodules.hostlink = link = HostLink(g, **self.hostlink_args)
+        m.submodules.mesh = mesh = Mesh(g)
+        m.submodules.controller = ctl = TimestepController()
+        cores = []
+        for k in range(g.n_cores):
+            core = NeuronCore(g)
+            m.submodules[f"core_{k % g.cols}_{k // g.cols}"] = core
+            cores.append(core)
+            wiring.connect(m, core.packet_out, mesh.local_in[k])
+            wiring.connect(m, mesh.local_out[k], core.packet_in)
+            m.d.comb += [core.pass_start.eq(ctl.pass_start), core.step.eq(ctl.step),
+                         core.syn_base.eq(ctl.syn_base), core.clear_start.eq(ctl.clear_start),
+                         core.clear_all.eq(ctl.clear_all)]
+        wiring.connect(m, wiring.flipped(self.rx), link.rx)
+        wiring.connect(m, link.tx, wiring.flipped(self.tx))
+        wiring.connect(m, link.inject, mesh.host_in)
+        wiring.connect(m, mesh.host_out, link.host_out)
+
+        all_idle = Signal()
+        m.d.comb += all_idle.eq(mesh.idle)
+        for core in cores:
+            all_idle_next = Signal()
+            m.d.comb += all_idle_next.eq(all_idle & core.idle)
+            all_idle = all_idle_next
+        m.d.comb += [
+            ctl.run_start.eq(link.run_start), ctl.run_steps.eq(link.run_steps),
+            ctl.injecting.eq(link.injecting), ctl.step_ack.eq(link.step_ack),
+            ctl.reset_start.eq(link.reset_start), ctl.reset_mode.eq(link.reset_mode),
+            ctl.all_idle.eq(all_idle),
+            link.step.eq(ctl.step), link.step_done.eq(ctl.step_done),
+            link.run_done.eq(ctl.run_done), link.reset_done.eq(ctl.reset_done),
+            self.cycles.eq(ctl.cycles),
+        ]
+
+        # Memory bus: one host access at a time, routed by the core field.
+        req = link.mem_req
+        addr_core = req.payload.addr[ADDRESS["core"].lsb:][:8]
+        target = Signal(range(g.n_cores))
+        m.d.comb += target.eq((addr_core >> 4) * g.cols + (addr_core & 0xF))
+        read_pending = Signal()
+        resp_core = Signal(range(g.n_cores))
+        region = req.payload.addr[ADDRESS["region"].lsb:][:4]
+        offset = req.payload.addr[:ADDRESS["offset"].width]
+        ready = Signal()
+        for k, core in enumerate(cores):
+            m.d.comb += [core.cfg_req.payload.region.eq(region),
+                         core.cfg_req.payload.offset.eq(offset),
+                         core.cfg_req.payload.data.eq(req.payload.data),
+                         core.cfg_req.payload.write.eq(req.payload.write)]
+            with m.If(target == k):
+                m.d.comb += [core.cfg_req.valid.eq(req.valid & ~read_pending),
+                             ready.eq(core.cfg_req.ready & ~read_pending)]
+        m.d.comb += req.ready.eq(ready)
+        with m.If(req.valid & req.ready & ~req.payload.write):
+            m.d.sync += [read_pending.eq(1), resp_core.eq(target)]
+        resp = link.mem_resp
+        for k, core in enumerate(cores):
+            with m.If(resp_core == k):
+                m.d.comb += [resp.valid.eq(core.cfg_resp.valid & read_pending),
+                             resp.payload.eq(core.cfg_resp.payload),
+                             core.cfg_resp.ready.eq(resp.ready & read_pending)]
+        with m.If(resp.valid & resp.ready):
+            m.d.sync += read_pending.eq(0)
+        return m
