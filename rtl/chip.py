@@ -89,10 +89,11 @@ class Chip(wiring.Component):
         # Memory bus: one host access at a time, routed by the core field.
         req = link.mem_req
         addr_core = req.payload.addr[ADDRESS["core"].lsb:][:8]
-        target = Signal(range(g.n_cores))
+        # At least one bit: a zero-width net is legal Amaranth but not clean Verilog.
+        target = Signal(range(max(g.n_cores, 2)))
         m.d.comb += target.eq((addr_core >> 4) * g.cols + (addr_core & 0xF))
         read_pending = Signal()
-        resp_core = Signal(range(g.n_cores))
+        resp_core = Signal(range(max(g.n_cores, 2)))
         region = req.payload.addr[ADDRESS["region"].lsb:][:4]
         offset = req.payload.addr[:ADDRESS["offset"].width]
         ready = Signal()
