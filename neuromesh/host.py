@@ -97,7 +97,9 @@ class HostDriver:
                 raise HostLinkError(f"chip rejected command 0x{command:02x}: {name} "
                                     f"(detail 0x{detail:x})", code, command, detail)
             elif f.type in _TERMINAL:
-                assert not pending, "response frames after a terminal response"
+                if pending:
+                    raise HostLinkError(f"{len(pending)} unexpected frames after the "
+                                        f"response to command 0x{frame[1]:02x}")
                 return f
             else:
                 raise HostLinkError(f"unexpected frame type 0x{f.type:02x}")
@@ -135,11 +137,22 @@ class HostDriver:
         for start in range(0, count, MAX_WORDS):
             n = min(MAX_WORDS, count - start)
             f = await self.transact(cmd_read(address + start, n))
+            echo = struct.unpack_from("<IH", f.payload) if len(f.payload) >= 6 else None
+            if f.type != Response.DATA or echo != (address + start, n) \
+                    or len(f.payload) != 6 + 8 * n:
+                raise HostLinkError(f"READ of {n} words at 0x{address + start:08x} answered "
+                                    f"by frame 0x{f.type:02x} with header {echo}")
             out.append(np.frombuffer(f.payload, "<u8", n, 6))
         return np.concatenate(out).astype(np.uint64) if out else np.zeros(0, np.uint64)
 
     async def load_image(self, image: ChipImage):
-        """Clear every memory, then write the image's words."""
+        """Check ``image`` (geometry against the chip's, every field), clear
+        every memory, then write the image's words."""
+        from .config import decode
+        decode(image)
+        geometry, _ = await self.identify()
+        if geometry != image.geometry:
+            raise HostLinkError(f"image is for {image.geometry}, the chip is {geometry}")
         await self.reset(ResetMode.ALL)
         for start, words in image.runs():
             await self.write(start, words)
