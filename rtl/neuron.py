@@ -60,6 +60,11 @@ class NeuronDatapath(wiring.Component):
 
     LATENCY = 3
 
+    #: The spec rounds decays toward zero. Only a test-only variant that must
+    #: be caught by co-simulation (the "mutation check") sets this False,
+    #: which rounds toward minus infinity instead.
+    round_toward_zero = True
+
     def __init__(self, tag_width: int = 1):
         self.tag_width = tag_width
         super().__init__({
@@ -111,9 +116,10 @@ class NeuronDatapath(wiring.Component):
         # sign), wrap u, clamp v, threshold, reset, refractory.
         u_dec = Signal(signed(U_BITS + 1))
         v_dec = Signal(signed(U_BITS + 1))
+        round_up = 0 if self.round_toward_zero else (1 << DECAY_BITS) - 1
         m.d.comb += [
-            u_dec.eq(Mux(s2.u_neg, -(s2.u_prod >> DECAY_BITS), s2.u_prod >> DECAY_BITS)),
-            v_dec.eq(Mux(s2.v_neg, -(s2.v_prod >> DECAY_BITS), s2.v_prod >> DECAY_BITS)),
+            u_dec.eq(Mux(s2.u_neg, -((s2.u_prod + round_up) >> DECAY_BITS), s2.u_prod >> DECAY_BITS)),
+            v_dec.eq(Mux(s2.v_neg, -((s2.v_prod + round_up) >> DECAY_BITS), s2.v_prod >> DECAY_BITS)),
         ]
         u_new = Signal(signed(U_BITS))
         m.d.comb += u_new.eq(u_dec + s2.q)                 # truncation = the 24-bit wrap

