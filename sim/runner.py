@@ -49,6 +49,8 @@ class CosimResult:
     steps: int = 0
     cycles: int = 0
     divergences: list = field(default_factory=list)
+    wall: float = 0.0        #: seconds of the timed part (throughput mode)
+    sim_cycles: float = 0    #: simulated clock cycles of the timed part
 
     @property
     def identical(self) -> bool:
@@ -115,7 +117,8 @@ def write_case(workdir: Path, name: str, image: ChipImage, inputs, steps=None) -
 
 
 def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None = None,
-                  stop_on_divergence=True, chip_factory=None, workdir=None) -> CosimResult:
+                  stop_on_divergence=True, chip_factory=None, workdir=None,
+                  mode: str = "compare") -> CosimResult:
     """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
     Verilator simulation. ``waves``: write an FST waveform there."""
     from cocotb_tools.runner import get_runner
@@ -123,18 +126,23 @@ def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None =
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         job = {"cases": cases, "result": str(tmp / "result.json"),
-               "stop_on_divergence": stop_on_divergence}
+               "stop_on_divergence": stop_on_divergence, "mode": mode}
         (tmp / "job.json").write_text(json.dumps(job))
         os.environ.update(verilator_env())
         runner = get_runner("verilator")
         if waves:
             # Trace-enabled builds are separate; they are only for debugging.
             build = _trace_build(geometry, chip_factory)
-        runner.test(test_module="neuromesh.sim.cocotb_bench", hdl_toplevel=TOPLEVEL,
-                    hdl_toplevel_lang="verilog",
-                    build_dir=build, test_dir=tmp, waves=bool(waves),
-                    extra_env={"NEUROMESH_COSIM_JOB": str(tmp / "job.json")},
-                    results_xml=str(tmp / "results.xml"), log_file=tmp / "sim.log")
+        try:
+            runner.test(test_module="neuromesh.sim.cocotb_bench", hdl_toplevel=TOPLEVEL,
+                        hdl_toplevel_lang="verilog",
+                        build_dir=build, test_dir=tmp, waves=bool(waves),
+                        extra_env={"NEUROMESH_COSIM_JOB": str(tmp / "job.json")},
+                        results_xml=str(tmp / "results.xml"), log_file=tmp / "sim.log")
+        except SystemExit:
+            # cocotb's runner exits when the bench's test fails; a divergence
+            # is in result.json, anything else is reported below.
+            pass
         if not (tmp / "result.json").exists():
             raise RuntimeError("co-simulation produced no result:\n" +
                                (tmp / "sim.log").read_text()[-3000:])
@@ -143,7 +151,8 @@ def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None =
             for f in tmp.glob("*.fst"):
                 Path(waves).write_bytes(f.read_bytes())
     return CosimResult(cases=data["cases"], steps=data["steps"], cycles=data["cycles"],
-                       divergences=data["divergences"])
+                       divergences=data["divergences"], wall=data.get("wall", 0.0),
+                       sim_cycles=data.get("sim_cycles", 0))
 
 
 def _trace_build(geometry, chip_factory):

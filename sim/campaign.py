@@ -1,0 +1,171 @@
+"""Randomized co-simulation campaigns: many random chip images and inputs
+on a few fixed geometries, RTL against the emulator, reproducers on failure.
+
+Each geometry is compiled once (Verilator builds are cached); all its cases
+run in one simulation. A case is fully determined by ``(geometry name,
+seed)``; a failing one is saved as an image plus inputs, with the command
+that replays it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neuromesh.builder import ChipBuilder
+from neuromesh.chip import Geometry
+from neuromesh.image import ChipImage
+
+from .randomgen import random_image, random_inputs
+from .runner import run_verilator, write_case
+
+__all__ = ["GEOMETRIES", "corner_cases", "Campaign", "run_campaign"]
+
+#: The geometries campaigns cycle through (1x1 ... 2x2, all delay ring sizes
+#: from 2 to 16).
+GEOMETRIES = {
+    "1x1": Geometry(rows=1, cols=1, n_neurons=16, n_axons=24, n_synapses=64, n_fanout=32,
+                    n_profiles=4, n_groups=4, delay_slots=8),
+    "1x2": Geometry(rows=1, cols=2, n_neurons=8, n_axons=16, n_synapses=48, n_fanout=24,
+                    n_profiles=3, n_groups=2, delay_slots=2),
+    "2x1": Geometry(rows=2, cols=1, n_neurons=6, n_axons=12, n_synapses=40, n_fanout=16,
+                    n_profiles=2, n_groups=3, delay_slots=16),
+    "2x2": Geometry(rows=2, cols=2, n_neurons=8, n_axons=16, n_synapses=48, n_fanout=24,
+                    n_profiles=4, n_groups=4, delay_slots=4),
+}
+
+
+def corner_cases(g: Geometry) -> list[tuple[str, ChipImage, np.ndarray]]:
+    """Directed cases for ``g``: u wrapping both ways, v clamping both ways,
+    round-toward-zero decays of negative values, the strict threshold,
+    refractory holds, subtract reset, the extreme bias, every delay, and a
+    spike chain through every core."""
+    cases = []
+    n = g.n_neurons
+    vmax = 2**23 - 1
+
+    def one(name, *, profile, u=0, v=0, bias=(0, 0), w=None, steps=20, every=1):
+        b = ChipBuilder(g)
+        c = b.core(0, 0)
+        c.profile(0, **profile)
+        c.neurons(range(n), profile=0, bias_mant=bias[0], bias_exp=bias[1])
+        c.state(range(n), u=u, v=v)
+        c.to_host(0, 0)
+        if w is not None:
+            c.group(0, w_shift=w[1])
+            c.synapses(axon=0, target=range(n), w_mant=w[0], delay=np.arange(n) % (g.max_delay + 1))
+            b.input(0, 0, 0, 0)
+        b.n_inputs = 1
+        x = np.zeros((steps, 1), bool)
+        x[::every] = w is not None
+        cases.append((name, b.build(meta={"name": name}), x))
+
+    one("u-wraps-up", profile=dict(vth_mant=2**17 - 1), u=vmax - 5, w=(127, 15))
+    one("u-wraps-down", profile=dict(vth_mant=2**17 - 1), u=-2**23 + 5, w=(-128, 15))
+    one("v-clamps-up", profile=dict(vth_mant=2**17 - 1, reset="subtract"), v=vmax - 3,
+        u=2**22, every=3, w=(1, 0))
+    one("v-clamps-down", profile=dict(vth_mant=2**17 - 1), v=-vmax + 3, u=-2**22)
+    one("negative-decays", profile=dict(du=2048, dv=3000, vth_mant=2**17 - 1),
+        u=-(2**20) - 7, v=-(2**21) - 3)
+    one("threshold-and-refractory", profile=dict(vth_mant=3, refractory=3, dv=4096),
+        bias=(3, 6), w=(1, 6))
+    one("subtract-reset", profile=dict(vth_mant=2, reset="subtract", refractory=1),
+        bias=(100, 0))
+    one("bias-extremes", profile=dict(vth_mant=2**17 - 1, dv=1), bias=(-4096, 7))
+    one("every-delay", profile=dict(du=4096, dv=4096, vth_mant=1), w=(2, 6), every=5)
+    # A chain through every core, one hop per step.
+    b = ChipBuilder(g)
+    cores = [(x, y) for y in range(g.rows) for x in range(g.cols)]
+    for i, (x, y) in enumerate(cores):
+        c = b.core(x, y)
+        c.profile(0, du=4096, dv=4096, vth_mant=1)
+        c.group(0, w_shift=6)
+        c.neurons(range(n), profile=0)
+        c.synapses(axon=1, target=i % n, w_mant=2, delay=i % (g.max_delay + 1))
+        nx, ny = cores[(i + 1) % len(cores)]
+        c.route(i % n, nx, ny, 1)
+        c.to_host(i % n, i)
+    b.input(0, 0, 0, 1)
+    x = np.zeros((30, 1), bool)
+    x[[0, 7]] = True
+    cases.append(("mesh-chain", b.build(meta={"name": "mesh-chain"}), x))
+    return cases
+
+
+@dataclass
+class Campaign:
+    """Result of :func:`run_campaign`."""
+
+    seed: int
+    results: dict = field(default_factory=dict)     # geometry name -> CosimResult
+    reproducers: list = field(default_factory=list)  # (case name, replay command)
+    seconds: float = 0.0
+
+    @property
+    def cases(self) -> int:
+        return sum(r.cases for r in self.results.values())
+
+    @property
+    def steps(self) -> int:
+        return sum(r.steps for r in self.results.values())
+
+    @property
+    def divergences(self) -> list:
+        return [d for r in self.results.values() for d in r.divergences]
+
+    def summary(self) -> str:
+        lines = [f"co-simulation campaign, seed {self.seed}: {self.cases} cases, "
+                 f"{self.steps} steps, {len(self.divergences)} divergences, "
+                 f"{self.seconds:.0f} s"]
+        for name, r in self.results.items():
+            lines.append(f"  {name}: {r.summary()}")
+        for name, cmd in self.reproducers:
+            lines.append(f"  reproduce {name}: {cmd}")
+        return "\n".join(lines)
+
+
+def run_campaign(n_cases: int, steps: int, seed: int, workdir: Path, *,
+                 corners: bool = True, geometries=None, chip_factory=None,
+                 repro_dir: Path | None = None) -> Campaign:
+    """Run ``n_cases`` random cases (``steps`` steps each) spread over
+    ``geometries`` (default :data:`GEOMETRIES`), plus the directed corner
+    cases. Seeds of the cases are ``seed, seed + 1, ...``."""
+    geometries = geometries or GEOMETRIES
+    names = list(geometries)
+    t0 = time.perf_counter()
+    camp = Campaign(seed=seed)
+    per_geometry = {name: [] for name in names}
+    for k in range(n_cases):
+        name = names[k % len(names)]
+        s = seed + k
+        image = random_image(s, geometries[name])
+        per_geometry[name].append(write_case(workdir / name, f"{name}-seed{s}", image,
+                                             random_inputs(s, image, steps)))
+    if corners:
+        for name in names:
+            for cname, image, x in corner_cases(geometries[name]):
+                per_geometry[name].append(write_case(workdir / name, f"{name}-{cname}",
+                                                     image, x))
+    for name in names:
+        if per_geometry[name]:
+            camp.results[name] = run_verilator(geometries[name], per_geometry[name],
+                                               chip_factory=chip_factory,
+                                               stop_on_divergence=False)
+    camp.seconds = time.perf_counter() - t0
+    repro_dir = Path(repro_dir or workdir / "reproducers")
+    for d in camp.divergences:
+        case = next(c for cases in per_geometry.values() for c in cases
+                    if c["name"] == d["case"])
+        repro_dir.mkdir(parents=True, exist_ok=True)
+        img = repro_dir / f"{d['case']}.nmi"
+        inp = repro_dir / f"{d['case']}.inputs.npz"
+        img.write_bytes(Path(case["image"]).read_bytes())
+        inp.write_bytes(Path(case["inputs"]).read_bytes())
+        camp.reproducers.append(
+            (d["case"], f"neuromesh cosim {img} --input {inp} --sim verilator"))
+    return camp
+
+

@@ -1,0 +1,77 @@
+"""Co-simulation: the generated Verilog in Verilator, driven through the host
+link, equals the emulator bit for bit, every step."""
+
+import os
+import time
+
+import pytest
+
+from neuromesh.rtl.neuron import NeuronDatapath
+from neuromesh.sim.campaign import GEOMETRIES, corner_cases, run_campaign
+from neuromesh.sim.runner import run_amaranth, run_verilator, write_case
+
+
+def campaign_seed():
+    """A new seed each run (printed), or NEUROMESH_COSIM_SEED to replay one."""
+    return int(os.environ.get("NEUROMESH_COSIM_SEED", time.time_ns() % 1_000_000_007))
+
+
+def test_random_campaign_is_identical(tmp_path):
+    seed = campaign_seed()
+    print(f"\nNEUROMESH_COSIM_SEED={seed}")
+    camp = run_campaign(200, 100, seed, tmp_path)
+    print(camp.summary())
+    assert camp.cases >= 200 + 10 * len(GEOMETRIES)
+    assert camp.steps >= 200 * 100
+    assert not camp.divergences, camp.summary()
+
+
+def test_a_wrong_rounding_is_caught(tmp_path, monkeypatch):
+    """Mutation check: a test-only RTL variant that rounds decays toward
+    minus infinity must diverge, and the report must name it."""
+    monkeypatch.setattr(NeuronDatapath, "round_toward_zero", False)
+    g = GEOMETRIES["1x1"]
+    cases = [write_case(tmp_path, name, image, x) for name, image, x in corner_cases(g)
+             if name == "negative-decays"]
+    result = run_verilator(g, cases)
+    assert not result.identical
+    d = result.divergences[0]
+    assert d["field"] in ("u", "v") and d["step"] == 0
+    assert abs(d["chip"] - d["emulator"]) == 1
+    assert "first divergence at step 0" in result.summary()
+
+
+def test_amaranth_path_reports_identical_and_divergence(monkeypatch):
+    g = GEOMETRIES["2x1"]
+    name, image, x = next(c for c in corner_cases(g) if c[0] == "negative-decays")
+    assert run_amaranth(image, x, steps=3).identical
+    monkeypatch.setattr(NeuronDatapath, "round_toward_zero", False)
+    result = run_amaranth(image, x, steps=3)
+    assert not result.identical and result.divergences[0]["step"] == 0
+
+
+@pytest.mark.slow
+def test_long_campaign(tmp_path):
+    """The opt-in long run (docs/verification.md records its result)."""
+    seed = campaign_seed()
+    print(f"\nNEUROMESH_COSIM_SEED={seed}")
+    camp = run_campaign(int(os.environ.get("NEUROMESH_COSIM_CASES", 10_000)), 100, seed,
+                        tmp_path)
+    print(camp.summary())
+    assert not camp.divergences, camp.summary()
+
+
+def test_corner_cases_exercise_their_corners():
+    """The directed cases really reach wrap, clamp and refractory."""
+    from neuromesh.emulator import Emulator
+    cases = {name: (image, x) for name, image, x in corner_cases(GEOMETRIES["1x1"])}
+    image, x = cases["u-wraps-up"]
+    r = Emulator(image).run(x, probe=[0])
+    assert (r.probes["u"][:, 0, 0] < 0).any()           # wrapped from +2**23
+    image, x = cases["v-clamps-down"]
+    r = Emulator(image).run(x, probe=[0])
+    assert (r.probes["v"][:, 0, 0] == -(2**23 - 1)).any()
+    image, x = cases["threshold-and-refractory"]
+    r = Emulator(image).run(x, probe=[0], record=("refractory",))
+    assert r.probes["refractory"].max() == 3
+
