@@ -117,10 +117,8 @@ class NeuronDatapath(wiring.Component):
         u_dec = Signal(signed(U_BITS + 1))
         v_dec = Signal(signed(U_BITS + 1))
         round_up = 0 if self.round_toward_zero else (1 << DECAY_BITS) - 1
-        m.d.comb += [
-            u_dec.eq(Mux(s2.u_neg, -((s2.u_prod + round_up) >> DECAY_BITS), s2.u_prod >> DECAY_BITS)),
-            v_dec.eq(Mux(s2.v_neg, -((s2.v_prod + round_up) >> DECAY_BITS), s2.v_prod >> DECAY_BITS)),
-        ]
+        for dec, prod, neg in ((u_dec, s2.u_prod, s2.u_neg), (v_dec, s2.v_prod, s2.v_neg)):
+            m.d.comb += dec.eq(Mux(neg, -((prod + round_up) >> DECAY_BITS), prod >> DECAY_BITS))
         u_new = Signal(signed(U_BITS))
         m.d.comb += u_new.eq(u_dec + s2.q)                 # truncation = the 24-bit wrap
         v_sum = Signal(signed(U_BITS + 3))

@@ -9,8 +9,9 @@ from neuromesh.cli import main
 from neuromesh.sim.verilator import LINT_WAIVERS, lint
 
 
-@pytest.mark.parametrize("geometry", ["1x1,n_neurons=16,n_axons=16,n_synapses=64,n_fanout=32,n_groups=1,n_profiles=1",
-                                      "2x2,n_neurons=8,n_axons=8,n_synapses=32,n_fanout=16"])
+@pytest.mark.parametrize("geometry", [
+    "1x1,n_neurons=16,n_axons=16,n_synapses=64,n_fanout=32,n_groups=1,n_profiles=1",
+    "2x2,n_neurons=8,n_axons=8,n_synapses=32,n_fanout=16"])
 def test_rtl_command_writes_lint_clean_verilog(tmp_path, capsys, geometry):
     out = tmp_path / "chip.v"
     assert main(["rtl", "--geometry", geometry, "-o", str(out), "--lint"]) == 0
