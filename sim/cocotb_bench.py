@@ -16,10 +16,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
-from neuromesh.emulator import Emulator
 from neuromesh.host import HostDriver
 from neuromesh.image import load
-from neuromesh.sim.compare import first_divergence
+from neuromesh.sim.compare import lockstep
 from neuromesh.sim.harness import RX_BYTES
 
 CLOCK_NS = 10
@@ -66,18 +65,7 @@ async def run_case(drv, case):
     image = load(case["image"])
     with np.load(case["inputs"]) as f:
         inputs = f["spikes"]
-    steps = int(case.get("steps", inputs.shape[0]))
-    emu = Emulator(image)
-    await drv.load_image(image)
-    for t in range(steps):
-        chip_out = await drv.run_inputs(image, inputs[t:t + 1])
-        r = emu.run(inputs[t:t + 1])
-        chip_state = await drv.read_state(image.geometry)
-        bad = first_divergence(t, chip_out[0], r.outputs[0, 0], chip_state,
-                               emu.read_state(), image.geometry)
-        if bad:
-            return t + 1, bad
-    return steps, None
+    return await lockstep(drv, image, inputs, int(case.get("steps", inputs.shape[0])))
 
 
 async def measure_throughput(dut, drv, job):

@@ -3,7 +3,7 @@ difference (step, core, neuron, field, both values)."""
 
 import numpy as np
 
-__all__ = ["first_divergence", "describe"]
+__all__ = ["first_divergence", "describe", "lockstep"]
 
 STATE_FIELDS = ("u", "v", "refractory", "accum")
 
@@ -42,3 +42,24 @@ def describe(d) -> str:
                                               "channel") if k in d and d[k] is not None)
     return (f"first divergence at step {d['step']}: {d['field']} ({where}): "
             f"chip {d['chip']}, emulator {d['emulator']}")
+
+
+async def lockstep(driver, image, inputs, steps):
+    """Load ``image`` through ``driver`` (a :class:`~neuromesh.host.HostDriver`
+    on any simulator), then run it and the emulator side by side, comparing
+    outputs and the full read-back state after every step.
+
+    Returns ``(steps run, first divergence or None)``.
+    """
+    from neuromesh.emulator import Emulator
+    emu = Emulator(image)
+    await driver.load_image(image)
+    for t in range(steps):
+        chip_out = await driver.run_inputs(image, inputs[t:t + 1])
+        r = emu.run(inputs[t:t + 1])
+        chip_state = await driver.read_state(image.geometry)
+        bad = first_divergence(t, chip_out[0], r.outputs[0, 0], chip_state,
+                               emu.read_state(), image.geometry)
+        if bad:
+            return t + 1, bad
+    return steps, None

@@ -21,7 +21,7 @@ import numpy as np
 from neuromesh.chip import Geometry
 from neuromesh.image import ChipImage, save
 
-from .compare import describe, first_divergence
+from .compare import describe, lockstep
 from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
@@ -177,7 +177,6 @@ def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = Non
     """The same differential check in Amaranth's simulator (no compile step)."""
     from amaranth.sim import Simulator
 
-    from neuromesh.emulator import Emulator
     from neuromesh.host import HostDriver
     from neuromesh.rtl.chip import Chip
 
@@ -189,18 +188,9 @@ def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = Non
 
     async def testbench(ctx):
         drv = HostDriver(SimTransport(ctx, dut), max_idle_reads=10_000)
-        emu = Emulator(image)
-        await drv.load_image(image)
-        for t in range(steps):
-            out = await drv.run_inputs(image, inputs[t:t + 1])
-            r = emu.run(inputs[t:t + 1])
-            state = await drv.read_state(image.geometry)
-            result.steps = t + 1
-            bad = first_divergence(t, out[0], r.outputs[0, 0], state, emu.read_state(),
-                                   image.geometry)
-            if bad:
-                result.divergences.append(bad)
-                break
+        result.steps, bad = await lockstep(drv, image, inputs, steps)
+        if bad:
+            result.divergences.append(bad)
         result.cycles = ctx.get(dut.cycles)
 
     sim = Simulator(dut)
