@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,16 +93,26 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False) -> 
     build = cache_dir() / key
     if (build / "ready").exists():
         return build
-    build.mkdir(parents=True, exist_ok=True)
-    vfile = build / f"{TOPLEVEL}.v"
+    # Build in a private folder and move it into place when done, so that
+    # concurrent runs (parallel campaigns) never share a half-built tree.
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache_dir()))
+    vfile = work / f"{TOPLEVEL}.v"
     vfile.write_text(source)
     os.environ.update(verilator_env())
     runner = get_runner("verilator")
-    runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=build, always=True,
-                 build_args=args,
-                 timescale=("1ns", "1ps"), verbose=verbose,
-                 log_file=build / "build.log")
-    (build / "ready").write_text(key)
+    runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
+                 build_args=args, timescale=("1ns", "1ps"), verbose=verbose,
+                 log_file=work / "build.log")
+    (work / "ready").write_text(key)
+    if build.exists() and not (build / "ready").exists():
+        shutil.rmtree(build, ignore_errors=True)      # left over by an interrupted build
+    try:
+        work.rename(build)
+    except OSError:          # another run finished the same build first
+        shutil.rmtree(work, ignore_errors=True)
+    if not (build / "ready").exists():
+        raise RuntimeError(f"Verilator build of {geometry} did not complete in {build}")
     return build
 
 
