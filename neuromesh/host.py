@@ -17,13 +17,12 @@ import struct
 
 import numpy as np
 
-from .chip import LAYOUTS, Geometry, Region, core_xy, pack_address
+from .chip import LAYOUTS, Geometry, Region, pack_address
 from .image import ChipImage
 from .protocol import (
     INFO_LAYOUT,
     MAX_SPIKES,
     MAX_WORDS,
-    Command,
     ErrorCode,
     Frame,
     FrameDecoder,
@@ -215,6 +214,3 @@ def run_sync(coroutine):
     """Run a driver coroutine to completion on a blocking transport."""
     return asyncio.run(coroutine)
 
-
-# Re-exported for callers that build frames by hand.
-__all__ += ["Command", "core_xy"]
