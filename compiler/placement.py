@@ -1,0 +1,905 @@
+"""Partitioning of a spiking network into cores and placement on the mesh.
+
+Two steps of the compiler live here, both pure functions of plain data:
+
+1. :func:`partition` splits every population into the fewest *clusters*
+   (contiguous neuron index ranges) such that each cluster fits one core under
+   every per-core limit of the :class:`~neuromesh.chip.Geometry`
+   (``n_neurons``, ``n_axons``, ``n_synapses``, ``n_fanout``,
+   ``n_profiles``; ``docs/architecture.md`` §2.1).
+2. :func:`place` assigns the clusters to distinct cores of the
+   ``rows x cols`` mesh so that the expected routing load ::
+
+       cost = sum_ij T[i, j] * hops(p_i, p_j)
+              + sum_i (from_host[i] + to_host[i]) * (x_i + y_i + 1)
+
+   is small. ``T`` is the expected number of spike packets per step between
+   clusters, ``from_host``/``to_host`` the packets per step from/to the host
+   (:class:`Traffic`). With XY routing (§6.3) a packet from core ``(xa, ya)``
+   to ``(xb, yb)`` travels ``|xa - xb| + |ya - yb|`` hops; the host port is
+   on the west side of core ``(0, 0)`` (§2.3), so host traffic of core
+   ``(x, y)`` travels ``x + y + 1`` hops. The unit of cost is
+   *packet-hops per step*. The result is compared with a naive row-major
+   placement (:func:`naive_placement`).
+
+Example::
+
+    g = Geometry(rows=2, cols=2, n_neurons=128)
+    clusters = partition([PopulationNeeds("in", 200, fan_in=0),
+                          PopulationNeeds("out", 10, fan_in=200)], g)
+    traffic = Traffic.from_rates(clusters, {"in": 0.05, "out": 0.1, HOST: 10.0},
+                                 [(HOST, "in"), ("in", "out"), ("out", HOST)])
+    p = place(clusters, traffic, g)
+    print(p.report())
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuromesh.chip import ChipError, Geometry
+
+__all__ = [
+    "HOST", "RESOURCES", "PlacementError", "PopulationNeeds", "Cluster", "Traffic",
+    "Placement", "max_neurons_per_core", "partition", "hops", "host_hops",
+    "naive_placement", "placement_cost", "place",
+]
+
+#: Name of the host in :class:`Traffic` edges and :meth:`Traffic.from_rates`
+#: projections. No cluster may have this name.
+HOST = "host"
+
+#: Per-core resources of a cluster, mapped to the :class:`Geometry` limit
+#: each one is checked against.
+RESOURCES = {
+    "neurons": "n_neurons",
+    "axons": "n_axons",
+    "synapses": "n_synapses",
+    "fanout": "n_fanout",
+    "profiles": "n_profiles",
+}
+
+XY = tuple[int, int]
+
+
+class PlacementError(ChipError):
+    """A network cannot be partitioned or placed on the given chip."""
+
+
+def _check_count(owner: str, name: str, value, minimum: int = 0) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise PlacementError(f"{owner}: {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise PlacementError(f"{owner}: {name} = {value} is below the minimum {minimum}")
+    return int(value)
+
+
+# --- Data model ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PopulationNeeds:
+    """What one population of neurons needs from the cores it is placed on.
+
+    Parameters
+    ----------
+    name : str
+        Population name; unique in a network, not :data:`HOST`.
+    size : int
+        Number of neurons (at least 1).
+    fan_in : int
+        Incoming synapses per neuron (the largest over the population's
+        neurons if they differ). Each takes one synapse memory entry of the
+        neuron's core.
+    n_sources : int or None
+        Number of distinct sources (neurons of any population, or host input
+        channels) that send spikes to the population. A core needs one axon
+        per source that reaches one of its neurons. ``None`` (default) means
+        ``fan_in``: every neuron hears the same ``fan_in`` sources, as in a
+        dense projection from a layer of ``fan_in`` neurons.
+    fanout : int
+        Fan-out entries per neuron: one per destination core the neuron sends
+        to plus one per host output channel it drives (the largest over the
+        population's neurons). It depends on how the target populations are
+        partitioned; a conservative value is the number of clusters of all
+        target populations (plus one for host output).
+    profiles : int
+        Number of distinct neuron profiles (parameter sets) the population
+        uses (at least 1).
+
+    Notes
+    -----
+    The needs of a cluster of ``k`` neurons are upper bounds that hold however
+    the population is connected (:meth:`cluster_needs`).
+    """
+
+    name: str
+    size: int
+    fan_in: int = 0
+    n_sources: int | None = None
+    fanout: int = 1
+    profiles: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or self.name == HOST:
+            raise PlacementError(
+                f"population name must be a non-empty string other than {HOST!r}, "
+                f"got {self.name!r}")
+        owner = f"population {self.name!r}"
+        _check_count(owner, "size", self.size, 1)
+        _check_count(owner, "fan_in", self.fan_in)
+        _check_count(owner, "fanout", self.fanout)
+        _check_count(owner, "profiles", self.profiles, 1)
+        if self.n_sources is None:
+            object.__setattr__(self, "n_sources", int(self.fan_in))
+        _check_count(owner, "n_sources", self.n_sources)
+        if (self.fan_in == 0) != (self.n_sources == 0):
+            raise PlacementError(
+                f"{owner}: fan_in = {self.fan_in} and n_sources = {self.n_sources} "
+                f"disagree (a population has synapses if and only if it has sources)")
+
+    def cluster_needs(self, k: int) -> dict[str, int]:
+        """Resources a core needs to hold ``k`` neurons of this population.
+
+        Parameters
+        ----------
+        k : int
+            Number of neurons on the core.
+
+        Returns
+        -------
+        dict
+            ``{resource: need}`` for every key of :data:`RESOURCES`:
+            ``neurons = k``, ``synapses = k * fan_in``,
+            ``axons = min(n_sources, k * fan_in)`` (one axon per distinct
+            source, and there cannot be more sources than synapses),
+            ``fanout = k * fanout`` and ``profiles = min(profiles, k)``.
+        """
+        return {
+            "neurons": k,
+            "axons": min(self.n_sources, k * self.fan_in),
+            "synapses": k * self.fan_in,
+            "fanout": k * self.fanout,
+            "profiles": min(self.profiles, k),
+        }
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A piece of one population that will live on one core.
+
+    Parameters
+    ----------
+    name : str
+        Unique cluster name; :func:`partition` uses ``"population[i]"``.
+    population : str
+        Name of the population the neurons belong to.
+    start, stop : int
+        The cluster holds the population's neurons ``start .. stop - 1``.
+    neurons, axons, synapses, fanout, profiles : int
+        Per-core resources the cluster needs (compare :data:`RESOURCES`);
+        ``neurons`` must equal ``stop - start``.
+    """
+
+    name: str
+    population: str
+    start: int
+    stop: int
+    neurons: int
+    axons: int = 0
+    synapses: int = 0
+    fanout: int = 0
+    profiles: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or self.name == HOST:
+            raise PlacementError(
+                f"cluster name must be a non-empty string other than {HOST!r}, "
+                f"got {self.name!r}")
+        owner = f"cluster {self.name!r}"
+        _check_count(owner, "start", self.start)
+        _check_count(owner, "stop", self.stop, self.start + 1)
+        for resource in RESOURCES:
+            _check_count(owner, resource, getattr(self, resource))
+        if self.neurons != self.stop - self.start:
+            raise PlacementError(
+                f"{owner}: neurons = {self.neurons} but the index range "
+                f"{self.start}..{self.stop - 1} holds {self.stop - self.start}")
+
+    def needs(self) -> dict[str, int]:
+        """``{resource: need}`` for every key of :data:`RESOURCES`."""
+        return {resource: getattr(self, resource) for resource in RESOURCES}
+
+    def check(self, geometry: Geometry) -> None:
+        """Raise :class:`PlacementError` if the cluster does not fit one core.
+
+        The message names the cluster, the resource, the core's limit and the
+        cluster's need, for every resource that is exceeded.
+        """
+        over = [f"{need} {resource} but a core has {RESOURCES[resource]} = "
+                f"{getattr(geometry, RESOURCES[resource])}"
+                for resource, need in self.needs().items()
+                if need > getattr(geometry, RESOURCES[resource])]
+        if over:
+            raise PlacementError(f"cluster {self.name!r} does not fit a core: it needs "
+                                 + "; ".join(over))
+
+
+def _names_of(clusters) -> tuple[str, ...]:
+    names = tuple(c.name if isinstance(c, Cluster) else c for c in clusters)
+    for name in names:
+        if not isinstance(name, str) or not name or name == HOST:
+            raise PlacementError(
+                f"traffic: cluster names must be non-empty strings other than {HOST!r}, "
+                f"got {name!r}")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise PlacementError(f"traffic: cluster name {name!r} appears twice")
+        seen.add(name)
+    return names
+
+
+def _frozen_array(value, shape, what) -> np.ndarray:
+    a = np.array(value, dtype=np.float64)
+    if a.shape != shape:
+        raise PlacementError(f"traffic: {what} has shape {a.shape}, expected {shape}")
+    bad = ~np.isfinite(a) | (a < 0)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PlacementError(f"traffic: {what}{list(idx)} = {a[idx]} is not a finite "
+                             f"non-negative number of packets per step")
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Traffic:
+    """Expected spike packets per step between clusters and the host.
+
+    Parameters
+    ----------
+    names : sequence of str or Cluster
+        The clusters, in the order of the rows and columns of ``matrix``.
+    matrix : array_like, shape (n, n)
+        ``matrix[i, j]``: expected packets per step from cluster ``i`` to
+        cluster ``j``. The diagonal (a cluster to its own core) costs no hops.
+        ``None`` means no traffic between clusters.
+    from_host : array_like, shape (n,)
+        Expected host input packets per step to each cluster (``None``: 0).
+    to_host : array_like, shape (n,)
+        Expected host-bound packets per step from each cluster (``None``: 0).
+
+    See Also
+    --------
+    Traffic.from_edges : build it from a sparse list of edges.
+    Traffic.from_rates : build it from spike rates and projections.
+    """
+
+    names: tuple[str, ...]
+    matrix: np.ndarray = None
+    from_host: np.ndarray = None
+    to_host: np.ndarray = None
+
+    def __post_init__(self):
+        names = _names_of(self.names)
+        n = len(names)
+        object.__setattr__(self, "names", names)
+        for attr, shape in (("matrix", (n, n)), ("from_host", (n,)), ("to_host", (n,))):
+            value = getattr(self, attr)
+            value = np.zeros(shape) if value is None else value
+            object.__setattr__(self, attr, _frozen_array(value, shape, attr))
+
+    def __len__(self):
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        """Row/column of cluster ``name``."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise PlacementError(f"traffic: no cluster named {name!r}") from None
+
+    @property
+    def total(self) -> float:
+        """Expected packets per step, all kinds together."""
+        return float(self.matrix.sum() + self.from_host.sum() + self.to_host.sum())
+
+    @classmethod
+    def from_edges(cls, names, edges: Iterable[tuple[str, str, float]]) -> Traffic:
+        """Traffic from a sparse list of ``(source, destination, packets_per_step)``.
+
+        Parameters
+        ----------
+        names : sequence of str or Cluster
+            All clusters, in order.
+        edges : iterable of (str, str, float)
+            Source and destination are cluster names or :data:`HOST`. Repeated
+            edges add up.
+
+        Returns
+        -------
+        Traffic
+        """
+        names = _names_of(names)
+        t = cls(names)
+        matrix, from_host, to_host = (np.array(a) for a in (t.matrix, t.from_host, t.to_host))
+        index = {name: i for i, name in enumerate(names)}
+
+        def lookup(name, edge):
+            if name != HOST and name not in index:
+                raise PlacementError(f"traffic edge {edge!r}: no cluster named {name!r}")
+            return index.get(name)
+
+        for edge in edges:
+            src, dst, rate = edge
+            s, d = lookup(src, edge), lookup(dst, edge)
+            if s is None and d is None:
+                raise PlacementError(f"traffic edge {edge!r}: host to host is not traffic")
+            if s is None:
+                from_host[d] += rate
+            elif d is None:
+                to_host[s] += rate
+            else:
+                matrix[s, d] += rate
+        return cls(names, matrix, from_host, to_host)
+
+    @classmethod
+    def from_rates(cls, clusters: Sequence[Cluster], rates: Mapping[str, object],
+                   projections: Iterable[tuple[str, str]]) -> Traffic:
+        """Traffic from spike rates of populations and the projections between them.
+
+        Each spike of a neuron sends one packet to every cluster of every
+        population it projects to (one fan-out entry per destination core),
+        and one packet to the host if its population projects to
+        :data:`HOST`. Each host input spike to a population is one packet to
+        each of its clusters (a host channel feeds one axon per core of the
+        layer). For sparse projections, where a neuron reaches only some
+        clusters of the target, this is an upper bound.
+
+        Parameters
+        ----------
+        clusters : sequence of Cluster
+            The clusters, e.g. from :func:`partition`.
+        rates : mapping
+            ``rates[population]``: expected spikes per neuron per step, either
+            one number for all its neurons or one value per neuron (length =
+            population size), e.g. mean spike counts per step of a short
+            floating-point run. ``rates[HOST]``: expected host input spikes
+            per step over all input channels (needed if a projection starts
+            at the host).
+        projections : iterable of (str, str)
+            ``(source, target)`` population names or :data:`HOST`. A pair
+            listed twice counts twice.
+
+        Returns
+        -------
+        Traffic
+        """
+        clusters = list(clusters)
+        names = _names_of(clusters)
+        by_pop: dict[str, list[int]] = {}
+        size: dict[str, int] = {}
+        for i, c in enumerate(clusters):
+            by_pop.setdefault(c.population, []).append(i)
+            size[c.population] = max(size.get(c.population, 0), c.stop)
+
+        def members(pop, edge):
+            if pop == HOST:
+                return None
+            if pop not in by_pop:
+                raise PlacementError(
+                    f"projection {edge!r}: no population {pop!r} among the clusters "
+                    f"(populations: {', '.join(sorted(by_pop))})")
+            return by_pop[pop]
+
+        def out_rates(pop, edge) -> np.ndarray:
+            """Spikes per step of each cluster of ``pop`` (or of the host)."""
+            if pop not in rates:
+                raise PlacementError(f"projection {edge!r}: no rate given for {pop!r}")
+            r = np.asarray(rates[pop], dtype=np.float64)
+            if pop == HOST:
+                if r.ndim != 0:
+                    raise PlacementError(f"rates[{HOST!r}] must be one number (host input "
+                                         f"spikes per step), got shape {r.shape}")
+            elif r.ndim == 0:
+                r = np.full(size[pop], float(r))
+            elif r.shape != (size[pop],):
+                raise PlacementError(
+                    f"rates[{pop!r}] has shape {r.shape}; expected one number or "
+                    f"({size[pop]},), one rate per neuron of the population")
+            if not np.all(np.isfinite(r) & (r >= 0)):
+                raise PlacementError(f"rates[{pop!r}] holds a negative or non-finite value")
+            if pop == HOST:
+                return r.reshape(1)
+            return np.array([r[clusters[i].start:clusters[i].stop].sum()
+                             for i in by_pop[pop]])
+
+        n = len(clusters)
+        matrix, from_host, to_host = np.zeros((n, n)), np.zeros(n), np.zeros(n)
+        for edge in projections:
+            src, dst = edge
+            s, d = members(src, edge), members(dst, edge)
+            if s is None and d is None:
+                raise PlacementError(f"projection {edge!r}: host to host is not traffic")
+            r = out_rates(src, edge)
+            if s is None:
+                from_host[d] += r[0]
+            elif d is None:
+                to_host[s] += r
+            else:
+                matrix[np.ix_(s, d)] += r[:, None]
+        return cls(names, matrix, from_host, to_host)
+
+
+# --- Partitioning -------------------------------------------------------------------
+
+
+def max_neurons_per_core(needs: PopulationNeeds, geometry: Geometry) -> tuple[int, str]:
+    """The most neurons of a population one core can hold, and what limits it.
+
+    Parameters
+    ----------
+    needs : PopulationNeeds
+    geometry : Geometry
+
+    Returns
+    -------
+    k : int
+        Largest ``k`` such that :meth:`PopulationNeeds.cluster_needs` ``(k)``
+        is within every per-core limit (0 if not even one neuron fits).
+    resource : str
+        The binding resource (a key of :data:`RESOURCES`); the first one in
+        that order if several bind equally.
+    """
+    limits = {r: getattr(geometry, attr) for r, attr in RESOURCES.items()}
+    big = math.inf
+    per = {
+        "neurons": limits["neurons"],
+        "axons": big if needs.n_sources <= limits["axons"]
+        else limits["axons"] // needs.fan_in,
+        "synapses": limits["synapses"] // needs.fan_in if needs.fan_in else big,
+        "fanout": limits["fanout"] // needs.fanout if needs.fanout else big,
+        "profiles": big if needs.profiles <= limits["profiles"] else limits["profiles"],
+    }
+    resource = min(per, key=lambda r: per[r])   # first minimum in RESOURCES order
+    return int(per[resource]), resource
+
+
+def partition(populations: Iterable[PopulationNeeds], geometry: Geometry) -> list[Cluster]:
+    """Split populations into the fewest clusters that each fit one core.
+
+    Each population is cut into ``ceil(size / k)`` contiguous index ranges of
+    as equal sizes as possible (they differ by at most one neuron), where
+    ``k`` is :func:`max_neurons_per_core`. Since every need grows with the
+    number of neurons, no partition of a population into fewer pieces fits.
+
+    Parameters
+    ----------
+    populations : iterable of PopulationNeeds
+        Populations with unique names; the clusters come out in this order.
+    geometry : Geometry
+        The chip; every cluster respects its ``n_neurons``, ``n_axons``,
+        ``n_synapses``, ``n_fanout`` and ``n_profiles``.
+
+    Returns
+    -------
+    list of Cluster
+        Named ``"population[i]"``, ``i = 0, 1, ...`` in neuron index order.
+
+    Raises
+    ------
+    PlacementError
+        If a population cannot fit even one neuron per core (the message names
+        the population, the resource, the limit and the need), if names repeat,
+        or if the clusters outnumber the cores ("needs K cores, the mesh has
+        M").
+
+    Notes
+    -----
+    Simplification: a core holds neurons of one population only; clusters of
+    different populations never share a core, even when both are small. This
+    wastes cores on networks with many small populations, but keeps profiles,
+    axons and fan-out of a core those of a single population.
+    """
+    populations = list(populations)
+    seen = set()
+    for p in populations:
+        if not isinstance(p, PopulationNeeds):
+            raise PlacementError(f"partition: expected PopulationNeeds, got {p!r}")
+        if p.name in seen:
+            raise PlacementError(f"partition: population name {p.name!r} appears twice")
+        seen.add(p.name)
+
+    clusters: list[Cluster] = []
+    summary = []
+    for p in populations:
+        k, binding = max_neurons_per_core(p, geometry)
+        if k < 1:
+            one = p.cluster_needs(1)
+            over = [f"{resource}: one neuron needs {one[resource]}, a core has "
+                    f"{attr} = {getattr(geometry, attr)}"
+                    for resource, attr in RESOURCES.items()
+                    if one[resource] > getattr(geometry, attr)]
+            raise PlacementError(f"population {p.name!r} cannot be placed even one neuron "
+                                 f"per core: " + "; ".join(over))
+        count = -(-p.size // k)
+        base, extra = divmod(p.size, count)
+        start = 0
+        for i in range(count):
+            stop = start + base + (i < extra)
+            clusters.append(Cluster(name=f"{p.name}[{i}]", population=p.name,
+                                    start=start, stop=stop,
+                                    **p.cluster_needs(stop - start)))
+            start = stop
+        summary.append(f"{p.name!r}: {count} (at most {k} neurons/core, "
+                       f"limited by {RESOURCES[binding]})")
+
+    if len(clusters) > geometry.n_cores:
+        raise PlacementError(
+            f"partition needs {len(clusters)} cores, the mesh has {geometry.n_cores} "
+            f"({geometry.rows}x{geometry.cols}); clusters per population: "
+            + ", ".join(summary))
+    return clusters
+
+
+# --- Cost ---------------------------------------------------------------------------
+
+
+def hops(a: XY, b: XY) -> int:
+    """Hops of a packet from core ``a = (x, y)`` to core ``b`` under XY routing."""
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+def host_hops(a: XY) -> int:
+    """Hops between core ``a = (x, y)`` and the host port: ``x + y + 1``."""
+    return a[0] + a[1] + 1
+
+
+def _positions_array(positions: Mapping[str, XY], traffic: Traffic,
+                     geometry: Geometry | None) -> np.ndarray:
+    missing = [name for name in traffic.names if name not in positions]
+    if missing:
+        raise PlacementError(f"placement: no core for cluster(s) {', '.join(missing)}")
+    xy = np.array([tuple(positions[name]) for name in traffic.names],
+                  dtype=np.int64).reshape(-1, 2)
+    if geometry is not None:
+        used = {}
+        for name, (x, y) in zip(traffic.names, xy.tolist()):
+            if not (0 <= x < geometry.cols and 0 <= y < geometry.rows):
+                raise PlacementError(
+                    f"placement: cluster {name!r} is on core ({x},{y}), outside the "
+                    f"{geometry.rows}x{geometry.cols} mesh")
+            if (x, y) in used:
+                raise PlacementError(
+                    f"placement: clusters {used[(x, y)]!r} and {name!r} share core ({x},{y})")
+            used[(x, y)] = name
+    return xy
+
+
+def _cost_parts(xy: np.ndarray, traffic: Traffic) -> tuple[float, float]:
+    d = np.abs(xy[:, None, :] - xy[None, :, :]).sum(axis=2)
+    mesh = float((traffic.matrix * d).sum())
+    host = float(((traffic.from_host + traffic.to_host) * (xy.sum(axis=1) + 1)).sum())
+    return mesh, host
+
+
+def placement_cost(positions: Mapping[str, XY], traffic: Traffic,
+                   geometry: Geometry | None = None) -> float:
+    """Expected packet-hops per step of a placement.
+
+    Parameters
+    ----------
+    positions : mapping of str to (int, int)
+        Core ``(x, y)`` of every cluster named in ``traffic``.
+    traffic : Traffic
+    geometry : Geometry, optional
+        If given, also check that every core is in the mesh and that no two
+        clusters share one.
+
+    Returns
+    -------
+    float
+        ``sum(matrix[i, j] * hops(p_i, p_j)) +
+        sum((from_host[i] + to_host[i]) * host_hops(p_i))``.
+    """
+    mesh, host = _cost_parts(_positions_array(positions, traffic, geometry), traffic)
+    return mesh + host
+
+
+def naive_placement(clusters: Sequence[Cluster | str], geometry: Geometry) -> dict[str, XY]:
+    """Row-major placement in cluster order: cluster ``k`` on core index ``k``.
+
+    Core index ``k`` is ``(x, y) = (k % cols, k // cols)``
+    (``docs/architecture.md`` §2.2).
+
+    Parameters
+    ----------
+    clusters : sequence of Cluster or str
+    geometry : Geometry
+
+    Returns
+    -------
+    dict
+        Cluster name to ``(x, y)``.
+    """
+    names = _names_of(clusters)
+    if len(names) > geometry.n_cores:
+        raise PlacementError(f"placement needs {len(names)} cores, the mesh has "
+                             f"{geometry.n_cores} ({geometry.rows}x{geometry.cols})")
+    return {name: (k % geometry.cols, k // geometry.cols) for k, name in enumerate(names)}
+
+
+# --- Search -------------------------------------------------------------------------
+#
+# Internally clusters are 0..n-1 (traffic order), cores 0..M-1 (core index), a
+# placement is an int array pos[n] of distinct cores. W = T + T^T with a zero
+# diagonal and h = from_host + to_host give cost(pos) = 1/2 sum W D[pos,pos] + h H[pos].
+# G[i, c] = sum_k W[i, k] D[pos_k, c] + h_i H[c] is the cost of cluster i's
+# traffic were it on core c, everything else fixed; it makes the cost change of
+# every move/swap one vectorised expression.
+
+
+class _Problem:
+    def __init__(self, traffic: Traffic, geometry: Geometry):
+        t = traffic.matrix
+        self.W = t + t.T
+        np.fill_diagonal(self.W, 0.0)
+        self.h = traffic.from_host + traffic.to_host
+        cores = np.arange(geometry.n_cores)
+        self.xy = np.stack([cores % geometry.cols, cores // geometry.cols], axis=1)
+        self.D = np.abs(self.xy[:, None, :] - self.xy[None, :, :]).sum(axis=2).astype(float)
+        self.H = self.xy.sum(axis=1) + 1.0
+        self.n, self.M = len(self.h), geometry.n_cores
+        scale = (self.W.sum() / 2 + self.h.sum()) * (geometry.rows + geometry.cols)
+        self.tol = 1e-12 * scale        # improvements smaller than rounding are none
+
+    def cost(self, pos: np.ndarray) -> float:
+        return float(0.5 * (self.W * self.D[np.ix_(pos, pos)]).sum() + self.h @ self.H[pos])
+
+    def greedy(self) -> np.ndarray:
+        """Constructive placement: most attached cluster first, on its cheapest core."""
+        W, h, D, H = self.W, self.h, self.D, self.H
+        pos = np.full(self.n, -1, dtype=np.int64)
+        free = np.ones(self.M, dtype=bool)
+        placed = np.zeros(self.n, dtype=bool)
+        attached = h.copy()                 # traffic to the host and to placed clusters
+        total = W.sum(axis=1) + h
+        G = h[:, None] * H[None, :]         # cost of i on each core w.r.t. placed ones
+        for _ in range(self.n):
+            i = min(np.flatnonzero(~placed).tolist(),
+                    key=lambda k: (-attached[k], -total[k], k))
+            c = int(np.argmin(np.where(free, G[i], np.inf)))   # ties: lowest core index
+            pos[i], placed[i], free[c] = c, True, False
+            attached += W[:, i]
+            G += W[:, i][:, None] * D[c][None, :]
+        return pos
+
+    def descend(self, pos: np.ndarray) -> np.ndarray:
+        """Steepest descent over all moves to a free core and all pairwise swaps."""
+        W, h, D, H = self.W, self.h, self.D, self.H
+        n, M = self.n, self.M
+        pos = pos.copy()
+        occ = np.full(M, -1, dtype=np.int64)
+        occ[pos] = np.arange(n)
+        G = W @ D[pos] + h[:, None] * H[None, :]
+        rows, cols = np.arange(n), np.arange(M)
+        while True:
+            a = pos
+            delta = G - G[rows, a][:, None]                     # move i: a_i -> b
+            occupied = occ >= 0
+            j = np.where(occupied, occ, 0)
+            swap = (G[j[None, :], a[:, None]] - G[j, cols][None, :]   # j: b -> a_i
+                    + 2.0 * W[rows[:, None], j[None, :]] * D[a[:, None], cols[None, :]])
+            delta += np.where(occupied[None, :], swap, 0.0)
+            best = int(np.argmin(delta))                        # ties: first (i, b)
+            i, b = divmod(best, M)
+            if not delta[i, b] < -self.tol:
+                return pos
+            ai, jb = int(pos[i]), int(occ[b])
+            w = W[:, i] - (W[:, jb] if jb >= 0 else 0.0)
+            G += w[:, None] * (D[b] - D[ai])[None, :]
+            pos[i], occ[b], occ[ai] = b, i, jb
+            if jb >= 0:
+                pos[jb] = ai
+
+
+def _check_inputs(clusters, traffic: Traffic, geometry: Geometry) -> tuple[list, Traffic]:
+    clusters = list(clusters)
+    for c in clusters:
+        if not isinstance(c, Cluster):
+            raise PlacementError(f"place: expected Cluster, got {c!r}")
+    names = _names_of(clusters)
+    if len(clusters) > geometry.n_cores:
+        raise PlacementError(f"placement needs {len(clusters)} cores, the mesh has "
+                             f"{geometry.n_cores} ({geometry.rows}x{geometry.cols})")
+    for c in clusters:
+        c.check(geometry)
+    if set(names) != set(traffic.names):
+        extra = sorted(set(traffic.names) - set(names))
+        missing = sorted(set(names) - set(traffic.names))
+        raise PlacementError(
+            "place: traffic and clusters name different clusters"
+            + (f"; not in traffic: {', '.join(missing)}" if missing else "")
+            + (f"; not among the clusters: {', '.join(extra)}" if extra else ""))
+    if names != traffic.names:                      # reorder traffic to cluster order
+        order = [traffic.index(name) for name in names]
+        traffic = Traffic(names, traffic.matrix[np.ix_(order, order)],
+                          traffic.from_host[order], traffic.to_host[order])
+    return clusters, traffic
+
+
+@dataclass(frozen=True, eq=False)
+class Placement:
+    """Clusters assigned to cores, with the cost against row-major placement.
+
+    Attributes
+    ----------
+    clusters : tuple of Cluster
+    traffic : Traffic
+        In cluster order.
+    geometry : Geometry
+    positions : dict
+        Cluster name to core ``(x, y)``; distinct cores.
+    cost : float
+        :func:`placement_cost` of ``positions``, packet-hops per step.
+    naive_cost : float
+        :func:`placement_cost` of :func:`naive_placement`.
+    """
+
+    clusters: tuple[Cluster, ...]
+    traffic: Traffic
+    geometry: Geometry
+    positions: dict[str, XY] = field(default_factory=dict)
+    cost: float = 0.0
+    naive_cost: float = 0.0
+
+    def core_of(self, cluster: Cluster | str) -> XY:
+        """Core ``(x, y)`` of a cluster (given by object or name)."""
+        return self.positions[cluster.name if isinstance(cluster, Cluster) else cluster]
+
+    @property
+    def saving(self) -> float:
+        """Fraction of the naive cost saved, in [0, 1] (0 if the naive cost is 0)."""
+        return 1.0 - self.cost / self.naive_cost if self.naive_cost else 0.0
+
+    def report(self) -> str:
+        """Human-readable summary: costs, one line per cluster, and a mesh map."""
+        g, t = self.geometry, self.traffic
+        xy = _positions_array(self.positions, t, None)
+        mesh, host = _cost_parts(xy, t)
+        packets = t.total - float(np.trace(t.matrix))
+        lines = [
+            f"placement of {len(self.clusters)} clusters of "
+            f"{len({c.population for c in self.clusters})} populations on a "
+            f"{g.rows}x{g.cols} mesh ({len(self.clusters)} of {g.n_cores} cores used)",
+            f"cost: {_num(self.cost)} packet-hops/step "
+            f"(core to core {_num(mesh)}, host {_num(host)})",
+            f"naive row-major: {_num(self.naive_cost)} packet-hops/step; "
+            f"saved {_num(self.naive_cost - self.cost)} ({100 * self.saving:.1f} %)",
+        ]
+        if packets > 0:
+            lines.append(f"traffic: {_num(packets)} packets/step leave their core, "
+                         f"{self.cost / packets:.2f} hops each on average")
+        header = ("cluster", "population", "neurons", "core", "axons", "synapses",
+                  "fanout", "profiles", "pkt/step out", "pkt-hops")
+        rows = []
+        for i, c in enumerate(self.clusters):
+            x, y = self.positions[c.name]
+            d = np.abs(xy - xy[i]).sum(axis=1)
+            own = (t.matrix[i] * d).sum() + (t.from_host[i] + t.to_host[i]) * (x + y + 1)
+            out = t.matrix[i].sum() - t.matrix[i, i] + t.to_host[i]
+            rows.append((c.name, c.population, f"{c.start}..{c.stop - 1}", f"({x},{y})",
+                         str(c.axons), str(c.synapses), str(c.fanout), str(c.profiles),
+                         _num(out), _num(own)))
+        limits = ("", "", f"/{g.n_neurons}", "", f"/{g.n_axons}", f"/{g.n_synapses}",
+                  f"/{g.n_fanout}", f"/{g.n_profiles}", "", "")
+        table = [header, *rows, limits]
+        widths = [max(len(r[k]) for r in table) for k in range(len(header))]
+        lines.append("")
+        lines += ["  ".join(s.ljust(w) for s, w in zip(r, widths)).rstrip() for r in table]
+        lines.append("(pkt-hops: the cluster's outgoing and host packets times their hops; "
+                     "last row: per-core limits)")
+        grid = [["."] * g.cols for _ in range(g.rows)]
+        for name, (x, y) in self.positions.items():
+            grid[y][x] = name
+        width = max(len(s) for row in grid for s in row + [f"x={g.cols - 1}"])
+        lines += ["", "mesh (host port west of (0,0)):",
+                  " " * 6 + " ".join(f"x={x}".ljust(width) for x in range(g.cols)).rstrip()]
+        lines += [f"  y={y:<2}" + " ".join(s.ljust(width) for s in row).rstrip()
+                  for y, row in enumerate(grid)]
+        return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return str(int(round(x))) if abs(x - round(x)) < 1e-9 else f"{x:.3f}"
+
+
+def place(clusters: Sequence[Cluster], traffic: Traffic, geometry: Geometry, *,
+          seed: int = 0, kicks: int = 32) -> Placement:
+    """Assign clusters to distinct cores, minimising expected packet-hops per step.
+
+    Parameters
+    ----------
+    clusters : sequence of Cluster
+        Each must fit one core (:meth:`Cluster.check`); at most ``n_cores``.
+    traffic : Traffic
+        Naming the same clusters (any order).
+    geometry : Geometry
+    seed : int
+        Seed of the random perturbations (step 3 below).
+    kicks : int
+        Number of perturbation rounds (0: greedy + descent only).
+
+    Returns
+    -------
+    Placement
+        With ``cost <= naive_cost`` always.
+
+    Raises
+    ------
+    PlacementError
+        If there are more clusters than cores, a cluster exceeds a per-core
+        limit, or ``traffic`` names other clusters.
+
+    Notes
+    -----
+    1. *Greedy construction.* Repeatedly take the unplaced cluster with the
+       most traffic to the host and to already placed clusters (ties: most
+       traffic overall, then cluster order) and put it on the free core where
+       that traffic costs least (ties: lowest core index).
+    2. *Local search.* Steepest descent over all single moves (a cluster to a
+       free core) and all pairwise swaps, with the exact cost change of every
+       candidate computed at once, until no move improves. This runs from the
+       greedy placement and from the naive row-major one; the better result
+       is kept, so the cost is never above the naive cost.
+    3. *Iterated local search.* ``kicks`` times, perturb the best placement
+       with 2-4 random moves/swaps (``numpy.random.default_rng(seed)``),
+       descend again, and keep the result if it is strictly better.
+
+    The result depends only on the inputs and ``seed``. The search is a
+    heuristic (placement is a quadratic assignment problem, NP-hard); it
+    finds the optimum of small cases but not necessarily of large ones.
+    """
+    clusters, traffic = _check_inputs(clusters, traffic, geometry)
+    kicks = _check_count("place", "kicks", kicks)
+    naive = naive_placement(clusters, geometry)
+    naive_cost = placement_cost(naive, traffic)
+    n = len(clusters)
+    if n == 0:
+        return Placement((), traffic, geometry, {}, 0.0, 0.0)
+
+    prob = _Problem(traffic, geometry)
+    starts = [prob.greedy(), np.arange(n, dtype=np.int64)]
+    found = [prob.descend(p) for p in starts]
+    costs = [prob.cost(p) for p in found]
+    best = found[int(np.argmin(costs))]
+    best_cost = min(costs)
+
+    rng = np.random.default_rng(seed)
+    if prob.M > 1:
+        for _ in range(kicks):
+            p = best.copy()
+            occ = np.full(prob.M, -1, dtype=np.int64)
+            occ[p] = np.arange(n)
+            for _ in range(int(rng.integers(2, 5))):
+                i, b = int(rng.integers(n)), int(rng.integers(prob.M))
+                a, j = int(p[i]), int(occ[b])
+                p[i], occ[b], occ[a] = b, i, j
+                if j >= 0:
+                    p[j] = a
+            p = prob.descend(p)
+            c = prob.cost(p)
+            if c < best_cost - prob.tol:
+                best, best_cost = p, c
+
+    positions = {c.name: (int(prob.xy[k, 0]), int(prob.xy[k, 1]))
+                 for c, k in zip(clusters, best.tolist())}
+    cost = placement_cost(positions, traffic, geometry)
+    if cost > naive_cost:                 # only by rounding; never return worse than naive
+        positions, cost = naive, naive_cost
+    return Placement(tuple(clusters), traffic, geometry, positions, cost, naive_cost)
