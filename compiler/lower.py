@@ -1,0 +1,224 @@
+"""Lowering a :class:`~neuromesh.compiler.network.Network` onto a chip:
+quantize, partition into cores, place on the mesh, route, emit the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuromesh.builder import ChipBuilder
+from neuromesh.chip import Geometry
+from neuromesh.image import ChipImage
+
+from .network import Network, NetworkError
+from .placement import HOST, PopulationNeeds, Traffic, max_neurons_per_core, partition, place
+from .quantize import (
+    choose_scale,
+    decay_from_factor,
+    quantize_bias,
+    quantize_threshold,
+    quantize_weights,
+)
+
+__all__ = ["Compiled", "compile_network"]
+
+
+@dataclass
+class Compiled:
+    """A compiled network: the chip image and how to talk to it.
+
+    Attributes
+    ----------
+    image:
+        The chip image.
+    input_channels, output_channels:
+        ``{port or population: first host channel}``; a port of size ``n``
+        uses channels ``first .. first + n - 1``.
+    clusters, positions:
+        The partition and where each cluster sits (x, y).
+    scales:
+        Chip units per float unit of each population.
+    quantization:
+        Per projection: ``(w_shift, max_abs_error, rms_rel_error, flushed)``.
+    placement_cost, naive_cost:
+        Expected packet-hops per step of the placement and of row-major.
+    """
+
+    image: ChipImage
+    network: Network
+    input_channels: dict
+    output_channels: dict
+    clusters: list
+    positions: dict
+    scales: dict
+    quantization: dict = field(default_factory=dict)
+    placement_cost: float = 0.0
+    naive_cost: float = 0.0
+
+    def chip_inputs(self, inputs: dict, steps: int | None = None) -> np.ndarray:
+        """Pack per-port 0/1 arrays ``[steps, (batch,) size]`` into the image's
+        ``[steps, batch, n_inputs]`` input."""
+        arrays = {k: (np.asarray(v)[:, None, :] if np.ndim(v) == 2 else np.asarray(v))
+                  for k, v in inputs.items()}
+        steps = steps or max(a.shape[0] for a in arrays.values())
+        batch = max((a.shape[1] for a in arrays.values()), default=1)
+        x = np.zeros((steps, batch, self.image.n_inputs), dtype=bool)
+        for name, a in arrays.items():
+            first = self.input_channels[name]
+            x[:, :, first:first + a.shape[2]] = a[:steps]
+        return x
+
+    def outputs(self, result) -> dict:
+        """``{population: bool [steps, batch, size]}`` from an emulator result."""
+        return {p: result.outputs[:, :, first:first + self.network.populations[p].size]
+                for p, first in self.output_channels.items()}
+
+
+def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = None,
+                    seed: int = 0) -> Compiled:
+    """Map ``net`` onto a chip of ``geometry``.
+
+    ``rates``: expected spikes per neuron per step of each population (and
+    of the host inputs, key ``"host"``) for placement; default 0.1.
+    """
+    pops = net.populations
+    incoming = {n: [p for p in net.projections if p.dst == n] for n in pops}
+
+    # 1. Quantization: one scale per population, one shift per projection.
+    scales, params, quant, proj_q = {}, {}, {}, {}
+    for n, pop in pops.items():
+        alpha, beta = net.retention(pop)
+        du = pop.du if pop.du is not None else int(decay_from_factor(alpha, name=n).d)
+        dv = pop.dv if pop.dv is not None else int(decay_from_factor(beta, name=n).d)
+        # Weights in per-target-neuron form, for the state headroom estimate.
+        win = []
+        for p in incoming[n]:
+            dense = np.zeros((int(p.pre.max(initial=0)) + 1, pop.size))
+            np.add.at(dense, (p.pre, p.post), p.weight)
+            win.append(dense)
+        choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
+        s = choice.scale
+        scales[n] = s
+        th = quantize_threshold(pop.threshold, s, name=n)
+        b = quantize_bias(pop.bias_array(), s, name=n)
+        params[n] = dict(du=du, dv=dv, vth_mant=int(th.vth_mant), bias_mant=b.bias_mant,
+                         bias_exp=b.bias_exp)
+        if len(incoming[n]) > geometry.n_groups:
+            raise NetworkError(f"population {n!r} has {len(incoming[n])} incoming projections; "
+                               f"a core has n_groups = {geometry.n_groups} synapse groups")
+        for p in incoming[n]:
+            q = quantize_weights(p.weight, s, name=p.name)
+            proj_q[p.name] = q
+            quant[p.name] = (q.w_shift, q.max_abs_error, q.rms_rel_error, q.n_flushed)
+        del win
+
+    # 2. Partition under every per-core limit.
+    def needs(n, fanout):
+        size = pops[n].size
+        fan_in = 0
+        sources = 0
+        count = np.zeros(size, dtype=np.int64)
+        for p in incoming[n]:
+            np.add.at(count, p.post, 1)
+            sources += np.unique(p.pre).size
+        fan_in = int(count.max(initial=0))
+        return PopulationNeeds(n, size, fan_in=fan_in, n_sources=max(sources, 1) if fan_in else 0,
+                               fanout=fanout, profiles=1)
+
+    k_of = {n: max_neurons_per_core(needs(n, 1), geometry)[0] for n in pops}
+    fanout = {}
+    for n in pops:
+        f = sum(-(-pops[p.dst].size // k_of[p.dst]) for p in net.projections if p.src == n)
+        fanout[n] = max(1, f + (1 if n in net.outputs else 0))
+    clusters = partition([needs(n, fanout[n]) for n in pops], geometry)
+
+    # 3. Placement by expected traffic.
+    rates = dict(rates or {})
+    for n in pops:
+        rates.setdefault(n, 0.1)
+    rates.setdefault(HOST, 0.1 * sum(i.size for i in net.inputs.values()))
+    pairs = [(HOST if p.src in net.inputs else p.src, p.dst) for p in net.projections]
+    pairs += [(n, HOST) for n in net.outputs]
+    traffic = Traffic.from_rates(clusters, rates, pairs)
+    placement = place(clusters, traffic, geometry, seed=seed)
+    positions = {c.name: placement.positions[c.name] for c in clusters}
+
+    # 4. Routing and emission.
+    b = ChipBuilder(geometry)
+    home = {}        # population -> (core x, y, first neuron, count) per cluster
+    for c in clusters:
+        home.setdefault(c.population, []).append((*positions[c.name], c.start, c.stop))
+    input_channels, first = {}, 0
+    for name, port in net.inputs.items():
+        input_channels[name] = first
+        first += port.size
+    b.n_inputs = first
+    output_channels, first = {}, 0
+    for n in net.outputs:
+        output_channels[n] = first
+        first += pops[n].size
+    b.n_outputs = first
+
+    def locate(pop, idx):
+        """(cluster number, local index) of neurons ``idx`` of ``pop``."""
+        starts = np.array([h[2] for h in home[pop]])
+        k = np.searchsorted(starts, idx, side="right") - 1
+        return k, idx - starts[k]
+
+    for n, pop in pops.items():
+        for x, y, start, stop in home[n]:
+            c = b.core(x, y)
+            pr = params[n]
+            c.profile(0, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
+                      refractory=pop.refractory, reset=pop.reset)
+            c.neurons(range(stop - start), profile=0, bias_mant=pr["bias_mant"][start:stop],
+                      bias_exp=pr["bias_exp"][start:stop])
+            for g, p in enumerate(incoming[n]):
+                c.group(g, w_shift=proj_q[p.name].w_shift)
+        if n in output_channels:
+            for x, y, start, stop in home[n]:
+                b.core(x, y).to_host(np.arange(stop - start),
+                                     output_channels[n] + np.arange(start, stop))
+
+    # Axons: one per (source neuron or input channel, target core), shared by
+    # every synapse from that source into the core.
+    size_of = {**{k: v.size for k, v in net.inputs.items()}, **{k: v.size for k, v in pops.items()}}
+    axon_of: dict = {}     # (x, y) -> {source name: axon id per source index, -1 = none}
+    next_axon: dict = {}
+    for n in pops:
+        for g, p in enumerate(incoming[n]):
+            q = proj_q[p.name]
+            k, local = locate(n, p.post)
+            keep = q.w_mant != 0
+            for ci, (x, y, _start, _stop) in enumerate(home[n]):
+                sel = keep & (k == ci)
+                if not sel.any():
+                    continue
+                table = axon_of.setdefault((x, y), {}).setdefault(
+                    p.src, np.full(size_of[p.src], -1, dtype=np.int64))
+                new = np.unique(p.pre[sel][table[p.pre[sel]] < 0])
+                first_id = next_axon.get((x, y), 0)
+                table[new] = first_id + np.arange(new.size)
+                next_axon[(x, y)] = first_id + new.size
+                b.core(x, y).synapses(axon=table[p.pre[sel]], target=local[sel],
+                                      w_mant=q.w_mant[sel], delay=p.delay[sel], group=g)
+    # Fan-out entries and input ports from the axon tables.
+    for (x, y), tables in axon_of.items():
+        for src, table in tables.items():
+            idx = np.flatnonzero(table >= 0)
+            if src in net.inputs:
+                b.input(input_channels[src] + idx, x, y, table[idx])
+                continue
+            k, local = locate(src, idx)
+            for ci in np.unique(k):
+                sx, sy = home[src][int(ci)][:2]
+                b.core(sx, sy).route(local[k == ci], x, y, table[idx[k == ci]])
+    image = b.build(meta={"name": "compiled network",
+                          "populations": {n: p.size for n, p in pops.items()}})
+    return Compiled(image=image, network=net, input_channels=input_channels,
+                    output_channels=output_channels, clusters=clusters, positions=positions,
+                    scales=scales, quantization=quant, placement_cost=placement.cost,
+                    naive_cost=placement.naive_cost)
+

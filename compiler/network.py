@@ -1,0 +1,192 @@
+"""The Python network API: populations, projections, input and output ports.
+
+A :class:`Network` describes a spiking network in float units with the
+chip's timing: a host input spike at step ``t`` reaches its targets at step
+``t + delay``, a neuron's spike at step ``t`` at step ``t + 1 + delay``
+(docs/architecture.md §4). :func:`neuromesh.compiler.compile_network` maps it
+onto a chip; :func:`neuromesh.compiler.reference.simulate` runs it in float
+with the same discretisation, so the difference is the quantization alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuromesh.chip import ChipError
+
+__all__ = ["NetworkError", "Input", "Population", "Projection", "Network", "KINDS"]
+
+#: Neuron models: "cuba" (current-based LIF: synaptic current decays with
+#: tau_syn), "lif" (the current is the input of this step only) and "if"
+#: (no membrane leak either).
+KINDS = ("cuba", "lif", "if")
+
+
+class NetworkError(ChipError):
+    """A network description that is inconsistent or out of range."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """A host input port of ``size`` channels."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Population:
+    """A population of identical neurons (one parameter set).
+
+    Parameters are float time constants in units of ``dt`` of the network
+    (or seconds when ``dt`` is in seconds). ``du``/``dv`` override the decays
+    with raw 12-bit chip values. ``bias`` may be one value or one per neuron.
+    """
+
+    name: str
+    size: int
+    kind: str = "cuba"
+    tau_mem: float = 20.0
+    tau_syn: float = 5.0
+    threshold: float = 1.0
+    bias: object = 0.0
+    refractory: int = 0
+    reset: str = "zero"
+    du: int | None = None
+    dv: int | None = None
+
+    def bias_array(self) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.bias, dtype=np.float64), (self.size,)).copy()
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Synapses from ``src`` (an input or a population) to population ``dst``,
+    as parallel arrays: source index, target index, float weight, delay."""
+
+    name: str
+    src: str
+    dst: str
+    pre: np.ndarray
+    post: np.ndarray
+    weight: np.ndarray
+    delay: np.ndarray
+
+
+@dataclass
+class Network:
+    """A spiking network to compile.
+
+    Parameters
+    ----------
+    dt:
+        The timestep, in the unit of the time constants.
+    method:
+        How time constants become per-step retention: ``"euler"``
+        (``1 - dt/tau``, snnTorch, Norse, Lava) or ``"exact"``
+        (``exp(-dt/tau)``, Rockpool, Sinabs).
+    """
+
+    dt: float = 1.0
+    method: str = "euler"
+    inputs: dict = field(default_factory=dict)
+    populations: dict = field(default_factory=dict)
+    projections: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+
+    def _new_name(self, name):
+        if name in self.inputs or name in self.populations:
+            raise NetworkError(f"the name {name!r} is used twice")
+
+    def input(self, name: str, size: int) -> Input:
+        """Add a host input port of ``size`` channels."""
+        self._new_name(name)
+        if size < 1:
+            raise NetworkError(f"input {name!r}: size {size} < 1")
+        self.inputs[name] = port = Input(name, int(size))
+        return port
+
+    def population(self, name: str, size: int, **params) -> Population:
+        """Add a population; see :class:`Population` for the parameters."""
+        self._new_name(name)
+        pop = Population(name, int(size), **params)
+        where = f"population {name!r}"
+        if pop.size < 1:
+            raise NetworkError(f"{where}: size {pop.size} < 1")
+        if pop.kind not in KINDS:
+            raise NetworkError(f"{where}: kind {pop.kind!r} is not one of {', '.join(KINDS)}")
+        if pop.reset not in ("zero", "subtract"):
+            raise NetworkError(f"{where}: reset {pop.reset!r} is not 'zero' or 'subtract'")
+        if not 0 <= pop.refractory <= 255:
+            raise NetworkError(f"{where}: refractory {pop.refractory} is outside [0, 255]")
+        if not pop.threshold >= 0:
+            raise NetworkError(f"{where}: threshold {pop.threshold} must be >= 0")
+        for t in ("tau_mem", "tau_syn"):
+            if not getattr(pop, t) > 0:
+                raise NetworkError(f"{where}: {t} = {getattr(pop, t)} must be > 0")
+        self.populations[name] = pop
+        return pop
+
+    def connect(self, src: str, dst: str, weights, *, delay=0, name: str | None = None):
+        """Connect ``src`` (input or population) to population ``dst``.
+
+        ``weights`` is a dense ``[src.size, dst.size]`` array (zeros are not
+        synapses) or a sparse triple ``(pre, post, weight)``. ``delay`` (in
+        steps) is one value or one per synapse.
+        """
+        name = name or f"{src}->{dst}"
+        if src not in self.inputs and src not in self.populations:
+            raise NetworkError(f"projection {name!r}: unknown source {src!r}")
+        if dst not in self.populations:
+            raise NetworkError(f"projection {name!r}: target {dst!r} is not a population")
+        n_src = (self.inputs.get(src) or self.populations[src]).size
+        n_dst = self.populations[dst].size
+        if isinstance(weights, tuple):
+            pre, post, w = (np.asarray(a) for a in weights)
+            pre, post, w = np.broadcast_arrays(pre.astype(np.int64), post.astype(np.int64),
+                                               w.astype(np.float64))
+        else:
+            dense = np.asarray(weights, dtype=np.float64)
+            if dense.shape != (n_src, n_dst):
+                raise NetworkError(f"projection {name!r}: weights have shape {dense.shape}, "
+                                   f"expected ({n_src}, {n_dst})")
+            pre, post = np.nonzero(dense)
+            w = dense[pre, post]
+        for what, idx, n in (("source", pre, n_src), ("target", post, n_dst)):
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise NetworkError(f"projection {name!r}: {what} index "
+                                   f"{int(idx[(idx < 0) | (idx >= n)][0])} outside [0, {n})")
+        d = np.broadcast_to(np.asarray(delay, dtype=np.int64), pre.shape)
+        if d.size and d.min() < 0:
+            raise NetworkError(f"projection {name!r}: negative delay {int(d.min())}")
+        proj = Projection(name, src, dst, pre.reshape(-1).copy(), post.reshape(-1).copy(),
+                          w.reshape(-1).copy(), d.reshape(-1).copy())
+        self.projections.append(proj)
+        return proj
+
+    def output(self, population: str):
+        """Send the spikes of ``population`` to host output channels."""
+        if population not in self.populations:
+            raise NetworkError(f"output: {population!r} is not a population")
+        if population not in self.outputs:
+            self.outputs.append(population)
+
+    # -- derived -----------------------------------------------------------------
+
+    def retention(self, pop: Population) -> tuple[float, float]:
+        """Float per-step retention (alpha of u, beta of v) of ``pop``."""
+        def keep(tau):
+            if self.method == "euler":
+                return min(max(1.0 - self.dt / tau, 0.0), 1.0)
+            return math.exp(-self.dt / tau)
+
+        alpha = {"cuba": keep(pop.tau_syn), "lif": 0.0, "if": 0.0}[pop.kind]
+        beta = 1.0 if pop.kind == "if" else keep(pop.tau_mem)
+        if pop.du is not None:
+            alpha = 1.0 - pop.du / 4096
+        if pop.dv is not None:
+            beta = 1.0 - pop.dv / 4096
+        return alpha, beta

@@ -1,0 +1,78 @@
+"""Float reference simulation of a :class:`~neuromesh.compiler.network.Network`.
+
+The same discretisation and timing as the chip (docs/architecture.md §3–§4)
+in float64 and without the 24-bit wrap and clamp, so comparing it with the
+compiled chip shows exactly what quantization cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .network import Network
+
+__all__ = ["simulate"]
+
+
+def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=False):
+    """Run ``net`` in float.
+
+    ``inputs[name]``: 0/1 ``[steps, batch, size]`` (or ``[steps, size]``) per
+    input port. Returns ``{population: bool [steps, batch, size]}`` spikes
+    (and ``{population + ".v": float v}`` with ``record_v``).
+    """
+    arrays = {}
+    for name, port in net.inputs.items():
+        x = np.asarray(inputs.get(name, np.zeros((steps or 0, port.size))), dtype=np.float64)
+        arrays[name] = x[:, None, :] if x.ndim == 2 else x
+    steps = steps if steps is not None else max((a.shape[0] for a in arrays.values()), default=0)
+    batch = max((a.shape[1] for a in arrays.values()), default=1)
+    max_delay = max((int(p.delay.max(initial=0)) for p in net.projections), default=0)
+    ring = max_delay + 2
+    pops = net.populations
+    acc = {n: np.zeros((ring, batch, p.size)) for n, p in pops.items()}
+    u = {n: np.zeros((batch, p.size)) for n, p in pops.items()}
+    v = {n: np.zeros((batch, p.size)) for n, p in pops.items()}
+    ref = {n: np.zeros((batch, p.size), dtype=np.int64) for n, p in pops.items()}
+    keep = {n: net.retention(p) for n, p in pops.items()}
+    bias = {n: p.bias_array() for n, p in pops.items()}
+    out = {n: np.zeros((steps, batch, p.size), dtype=bool) for n, p in pops.items()}
+    vrec = {n: np.zeros((steps, batch, p.size)) for n, p in pops.items()} if record_v else {}
+
+    def deliver(proj, spikes, t_arrive):
+        active = spikes[:, proj.pre]                     # [batch, synapses]
+        for d in np.unique(proj.delay):
+            sel = proj.delay == d
+            contrib = np.zeros((batch, pops[proj.dst].size))
+            for b in range(batch):
+                np.add.at(contrib[b], proj.post[sel], active[b, sel] * proj.weight[sel])
+            acc[proj.dst][(t_arrive + int(d)) % ring] += contrib
+
+    for t in range(steps):
+        for proj in net.projections:
+            if proj.src in arrays:
+                x = arrays[proj.src]
+                deliver(proj, np.broadcast_to(x[t], (batch, x.shape[2])), t)
+        spikes_now = {}
+        for n, p in pops.items():
+            alpha, beta = keep[n]
+            q = acc[n][t % ring].copy()
+            acc[n][t % ring] = 0
+            u[n] = alpha * u[n] + q
+            held = ref[n] > 0
+            vn = beta * v[n] + u[n] + bias[n]
+            s = (vn > p.threshold) & ~held
+            vn = np.where(held, 0.0, vn)
+            vn = np.where(s, vn - p.threshold if p.reset == "subtract" else 0.0, vn)
+            ref[n] = np.where(s, p.refractory, np.maximum(ref[n] - 1, 0))
+            v[n] = vn
+            out[n][t] = s
+            if record_v:
+                vrec[n][t] = vn
+            spikes_now[n] = s.astype(np.float64)
+        for proj in net.projections:
+            if proj.src in pops:
+                deliver(proj, spikes_now[proj.src], t + 1)
+    if record_v:
+        out.update({f"{n}.v": a for n, a in vrec.items()})
+    return out

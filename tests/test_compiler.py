@@ -1,0 +1,84 @@
+"""The Network API compiled onto chips: placement-independent results, close
+agreement with the float reference, clear errors."""
+
+import numpy as np
+import pytest
+
+from neuromesh.chip import ChipError, Geometry
+from neuromesh.compiler import Network, NetworkError, compile_network
+from neuromesh.compiler.reference import simulate
+from neuromesh.emulator import Emulator
+
+
+def make_net(seed=0, recurrent=True):
+    rng = np.random.default_rng(seed)
+    net = Network(dt=1.0, method="euler")
+    net.input("x", 40)
+    net.population("h", 60, tau_mem=20.0, tau_syn=5.0, threshold=1.0)
+    net.population("o", 10, kind="lif", tau_mem=10.0, threshold=0.5, reset="subtract",
+                   refractory=1)
+    net.connect("x", "h", rng.normal(0.15, 0.2, (40, 60)) * (rng.random((40, 60)) < 0.5))
+    net.connect("h", "o", rng.normal(0.1, 0.3, (60, 10)), delay=1)
+    if recurrent:
+        net.connect("h", "h", -0.2 * (rng.random((60, 60)) < 0.1))
+    net.output("o")
+    net.output("h")
+    return net
+
+
+def run_chip(compiled, x, steps):
+    r = Emulator(compiled.image, batch=x.shape[1]).run(compiled.chip_inputs({"x": x}, steps))
+    return compiled.outputs(r)
+
+
+def test_results_do_not_depend_on_partition_and_placement():
+    net = make_net(1)
+    x = np.random.default_rng(5).random((80, 3, 40)) < 0.15
+    small = Geometry(rows=3, cols=3, n_neurons=16, n_axons=128, n_synapses=2048,
+                     n_fanout=256, n_groups=2, delay_slots=4)
+    big = Geometry(rows=1, cols=2, n_neurons=64, n_axons=128, n_synapses=4096,
+                   n_fanout=256, n_groups=2, delay_slots=4)
+    a, b = compile_network(net, small), compile_network(net, big)
+    assert len(a.clusters) > len(b.clusters) >= 2
+    ra, rb = run_chip(a, x, 80), run_chip(b, x, 80)
+    for pop in ("h", "o"):
+        np.testing.assert_array_equal(ra[pop], rb[pop])
+    assert ra["h"].sum() > 100 and ra["o"].sum() > 10
+
+
+def test_chip_tracks_the_float_reference():
+    net = make_net(2, recurrent=False)
+    x = np.random.default_rng(6).random((100, 4, 40)) < 0.15
+    c = compile_network(net, Geometry(rows=2, cols=2, n_neurons=32, n_axons=64,
+                                      n_synapses=2048, n_fanout=256, n_groups=2))
+    chip = run_chip(c, x, 100)
+    ref = simulate(net, {"x": x}, 100)
+    for pop in ("h", "o"):
+        n_chip, n_ref = chip[pop].sum(), ref[pop].sum()
+        assert n_ref > 50
+        assert abs(int(n_chip) - int(n_ref)) <= 0.05 * n_ref, (pop, n_chip, n_ref)
+        # most spikes at the same step
+        agree = (chip[pop] & ref[pop]).sum() / max(n_ref, 1)
+        assert agree > 0.8, (pop, agree)
+
+
+def test_quantization_and_placement_are_reported():
+    c = compile_network(make_net(3), Geometry(rows=2, cols=2, n_neurons=32, n_axons=128,
+                                              n_synapses=4096, n_fanout=256, n_groups=2))
+    assert set(c.quantization) == {"x->h", "h->o", "h->h"}
+    assert all(0 <= q[0] <= 15 for q in c.quantization.values())
+    assert c.placement_cost <= c.naive_cost
+    assert c.image.n_inputs == 40 and c.image.n_outputs == 70
+
+
+def test_errors_name_the_problem():
+    net = make_net(4)
+    with pytest.raises(ChipError, match="cores"):
+        compile_network(net, Geometry(rows=1, cols=1, n_neurons=16, n_axons=128,
+                                      n_synapses=4096, n_fanout=256, n_groups=2))
+    with pytest.raises(NetworkError, match="incoming projections"):
+        compile_network(net, Geometry(rows=2, cols=2, n_neurons=64, n_groups=1))
+    with pytest.raises(NetworkError, match="unknown source 'y'"):
+        net.connect("y", "h", np.zeros((1, 60)))
+    with pytest.raises(NetworkError, match=r"weights have shape \(3, 3\)"):
+        net.connect("x", "h", np.zeros((3, 3)))
