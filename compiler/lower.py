@@ -92,11 +92,12 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         alpha, beta = net.retention(pop)
         du = pop.du if pop.du is not None else int(decay_from_factor(alpha, name=n).d)
         dv = pop.dv if pop.dv is not None else int(decay_from_factor(beta, name=n).d)
-        # Weights in per-target-neuron form, for the state headroom estimate.
+        # Weights as [n_post, n_pre] (quantize's layout), for the estimate of
+        # the largest input one step can bring to one neuron.
         win = []
         for p in incoming[n]:
-            dense = np.zeros((int(p.pre.max(initial=0)) + 1, pop.size))
-            np.add.at(dense, (p.pre, p.post), p.weight)
+            dense = np.zeros((pop.size, int(p.pre.max(initial=0)) + 1))
+            np.add.at(dense, (p.post, p.pre), p.weight)
             win.append(dense)
         choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
         s = choice.scale

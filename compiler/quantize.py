@@ -31,7 +31,15 @@ Decays round the *retention factor* to the nearest multiple of 1/4096. The
 chip also rounds each decayed value toward zero (``trunc0``), which shortens
 the effective time constant of small values by up to one chip unit per
 step; a large scale keeps that negligible, one reason :func:`choose_scale`
-picks the largest scale the fields allow.
+picks a scale within a factor of two of the largest the fields allow.
+
+Typical use, per population (the graph pass does this for every layer)::
+
+    layer = quantize_layer("hidden", threshold=1.0, weights_in={"in->hidden": W},
+                           bias=b, u_decay=decay_from_tau(tau_syn, dt, "euler"),
+                           v_decay=decay_from_tau(tau_mem, dt, "euler"))
+    report = QuantizationReport([layer])
+    print(report.table())
 """
 
 from __future__ import annotations
@@ -117,7 +125,9 @@ class Decay(NamedTuple):
     d:
         The chip decay (``du`` or ``dv``), 0 … 4096; the chip keeps a
         fraction ``(4096 - d) / 4096`` of the state each step (int, or an
-        int64 array for per-neuron values).
+        int64 array for per-neuron values). This is the contract's value;
+        Lava's bit-accurate LIF takes ``du_lava = du - 1`` for the current
+        (DESIGN.md §6), ``dv_lava = dv``.
     error:
         ``|(4096 - d) / 4096 - r|``, the absolute error of the per-step
         retention ``r`` (≤ 1/8192 for any ``r`` in [0, 1]).
@@ -365,10 +375,12 @@ def choose_scale(threshold, weights_in=(), bias=None, *, headroom: float = DEFAU
     threshold:
         Firing threshold(s) in float units, >= 0; scalar or per neuron.
     weights_in:
-        The weights of every projection into the population: one array, a
-        sequence of arrays or a mapping ``name -> array``. Arrays with two or
-        more axes are ``[n_post, n_pre, ...]`` (NIR/PyTorch order; the first
-        axis is the target); 0-d and 1-d arrays are one-to-one weights.
+        The weights of every projection into the population: one numpy
+        array, a sequence of arrays (one per projection -- a nested list of
+        numbers is read as such a sequence, not as one matrix) or a mapping
+        ``name -> array``. Arrays with two or more axes are ``[n_post,
+        n_pre, ...]`` (NIR/PyTorch order; the first axis is the target);
+        0-d and 1-d arrays are one-to-one weights.
     bias:
         Bias(es) added to v every step, float units; scalar or per neuron.
     headroom:

@@ -266,7 +266,7 @@ def test_scale_alignment_maximises_the_least_filled_projection():
     assert a.w_mant.tolist() == [[95, -48]] and b.w_mant.tolist() == [[127]]
     assert c.max_scale / 2 < c.scale <= c.max_scale
     # the most negative weight may use -128
-    c = choose_scale(1.0, [[-0.5, 0.25]])
+    c = choose_scale(1.0, [np.array([[-0.5, 0.25]])])
     assert quantize_weights([-0.5, 0.25], c.scale).w_mant.tolist() == [-128, 64]
 
 
