@@ -12,8 +12,9 @@ from neuromesh.builder import ChipBuilder
 from neuromesh.chip import Geometry
 from neuromesh.image import ChipImage
 
-from .network import Network, NetworkError
-from .placement import HOST, PopulationNeeds, Traffic, max_neurons_per_core, partition, place
+from .drc import DesignRuleError, design_rule_check, population_needs
+from .network import Network
+from .placement import HOST, Traffic, max_neurons_per_core, partition, place
 from .quantize import (
     choose_scale,
     decay_from_factor,
@@ -82,7 +83,12 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
 
     ``rates``: expected spikes per neuron per step of each population (and
     of the host inputs, key ``"host"``) for placement; default 0.1.
+    Raises :class:`~neuromesh.compiler.drc.DesignRuleError` listing every
+    violated limit before compiling anything.
     """
+    violations = design_rule_check(net, geometry)
+    if violations:
+        raise DesignRuleError(violations)
     pops = net.populations
     incoming = {n: [p for p in net.projections if p.dst == n] for n in pops}
 
@@ -106,9 +112,6 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         b = quantize_bias(pop.bias_array(), s, name=n)
         params[n] = dict(du=du, dv=dv, vth_mant=int(th.vth_mant), bias_mant=b.bias_mant,
                          bias_exp=b.bias_exp)
-        if len(incoming[n]) > geometry.n_groups:
-            raise NetworkError(f"population {n!r} has {len(incoming[n])} incoming projections; "
-                               f"a core has n_groups = {geometry.n_groups} synapse groups")
         for p in incoming[n]:
             q = quantize_weights(p.weight, s, name=p.name)
             proj_q[p.name] = q
@@ -117,16 +120,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
 
     # 2. Partition under every per-core limit.
     def needs(n, fanout):
-        size = pops[n].size
-        fan_in = 0
-        sources = 0
-        count = np.zeros(size, dtype=np.int64)
-        for p in incoming[n]:
-            np.add.at(count, p.post, 1)
-            sources += np.unique(p.pre).size
-        fan_in = int(count.max(initial=0))
-        return PopulationNeeds(n, size, fan_in=fan_in, n_sources=max(sources, 1) if fan_in else 0,
-                               fanout=fanout, profiles=1)
+        return population_needs(net, n, fanout)
 
     k_of = {n: max_neurons_per_core(needs(n, 1), geometry)[0] for n in pops}
     fanout = {}

@@ -6,6 +6,7 @@ import pytest
 
 from neuromesh.chip import ChipError, Geometry
 from neuromesh.compiler import Network, NetworkError, compile_network
+from neuromesh.compiler.drc import DesignRuleError, design_rule_check
 from neuromesh.compiler.reference import simulate
 from neuromesh.emulator import Emulator
 
@@ -71,13 +72,27 @@ def test_quantization_and_placement_are_reported():
     assert c.image.n_inputs == 40 and c.image.n_outputs == 70
 
 
-def test_errors_name_the_problem():
+def test_design_rule_check_lists_every_violation():
     net = make_net(4)
-    with pytest.raises(ChipError, match="cores"):
-        compile_network(net, Geometry(rows=1, cols=1, n_neurons=16, n_axons=128,
-                                      n_synapses=4096, n_fanout=256, n_groups=2))
-    with pytest.raises(NetworkError, match="incoming projections"):
-        compile_network(net, Geometry(rows=2, cols=2, n_neurons=64, n_groups=1))
+    net.connect("x", "o", np.full((40, 10), 0.1), delay=9, name="late")
+    g = Geometry(rows=1, cols=1, n_neurons=16, n_axons=128, n_synapses=4096, n_fanout=256,
+                 n_groups=1, delay_slots=4)
+    with pytest.raises(DesignRuleError) as err:
+        compile_network(net, g)
+    found = {(v.layer, v.resource, v.limit, v.value) for v in err.value.violations}
+    assert ("projection 'late'", "delay", 2, 9) in found
+    assert ("population 'h'", "incoming projections (n_groups)", 1, 2) in found
+    assert ("population 'o'", "incoming projections (n_groups)", 1, 2) in found
+    assert any(v[1] == "cores" and v[2] == 1 and v[3] > 1 for v in found)
+    assert "exceeds the limit 2 by 7" in str(err.value)
+    assert design_rule_check(make_net(4), Geometry(rows=3, cols=3, n_neurons=16, n_axons=128,
+                                                    n_synapses=2048, n_fanout=256,
+                                                    n_groups=2)) == []
+
+
+def test_network_errors_name_the_problem():
+    net = make_net(4)
+    assert isinstance(NetworkError("x"), ChipError)
     with pytest.raises(NetworkError, match="unknown source 'y'"):
         net.connect("y", "h", np.zeros((1, 60)))
     with pytest.raises(NetworkError, match=r"weights have shape \(3, 3\)"):
