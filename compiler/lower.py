@@ -78,7 +78,7 @@ class Compiled:
 
 
 def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = None,
-                    seed: int = 0) -> Compiled:
+                    seed: int = 0, name: str = "compiled network") -> Compiled:
     """Map ``net`` onto a chip of ``geometry``.
 
     ``rates``: expected spikes per neuron per step of each population (and
@@ -86,6 +86,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     Raises :class:`~neuromesh.compiler.drc.DesignRuleError` listing every
     violated limit before compiling anything.
     """
+    image_name = name
     violations = design_rule_check(net, geometry)
     if violations:
         raise DesignRuleError(violations)
@@ -210,8 +211,18 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             for ci in np.unique(k):
                 sx, sy = home[src][int(ci)][:2]
                 b.core(sx, sy).route(local[k == ci], x, y, table[idx[k == ci]])
-    image = b.build(meta={"name": "compiled network",
-                          "populations": {n: p.size for n, p in pops.items()}})
+    report = {
+        "populations": {n: p.size for n, p in pops.items()},
+        "input_channels": input_channels, "output_channels": output_channels,
+        "scales": {n: float(v) for n, v in scales.items()},
+        "quantization": {k: {"w_shift": int(v[0]), "max_abs_error": float(v[1]),
+                             "rms_rel_error": float(v[2]), "flushed": int(v[3])}
+                         for k, v in quant.items()},
+        "placement": {"cost": float(placement.cost), "row_major_cost": float(placement.naive_cost),
+                      "clusters": {c.name: [*map(int, positions[c.name]), c.start, c.stop]
+                                   for c in clusters}},
+    }
+    image = b.build(meta={"name": image_name, "compiler": report})
     return Compiled(image=image, network=net, input_channels=input_channels,
                     output_channels=output_channels, clusters=clusters, positions=positions,
                     scales=scales, quantization=quant, placement_cost=placement.cost,

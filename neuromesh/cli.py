@@ -235,6 +235,64 @@ def cmd_campaign(args):
         raise SystemExit(1)
 
 
+def cmd_compile(args):
+    """Compile a NIR graph onto a chip geometry and write the chip image.
+
+    The discretisation is never guessed: give --dt (and --method, --reset,
+    --reset-delay) or --framework for a documented preset."""
+    from .chip import Geometry
+    from .compiler import compile_network
+    from .compiler.nir_import import FRAMEWORKS, NIROptions, from_nir
+    from .image import save
+    if args.framework:
+        preset = FRAMEWORKS[args.framework]
+        options = NIROptions(dt=args.dt or preset.dt, method=args.method or preset.method,
+                             reset=args.reset or preset.reset,
+                             reset_delay=args.reset_delay or preset.reset_delay)
+    else:
+        if args.dt is None:
+            raise ChipError("give --dt (the timestep the model was trained with) or "
+                            f"--framework ({', '.join(FRAMEWORKS)})")
+        options = NIROptions(dt=args.dt, method=args.method or "euler",
+                             reset=args.reset or "zero", reset_delay=args.reset_delay)
+    print(f"discretisation: dt={options.dt:g}, {options.method}, {options.reset} reset"
+          f"{', delayed one step' if options.reset_delay else ''}")
+    net = from_nir(args.model, options)
+    compiled = compile_network(net, Geometry.parse(args.geometry), name=Path(args.model).stem)
+    save(compiled.image, args.output)
+    print(compile_report(compiled.image))
+    print(f"wrote {args.output}")
+
+
+def compile_report(image) -> str:
+    """The compiler's report stored in a chip image, plus its memory use."""
+    rep = image.meta.get("compiler")
+    lines = [image_summary(image), ""]
+    if not rep:
+        return "\n".join([*lines, "(no compiler report: this image was not compiled)"])
+    lines.append(f"{'projection':<20} {'w_shift':>7} {'max |err|':>10} {'rms rel err':>11} "
+                 f"{'flushed':>8}")
+    for name, q in rep["quantization"].items():
+        lines.append(f"{name:<20} {q['w_shift']:>7} {q['max_abs_error']:>10.3g} "
+                     f"{q['rms_rel_error']:>11.3%} {q['flushed']:>8}")
+    lines.append("")
+    lines.append(f"{'population':<20} {'neurons':>7} {'scale':>10}  cores (x,y: neurons)")
+    for pop, size in rep["populations"].items():
+        where = [f"{v[0]},{v[1]}: {v[3] - v[2]}" for k, v in rep["placement"]["clusters"].items()
+                 if k.rsplit("[", 1)[0] == pop]
+        lines.append(f"{pop:<20} {size:>7} {rep['scales'][pop]:>10.4g}  {'; '.join(where)}")
+    p = rep["placement"]
+    lines.append(f"placement: {p['cost']:.1f} expected packet-hops/step "
+                 f"(row-major: {p['row_major_cost']:.1f})")
+    return "\n".join(lines)
+
+
+def cmd_report(args):
+    """Print the compiler report and memory use of a chip image."""
+    from .image import load
+    print(compile_report(load(args.image)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neuromesh`` command."""
     from . import __version__
@@ -279,6 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. 0-15,300")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("compile", help="compile a NIR model onto a chip geometry",
+                       description=cmd_compile.__doc__)
+    s.add_argument("model", help="NIR file (.nir)")
+    s.add_argument("-o", "--output", required=True, metavar="IMAGE", help="chip image to write")
+    s.add_argument("--geometry", default="2x2",
+                   help="RxC[,name=value...] (default: %(default)s)")
+    s.add_argument("--framework", choices=["snntorch", "norse", "lava-dl", "rockpool", "sinabs"],
+                   help="use that framework's documented discretisation preset")
+    s.add_argument("--dt", type=float, help="timestep of the model (overrides the preset)")
+    s.add_argument("--method", choices=["euler", "exact"], help="decay discretisation")
+    s.add_argument("--reset", choices=["zero", "subtract"], help="reset mode")
+    s.add_argument("--reset-delay", action="store_true",
+                   help="the model resets one step after the spike (snnTorch reset_delay=True)")
+    s.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("report", help="show the compiler report of a chip image",
+                       description=cmd_report.__doc__)
+    s.add_argument("image", help="chip image file (.nmi)")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("rtl", help="generate the chip's Verilog for a geometry",
                        description=cmd_rtl.__doc__)
