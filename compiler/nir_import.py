@@ -130,7 +130,7 @@ def from_nir(graph, options: NIROptions) -> Network:
     def keep(tau):
         """Per-step retention of a time constant under the chosen method."""
         if options.method == "euler":
-            return 1.0 - options.dt / tau
+            return min(max(1.0 - options.dt / tau, 0.0), 1.0)
         return math.exp(-options.dt / tau)
 
     order = [n for n in nodes if type(nodes[n]).__name__ in _NEURONS]
