@@ -23,7 +23,7 @@ from .quantize import (
     quantize_weights,
 )
 
-__all__ = ["Compiled", "compile_network"]
+__all__ = ["Compiled", "compile_network", "estimate_rates"]
 
 
 @dataclass
@@ -77,12 +77,29 @@ class Compiled:
                 for p, first in self.output_channels.items()}
 
 
+def estimate_rates(net: Network, sample_inputs: dict, steps: int | None = None) -> dict:
+    """Spikes per neuron per step of every population (and host input spikes
+    per step, key ``"host"``) from a short float run on ``sample_inputs``."""
+    from .reference import simulate
+    spikes = simulate(net, sample_inputs, steps)
+    rates = {n: s.mean(axis=(0, 1)) for n, s in spikes.items() if n in net.populations}
+    host = 0.0
+    for x in sample_inputs.values():
+        x = np.asarray(x, dtype=np.float64)
+        host += float(x.sum() / x.shape[0] / (x.shape[1] if x.ndim == 3 else 1))
+    rates[HOST] = host
+    return rates
+
+
 def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = None,
-                    seed: int = 0, name: str = "compiled network") -> Compiled:
+                    sample_inputs: dict | None = None, seed: int = 0,
+                    name: str = "compiled network") -> Compiled:
     """Map ``net`` onto a chip of ``geometry``.
 
     ``rates``: expected spikes per neuron per step of each population (and
-    of the host inputs, key ``"host"``) for placement; default 0.1.
+    of the host inputs, key ``"host"``) for placement; or ``sample_inputs``
+    (per input port, 0/1 ``[steps, (batch,) size]``) to estimate them with a
+    short float run (:func:`estimate_rates`); otherwise 0.1 everywhere.
     Raises :class:`~neuromesh.compiler.drc.DesignRuleError` listing every
     violated limit before compiling anything.
     """
@@ -131,6 +148,8 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     clusters = partition([needs(n, fanout[n]) for n in pops], geometry)
 
     # 3. Placement by expected traffic.
+    if rates is None and sample_inputs is not None:
+        rates = estimate_rates(net, sample_inputs)
     rates = dict(rates or {})
     for n in pops:
         rates.setdefault(n, 0.1)

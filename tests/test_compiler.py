@@ -97,3 +97,16 @@ def test_network_errors_name_the_problem():
         net.connect("y", "h", np.zeros((1, 60)))
     with pytest.raises(NetworkError, match=r"weights have shape \(3, 3\)"):
         net.connect("x", "h", np.zeros((3, 3)))
+
+
+def test_rates_from_a_short_float_run_guide_placement():
+    from neuromesh.compiler.lower import estimate_rates
+    net = make_net(5, recurrent=False)
+    x = np.random.default_rng(7).random((40, 2, 40)) < 0.2
+    rates = estimate_rates(net, {"x": x})
+    assert rates["h"].shape == (60,) and 0 < rates["h"].mean() < 1
+    assert rates["host"] == pytest.approx(x.sum() / 40 / 2)
+    g = Geometry(rows=3, cols=3, n_neurons=16, n_axons=128, n_synapses=2048, n_fanout=256,
+                 n_groups=2)
+    c = compile_network(net, g, sample_inputs={"x": x})
+    assert c.placement_cost <= c.naive_cost
