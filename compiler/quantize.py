@@ -107,6 +107,18 @@ def _floats(value, what: str, name) -> np.ndarray:
     return a
 
 
+def _thresholds(threshold, name) -> np.ndarray:
+    """Threshold(s) as floats; raise unless every one is finite and >= 0."""
+    th = _floats(threshold, "threshold", name)
+    bad = ~(np.isfinite(th) & (th >= 0))
+    if bad.any():
+        at, idx = _index(bad)
+        raise QuantizationError(
+            f"{_where('layer', name)}threshold{at} = {float(th[idx]):g}; the chip threshold "
+            f"vth_mant << 6 is finite and >= 0")
+    return th
+
+
 def _check_scale(scale, name) -> float:
     s = float(scale)
     if not (math.isfinite(s) and s > 0):
@@ -409,13 +421,7 @@ def choose_scale(threshold, weights_in=(), bias=None, *, headroom: float = DEFAU
     h = float(headroom)
     if not (math.isfinite(h) and h >= 1):
         raise QuantizationError(f"{where}headroom must be finite and >= 1, got {headroom}")
-    th = _floats(threshold, "threshold", name)
-    bad = ~(np.isfinite(th) & (th >= 0))
-    if bad.any():
-        at, idx = _index(bad)
-        raise QuantizationError(
-            f"{where}threshold{at} = {float(th[idx]):g}; the chip threshold vth_mant << 6 is "
-            f"finite and >= 0")
+    th = _thresholds(threshold, name)
     b = _floats(0.0 if bias is None else bias, "bias", name)
     bad = ~np.isfinite(b)
     if bad.any():
@@ -666,13 +672,7 @@ def quantize_threshold(threshold, scale, *, name=None) -> Threshold:
     """
     where = _where("layer", name)
     s = _check_scale(scale, name)
-    th = _floats(threshold, "threshold", name)
-    bad = ~(np.isfinite(th) & (th >= 0))
-    if bad.any():
-        at, idx = _index(bad)
-        raise QuantizationError(
-            f"{where}threshold{at} = {float(th[idx]):g}; the chip threshold vth_mant << 6 is "
-            f"finite and >= 0")
+    th = _thresholds(threshold, name)
     unit = float(1 << VTH_SHIFT)
     mant = np.rint(th * s / unit)
     bad = mant > VTH_MANT_MAX
