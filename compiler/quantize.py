@@ -107,6 +107,16 @@ def _floats(value, what: str, name) -> np.ndarray:
     return a
 
 
+def _finite(value, what: str, name, kind: str = "layer") -> np.ndarray:
+    """``value`` as floats; raise naming the first element that is not finite."""
+    a = _floats(value, what, name)
+    if not np.isfinite(a).all():
+        at, idx = _index(~np.isfinite(a))
+        raise QuantizationError(f"{_where(kind, name)}{what}{at} = {float(a[idx]):g} "
+                                f"is not finite")
+    return a
+
+
 def _thresholds(threshold, name) -> np.ndarray:
     """Threshold(s) as floats; raise unless every one is finite and >= 0."""
     th = _floats(threshold, "threshold", name)
@@ -422,11 +432,7 @@ def choose_scale(threshold, weights_in=(), bias=None, *, headroom: float = DEFAU
     if not (math.isfinite(h) and h >= 1):
         raise QuantizationError(f"{where}headroom must be finite and >= 1, got {headroom}")
     th = _thresholds(threshold, name)
-    b = _floats(0.0 if bias is None else bias, "bias", name)
-    bad = ~np.isfinite(b)
-    if bad.any():
-        at, idx = _index(bad)
-        raise QuantizationError(f"{where}bias{at} = {float(b[idx]):g} is not finite")
+    b = _finite(0.0 if bias is None else bias, "bias", name)
     projections = _weight_list(weights_in)
     j_exc = j_inh = 0.0
     w_pos = w_neg = 0.0
@@ -585,10 +591,7 @@ def quantize_weights(weights, scale, *, name=None) -> QuantizedProjection:
     """
     where = _where("projection", name)
     s = _check_scale(scale, name)
-    w = _floats(weights, "weight", name)
-    if not np.isfinite(w).all():
-        at, idx = _index(~np.isfinite(w))
-        raise QuantizationError(f"{where}weight{at} = {float(w[idx]):g} is not finite")
+    w = _finite(weights, "weight", name, kind="projection")
     x = w * s
     if x.size == 0 or not x.any():
         zero = np.zeros(w.shape, dtype=np.int64)
@@ -739,10 +742,7 @@ def quantize_bias(bias, scale, *, name=None) -> Bias:
     """
     where = _where("layer", name)
     s = _check_scale(scale, name)
-    b = _floats(bias, "bias", name)
-    if not np.isfinite(b).all():
-        at, idx = _index(~np.isfinite(b))
-        raise QuantizationError(f"{where}bias{at} = {float(b[idx]):g} is not finite")
+    b = _finite(bias, "bias", name)
     x = b * s
     top = float(1 << BIAS_EXP_MAX)
     coarse = np.rint(x / top)
