@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuromesh.builder import ChipBuilder
-from neuromesh.chip import Geometry
+from neuromesh.chip import DECAY_ONE, Geometry
 from neuromesh.image import ChipImage
 
 from .drc import DesignRuleError, design_rule_check, population_needs
 from .network import Network
 from .placement import HOST, Traffic, max_neurons_per_core, partition, place
 from .quantize import (
+    VTH_MANT_MAX,
     choose_scale,
     decay_from_factor,
     quantize_bias,
@@ -23,7 +24,24 @@ from .quantize import (
     quantize_weights,
 )
 
-__all__ = ["Compiled", "compile_network", "estimate_rates"]
+__all__ = ["Compiled", "compile_network", "estimate_rates", "readout_headroom"]
+
+#: Largest state headroom given to a readout (non-spiking) population.
+READOUT_HEADROOM_MAX = 64.0
+
+
+def readout_headroom(alpha: float, beta: float) -> float:
+    """State headroom of a non-spiking readout with retentions ``alpha``
+    (u) and ``beta`` (v).
+
+    A readout never resets, so ``v`` settles at ``J / ((1 - alpha) (1 -
+    beta))`` under a steady one-step input ``J``; that factor, capped at
+    :data:`READOUT_HEADROOM_MAX` (an IF readout integrates without bound), is
+    the headroom. Its threshold is the largest the chip has, ``(2**17 - 1)
+    << 6``, just below ``v``'s clamp, so it fires only if ``v`` saturates.
+    """
+    gain = 1.0 / max((1.0 - alpha) * (1.0 - beta), 1.0 / READOUT_HEADROOM_MAX)
+    return max(1.0, gain)
 
 
 @dataclass
@@ -76,6 +94,36 @@ class Compiled:
         return {p: result.outputs[:, :, first:first + self.network.populations[p].size]
                 for p, first in self.output_channels.items()}
 
+    def neurons(self, population: str) -> np.ndarray:
+        """Global neuron indices (``core * n_neurons + neuron``, the
+        emulator's ``probe`` numbering) of ``population``, in its order."""
+        g = self.image.geometry
+        parts = []
+        for c in self.clusters:
+            if c.population == population:
+                x, y = self.positions[c.name]
+                parts.append((c.start, (y * g.cols + x) * g.n_neurons
+                              + np.arange(c.stop - c.start)))
+        if not parts:
+            raise KeyError(f"no population {population!r} in this compiled network")
+        return np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])])
+
+    def readout_probe(self) -> np.ndarray:
+        """The ``probe`` argument for the emulator that records every readout."""
+        parts = [self.neurons(p) for p in self.network.readouts]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def readouts(self, result) -> dict:
+        """``{readout population: float v [steps, batch, size]}`` from an
+        emulator run made with ``probe=self.readout_probe()`` and ``v``
+        recorded, in the network's float units."""
+        out, first = {}, 0
+        for p in self.network.readouts:
+            n = self.network.populations[p].size
+            out[p] = result.probes["v"][:, :, first:first + n] / self.scales[p]
+            first += n
+        return out
+
 
 def estimate_rates(net: Network, sample_inputs: dict, steps: int | None = None) -> dict:
     """Spikes per neuron per step of every population (and host input spikes
@@ -111,7 +159,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     incoming = {n: [p for p in net.projections if p.dst == n] for n in pops}
 
     # 1. Quantization: one scale per population, one shift per projection.
-    scales, params, quant, proj_q = {}, {}, {}, {}
+    scales, params, quant, proj_q, decay_err = {}, {}, {}, {}, {}
     for n, pop in pops.items():
         alpha, beta = net.retention(pop)
         du = pop.du if pop.du is not None else int(decay_from_factor(alpha, name=n).d)
@@ -123,13 +171,19 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             dense = np.zeros((pop.size, int(p.pre.max(initial=0)) + 1))
             np.add.at(dense, (p.post, p.pre), p.weight)
             win.append(dense)
-        choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
+        if pop.spiking:
+            choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
+            vth_mant = int(quantize_threshold(pop.threshold, choice.scale, name=n).vth_mant)
+        else:
+            choice = choose_scale(0.0, win, pop.bias_array(), name=n,
+                                  headroom=readout_headroom(alpha, beta))
+            vth_mant = VTH_MANT_MAX
         s = choice.scale
         scales[n] = s
-        th = quantize_threshold(pop.threshold, s, name=n)
         b = quantize_bias(pop.bias_array(), s, name=n)
-        params[n] = dict(du=du, dv=dv, vth_mant=int(th.vth_mant), bias_mant=b.bias_mant,
+        params[n] = dict(du=du, dv=dv, vth_mant=vth_mant, bias_mant=b.bias_mant,
                          bias_exp=b.bias_exp)
+        decay_err[n] = (abs((1 - du / DECAY_ONE) - alpha), abs((1 - dv / DECAY_ONE) - beta))
         for p in incoming[n]:
             q = quantize_weights(p.weight, s, name=p.name)
             proj_q[p.name] = q
@@ -234,6 +288,11 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         "populations": {n: p.size for n, p in pops.items()},
         "input_channels": input_channels, "output_channels": output_channels,
         "scales": {n: float(v) for n, v in scales.items()},
+        "decays": {n: {"du": int(params[n]["du"]), "dv": int(params[n]["dv"]),
+                       "u_error": float(decay_err[n][0]), "v_error": float(decay_err[n][1])}
+                   for n in pops},
+        "latency": {n: int(net.latency.get(n, 0)) for n in pops},
+        "readouts": list(net.readouts),
         "quantization": {k: {"w_shift": int(v[0]), "max_abs_error": float(v[1]),
                              "rms_rel_error": float(v[2]), "flushed": int(v[3])}
                          for k, v in quant.items()},

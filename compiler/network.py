@@ -44,6 +44,8 @@ class Population:
     Parameters are float time constants in units of ``dt`` of the network
     (or seconds when ``dt`` is in seconds). ``du``/``dv`` override the decays
     with raw 12-bit chip values. ``bias`` may be one value or one per neuron.
+    ``spiking=False`` makes a readout that integrates without ever firing
+    (NIR's LI / CubaLI); its membrane potential is read by probing ``v``.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Population:
     reset: str = "zero"
     du: int | None = None
     dv: int | None = None
+    spiking: bool = True
 
     def bias_array(self) -> np.ndarray:
         return np.broadcast_to(np.asarray(self.bias, dtype=np.float64), (self.size,)).copy()
@@ -96,6 +99,11 @@ class Network:
     populations: dict = field(default_factory=dict)
     projections: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
+    readouts: list = field(default_factory=list)
+    #: Steps by which each population runs behind the source model (NIR and
+    #: the frameworks have no per-layer latency, the chip adds one step per
+    #: hop); set by the NIR importer, 0 for populations not listed.
+    latency: dict = field(default_factory=dict)
 
     def _new_name(self, name):
         if name in self.inputs or name in self.populations:
@@ -167,12 +175,65 @@ class Network:
         self.projections.append(proj)
         return proj
 
+    def conv(self, src: str, dst: str, weight, input_shape, *, stride=1, padding=0,
+             dilation=1, groups=1, delay=0, name: str | None = None):
+        """Connect ``src`` to ``dst`` by a 1-D or 2-D convolution.
+
+        ``weight`` is ``[C_out, C_in/groups, k]`` or ``[C_out, C_in/groups,
+        kH, kW]`` (PyTorch/NIR order), ``input_shape`` is the source's
+        ``(C, L)`` or ``(C, H, W)``; the target population must have exactly
+        the output's size. Stored as explicit synapses
+        (:mod:`~neuromesh.compiler.convolution`). Returns the output shape.
+        """
+        from .convolution import conv1d_synapses, conv2d_synapses
+        name = name or f"{src}->{dst}"
+        fn = conv2d_synapses if np.ndim(weight) == 4 else conv1d_synapses
+        pre, post, w, shape = fn(input_shape, weight, stride=stride, padding=padding,
+                                 dilation=dilation, groups=groups, name=name)
+        self._check_shape(name, src, dst, input_shape, shape)
+        self.connect(src, dst, (pre, post, w), delay=delay, name=name)
+        return shape
+
+    def pool(self, src: str, dst: str, kernel_size, input_shape, *, stride=None, padding=0,
+             mode: str = "sum", delay=0, name: str | None = None):
+        """Connect ``src`` to ``dst`` by 2-D sum or average pooling of a
+        ``(C, H, W)`` source. Returns the output shape."""
+        from .convolution import pool2d_synapses
+        name = name or f"{src}->{dst}"
+        pre, post, w, shape = pool2d_synapses(input_shape, kernel_size, stride=stride,
+                                              padding=padding, mode=mode, name=name)
+        self._check_shape(name, src, dst, input_shape, shape)
+        self.connect(src, dst, (pre, post, w), delay=delay, name=name)
+        return shape
+
+    def _check_shape(self, name, src, dst, in_shape, out_shape):
+        n_src = (self.inputs.get(src) or self.populations.get(src))
+        n_dst = self.populations.get(dst)
+        if n_src is not None and n_src.size != int(np.prod(in_shape)):
+            raise NetworkError(f"projection {name!r}: input shape {tuple(in_shape)} has "
+                               f"{int(np.prod(in_shape))} elements, {src!r} has {n_src.size}")
+        if n_dst is not None and n_dst.size != int(np.prod(out_shape)):
+            raise NetworkError(f"projection {name!r}: output shape {out_shape} has "
+                               f"{int(np.prod(out_shape))} elements, {dst!r} has {n_dst.size}")
+
     def output(self, population: str):
         """Send the spikes of ``population`` to host output channels."""
         if population not in self.populations:
             raise NetworkError(f"output: {population!r} is not a population")
+        if not self.populations[population].spiking:
+            raise NetworkError(f"output: {population!r} does not spike; use readout()")
         if population not in self.outputs:
             self.outputs.append(population)
+
+    def readout(self, population: str):
+        """Mark a non-spiking population whose ``v`` is the network's answer
+        (probed on the chip, recorded by the reference)."""
+        if population not in self.populations:
+            raise NetworkError(f"readout: {population!r} is not a population")
+        if self.populations[population].spiking:
+            raise NetworkError(f"readout: {population!r} spikes; use output()")
+        if population not in self.readouts:
+            self.readouts.append(population)
 
     # -- derived -----------------------------------------------------------------
 

@@ -61,7 +61,7 @@ def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=F
             u[n] = alpha * u[n] + q
             held = ref[n] > 0
             vn = beta * v[n] + u[n] + bias[n]
-            s = (vn > p.threshold) & ~held
+            s = (vn > p.threshold) & ~held & p.spiking
             vn = np.where(held, 0.0, vn)
             vn = np.where(s, vn - p.threshold if p.reset == "subtract" else 0.0, vn)
             ref[n] = np.where(s, p.refractory, np.maximum(ref[n] - 1, 0))
