@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chip import ChipError, Region, core_xy, unpack_address
+from .chip import ChipError
 
 __all__ = ["main", "parse_neurons", "image_summary"]
 
@@ -35,10 +35,8 @@ def parse_neurons(text: str) -> np.ndarray:
 
 def image_summary(image) -> str:
     """Geometry and per-core memory use of a chip image, as printable text."""
-    from .config import decode
-    cfg = decode(image)
+    from .compiler.report import utilization
     g = image.geometry
-    neur, axon = cfg[Region.NEURON], cfg[Region.AXON]
     lines = [f"geometry   {g}  ({g.n_cores} cores)",
              f"per core   {g.n_neurons} neurons, {g.n_axons} axons, {g.n_synapses} synapses, "
              f"{g.n_fanout} fan-out, {g.n_profiles} profiles, {g.n_groups} groups, "
@@ -51,33 +49,13 @@ def image_summary(image) -> str:
     lines.append("")
     lines.append(f"{'core':>6} {'x,y':>5} {'neurons':>9} {'axons':>9} {'synapses':>11} "
                  f"{'fan-out':>9} {'profiles':>8}")
-    written_neurons = _written_per_core(image, Region.NEURON)
+    use = utilization(image)
+    widths = {"neurons": 9, "axons": 9, "synapses": 11, "fan-out": 9}
     for k in range(g.n_cores):
         x, y = k % g.cols, k // g.cols
-        used_axons = int((axon["syn_len"][k] > 0).sum())
-        used_syn = int(axon["syn_len"][k].sum())
-        used_fan = int(neur["fanout_len"][k].sum())
-        profiles = np.unique(neur["profile"][k][written_neurons[k]]).size
-        lines.append(
-            f"{k:>6} {x},{y:<3} {_pct(written_neurons[k].sum(), g.n_neurons):>9} "
-            f"{_pct(used_axons, g.n_axons):>9} {_pct(used_syn, g.n_synapses):>11} "
-            f"{_pct(used_fan, g.n_fanout):>9} {profiles:>8}")
+        cells = [f"{f'{int(use[r][0][k])}/{use[r][1]}':>{w}}" for r, w in widths.items()]
+        lines.append(f"{k:>6} {x},{y:<3} {' '.join(cells)} {int(use['profiles'][0][k]):>8}")
     return "\n".join(lines)
-
-
-def _written_per_core(image, region):
-    """Boolean ``[n_cores, size]``: which words of ``region`` the image writes."""
-    g = image.geometry
-    core, reg, offset = unpack_address(image.addresses)
-    mask = np.zeros((g.n_cores, g.region_size(region)), dtype=bool)
-    sel = reg == region
-    x, y = core_xy(core[sel])
-    mask[y * g.cols + x, offset[sel]] = True
-    return mask
-
-
-def _pct(used, total):
-    return f"{int(used)}/{total}"
 
 
 # --- commands -------------------------------------------------------------------
@@ -243,6 +221,7 @@ def cmd_compile(args):
     from .chip import Geometry
     from .compiler import compile_network
     from .compiler.nir_import import FRAMEWORKS, NIROptions, from_nir
+    from .compiler.report import compile_report, mesh_heatmap
     from .image import save
     if args.framework:
         preset = FRAMEWORKS[args.framework]
@@ -260,37 +239,27 @@ def cmd_compile(args):
     net = from_nir(args.model, options)
     compiled = compile_network(net, Geometry.parse(args.geometry), name=Path(args.model).stem)
     save(compiled.image, args.output)
+    print(image_summary(compiled.image))
+    print()
     print(compile_report(compiled.image))
     print(f"wrote {args.output}")
-
-
-def compile_report(image) -> str:
-    """The compiler's report stored in a chip image, plus its memory use."""
-    rep = image.meta.get("compiler")
-    lines = [image_summary(image), ""]
-    if not rep:
-        return "\n".join([*lines, "(no compiler report: this image was not compiled)"])
-    lines.append(f"{'projection':<20} {'w_shift':>7} {'max |err|':>10} {'rms rel err':>11} "
-                 f"{'flushed':>8}")
-    for name, q in rep["quantization"].items():
-        lines.append(f"{name:<20} {q['w_shift']:>7} {q['max_abs_error']:>10.3g} "
-                     f"{q['rms_rel_error']:>11.3%} {q['flushed']:>8}")
-    lines.append("")
-    lines.append(f"{'population':<20} {'neurons':>7} {'scale':>10}  cores (x,y: neurons)")
-    for pop, size in rep["populations"].items():
-        where = [f"{v[0]},{v[1]}: {v[3] - v[2]}" for k, v in rep["placement"]["clusters"].items()
-                 if k.rsplit("[", 1)[0] == pop]
-        lines.append(f"{pop:<20} {size:>7} {rep['scales'][pop]:>10.4g}  {'; '.join(where)}")
-    p = rep["placement"]
-    lines.append(f"placement: {p['cost']:.1f} expected packet-hops/step "
-                 f"(row-major: {p['row_major_cost']:.1f})")
-    return "\n".join(lines)
+    if args.heatmap:
+        mesh_heatmap(compiled.image, args.heatmap)
+        print(f"wrote {args.heatmap}")
 
 
 def cmd_report(args):
-    """Print the compiler report and memory use of a chip image."""
+    """Print the memory use and compiler report of a chip image (and, with
+    --heatmap, draw the mesh's utilization as a PNG)."""
+    from .compiler.report import compile_report, mesh_heatmap
     from .image import load
-    print(compile_report(load(args.image)))
+    image = load(args.image)
+    print(image_summary(image))
+    print()
+    print(compile_report(image))
+    if args.heatmap:
+        mesh_heatmap(image, args.heatmap)
+        print(f"wrote {args.heatmap}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,11 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reset", choices=["zero", "subtract"], help="reset mode")
     s.add_argument("--reset-delay", action="store_true",
                    help="the model resets one step after the spike (snnTorch reset_delay=True)")
+    s.add_argument("--heatmap", metavar="PNG", help="also write the mesh utilization heat map")
     s.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("report", help="show the compiler report of a chip image",
                        description=cmd_report.__doc__)
     s.add_argument("image", help="chip image file (.nmi)")
+    s.add_argument("--heatmap", metavar="PNG", help="write the mesh utilization heat map")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("rtl", help="generate the chip's Verilog for a geometry",

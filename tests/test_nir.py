@@ -99,9 +99,14 @@ def test_compile_and_report_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "discretisation: dt=0.0001, euler, subtract reset" in out
     assert load(image).meta["name"] == "model"
-    assert main(["report", str(image)]) == 0
+    png = tmp_path / "mesh.png"
+    assert main(["report", str(image), "--heatmap", str(png)]) == 0
     report = capsys.readouterr().out
     assert "fc1" in report and "placement:" in report and "lif2" in report
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # decays and their error: tau = 5 dt, Euler: retention 0.8, dv = 819 (0.19995)
+    row = next(line for line in report.splitlines() if line.startswith("lif1 "))
+    assert " 819 " in row and "4.9e-05" in row
     assert main(["compile", str(model), "-o", str(image)]) == 2
     assert "give --dt" in capsys.readouterr().err
     assert main(["compile", str(model), "-o", str(image), "--framework", "snntorch"]) == 0
