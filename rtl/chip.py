@@ -28,6 +28,9 @@ class Chip(wiring.Component):
     ----------
     geometry:
         Mesh and core sizes.
+    core_args:
+        Keyword arguments for every :class:`~neuromesh.rtl.core.NeuronCore`
+        (e.g. ``profile_ram_style``).
     hostlink_args:
         Extra keyword arguments for :class:`~neuromesh.rtl.hostlink.HostLink`
         (e.g. ``timeout_cycles``).
@@ -44,8 +47,9 @@ class Chip(wiring.Component):
     tx: Out(byte_stream())
     cycles: Out(64)
 
-    def __init__(self, geometry: Geometry, **hostlink_args):
+    def __init__(self, geometry: Geometry, *, core_args: dict | None = None, **hostlink_args):
         self.geometry = geometry
+        self.core_args = dict(core_args or {})
         self.hostlink_args = hostlink_args
         super().__init__()
 
@@ -57,7 +61,7 @@ class Chip(wiring.Component):
         m.submodules.controller = ctl = TimestepController()
         cores = []
         for k in range(g.n_cores):
-            core = NeuronCore(g)
+            core = NeuronCore(g, **self.core_args)
             m.submodules[f"core_{k % g.cols}_{k // g.cols}"] = core
             cores.append(core)
             wiring.connect(m, core.packet_out, mesh.local_in[k])

@@ -29,6 +29,7 @@ from neuromesh.chip import U_BITS, Geometry, Region
 
 from .layouts import PACKET, packet_stream, word_layout
 from .neuron import NeuronDatapath
+from .ram import SinglePortRAM
 
 __all__ = ["CFG_REQUEST", "NeuronCore"]
 
@@ -41,6 +42,15 @@ CFG_REQUEST = data.StructLayout({
 })
 
 
+class _PortView:
+    """The ``addr``/``data``/``en`` of a memory port, as plain signals (for
+    the single-port SYNAPSE RAM, which the port multiplexing below drives
+    like the other memories' ports)."""
+
+    def __init__(self, addr, data, en=None):
+        self.addr, self.data, self.en = addr, data, en
+
+
 class NeuronCore(wiring.Component):
     """A core of the chip.
 
@@ -48,6 +58,10 @@ class NeuronCore(wiring.Component):
     ----------
     geometry:
         Sizes of the memories and of the mesh.
+    profile_ram_style:
+        Synthesis attribute ``ram_style`` for the PROFILE memory, e.g.
+        ``"logic"`` to keep it out of block RAM (a small, wide table that
+        costs four iCE40 EBRs).
 
     Attributes
     ----------
@@ -70,8 +84,9 @@ class NeuronCore(wiring.Component):
         while ``idle``.
     """
 
-    def __init__(self, geometry: Geometry):
+    def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None):
         self.geometry = geometry
+        self.profile_ram_style = profile_ram_style
         super().__init__({
             "pass_start": In(1),
             "step": In(32),
@@ -96,11 +111,25 @@ class NeuronCore(wiring.Component):
             # At least two words: a one-word memory has a zero-width address,
             # which Verilog cannot declare. The host link never addresses the
             # extra word.
-            mem = Memory(shape=word_layout(region), depth=max(g.region_size(region), 2),
-                         init=[])
+            depth = max(g.region_size(region), 2)
+            if region == Region.SYNAPSE:
+                # Read by the synapse walk, written only by the host and by
+                # clearing, never in the same clock: one port is enough, so
+                # it can live in SPRAM (rtl/ram.py).
+                ram = SinglePortRAM(word_layout(region), depth)
+                m.submodules.mem_synapse = mems[region] = ram
+                rports[region] = _PortView(Signal.like(ram.addr), ram.rdata)
+                wports[region] = _PortView(Signal.like(ram.addr),
+                                           Signal(word_layout(region)), Signal())
+                continue
+            attrs = {"ram_style": self.profile_ram_style} \
+                if region == Region.PROFILE and self.profile_ram_style else None
+            mem = Memory(shape=word_layout(region), depth=depth, init=[], attrs=attrs)
             m.submodules[f"mem_{region.name.lower()}"] = mems[region] = mem
             wports[region] = mem.write_port()
         for region, mem in mems.items():
+            if region == Region.SYNAPSE:
+                continue
             if region == Region.GROUP:
                 rports[region] = mem.read_port(domain="comb")
             elif region == Region.ACCUM:
@@ -338,6 +367,10 @@ class NeuronCore(wiring.Component):
                 with m.Elif(t2.valid):
                     m.d.comb += [port.addr.eq(t2.addr), port.data.value.eq(syn_sum),
                                  port.en.eq(1)]
+
+        syn_ram, syn_w = mems[Region.SYNAPSE], wports[Region.SYNAPSE]
+        m.d.comb += [syn_ram.addr.eq(Mux(syn_w.en, syn_w.addr, rports[Region.SYNAPSE].addr)),
+                     syn_ram.wdata.eq(syn_w.data), syn_ram.we.eq(syn_w.en)]
 
         m.d.comb += self.idle.eq(~pass_busy & ~syn_busy & ~fan_busy & ~clear_busy &
                                  ~resp_pending & ~resp_valid)

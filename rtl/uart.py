@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import byte_stream
 
-__all__ = ["UARTRx", "UARTTx", "UARTBridge", "divisor_for"]
+__all__ = ["UARTRx", "UARTTx", "UARTBridge", "UARTChip", "divisor_for"]
 
 
 def divisor_for(clk_hz: float, baud: int) -> int:
@@ -223,4 +223,43 @@ class UARTBridge(wiring.Component):
             m.d.sync += self.overruns.eq(self.overruns + 1)
         with m.If(receiver.framing_error & (self.framing_errors != 0xFFFF)):
             m.d.sync += self.framing_errors.eq(self.framing_errors + 1)
+        return m
+
+
+class UARTChip(wiring.Component):
+    """A :class:`~neuromesh.rtl.chip.Chip` behind a :class:`UARTBridge`: the
+    top level of a board, less its clock and pins.
+
+    Parameters
+    ----------
+    chip:
+        The chip (its ``rx``/``tx`` byte streams are bridged).
+    divisor, fifo_depth:
+        As for :class:`UARTBridge`.
+
+    Attributes
+    ----------
+    rx_pin: In(1), tx_pin: Out(1)
+        The serial lines.
+    cycles: Out(64)
+        The chip's running-cycle counter.
+    """
+
+    rx_pin: In(1, init=1)
+    tx_pin: Out(1, init=1)
+    cycles: Out(64)
+
+    def __init__(self, chip, divisor: int, *, fifo_depth: int = 8):
+        self.chip = chip
+        self.bridge = UARTBridge(divisor, fifo_depth=fifo_depth)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.chip = chip = self.chip
+        m.submodules.uart = bridge = self.bridge
+        wiring.connect(m, bridge.rx, chip.rx)
+        wiring.connect(m, chip.tx, bridge.tx)
+        m.d.comb += [bridge.rx_pin.eq(self.rx_pin), self.tx_pin.eq(bridge.tx_pin),
+                     self.cycles.eq(chip.cycles)]
         return m
