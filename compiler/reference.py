@@ -13,6 +13,10 @@ from .network import Network
 
 __all__ = ["simulate"]
 
+#: Projections with at most this many (source, target) pairs are applied as
+#: dense matrix products (fast for batches); larger ones synapse by synapse.
+DENSE_LIMIT = 1 << 22
+
 
 def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=False):
     """Run ``net`` in float.
@@ -39,14 +43,29 @@ def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=F
     out = {n: np.zeros((steps, batch, p.size), dtype=bool) for n, p in pops.items()}
     vrec = {n: np.zeros((steps, batch, p.size)) for n, p in pops.items()} if record_v else {}
 
-    def deliver(proj, spikes, t_arrive):
-        active = spikes[:, proj.pre]                     # [batch, synapses]
+    sizes = {**{n: p.size for n, p in net.inputs.items()}, **{n: p.size for n, p in pops.items()}}
+    plans = {}          # projection -> [(delay, dense [n_src, n_dst] or None, selection)]
+    for proj in net.projections:
+        plan = []
         for d in np.unique(proj.delay):
             sel = proj.delay == d
-            contrib = np.zeros((batch, pops[proj.dst].size))
-            for b in range(batch):
-                np.add.at(contrib[b], proj.post[sel], active[b, sel] * proj.weight[sel])
-            acc[proj.dst][(t_arrive + int(d)) % ring] += contrib
+            dense = None
+            if sizes[proj.src] * pops[proj.dst].size <= DENSE_LIMIT:
+                dense = np.zeros((sizes[proj.src], pops[proj.dst].size))
+                np.add.at(dense, (proj.pre[sel], proj.post[sel]), proj.weight[sel])
+            plan.append((int(d), dense, sel))
+        plans[id(proj)] = plan
+
+    def deliver(proj, spikes, t_arrive):
+        for d, dense, sel in plans[id(proj)]:
+            if dense is not None:
+                contrib = spikes @ dense
+            else:
+                contrib = np.zeros((batch, pops[proj.dst].size))
+                active = spikes[:, proj.pre[sel]] * proj.weight[sel]
+                for b in range(batch):
+                    np.add.at(contrib[b], proj.post[sel], active[b])
+            acc[proj.dst][(t_arrive + d) % ring] += contrib
 
     for t in range(steps):
         for proj in net.projections:
