@@ -16,16 +16,39 @@ Example::
     c.route(neuron=3, x=1, y=0, axon=0)      # neuron 3 -> core (1,0) axon 0
     b.input(channel=0, x=0, y=0, axon=0)      # host input 0 -> axon 0
     image = b.build()
+
+Plastic synapses (docs/architecture.md §11): give a group a rule and the core
+its learning parameters::
+
+    c.group(1, w_shift=6, rule="dw = 2^-2*x1*y0 - 2^-2*y1*x0", w_bits=8,
+            sign="excitatory")
+    c.learning(t_epoch=1, x1=(40, 512), y1=(40, 512))   # (impulse, decay)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .chip import LAYOUTS, ChipError, Geometry, Region, core_id, pack_address
+from .chip import (
+    LAYOUTS,
+    LEARN_LAYOUTS,
+    LEARN_WORD_LAYOUTS,
+    RULE_WORDS,
+    ChipError,
+    Geometry,
+    LearnRegion,
+    LearnWord,
+    Region,
+    core_id,
+    pack_address,
+)
 from .image import ChipImage, InputPort
+from .learning import LearningRule, RuleError
 
-__all__ = ["ChipBuilder", "CoreBuilder"]
+__all__ = ["ChipBuilder", "CoreBuilder", "SIGN_MODES"]
+
+#: Sign modes of plastic groups and their LGROUP codes.
+SIGN_MODES = {"mixed": 0, "excitatory": 1, "inhibitory": 2}
 
 
 def _bcast(*values):
@@ -50,6 +73,8 @@ class CoreBuilder:
         self._written = {r: np.zeros(geometry.region_size(r), dtype=bool) for r in LAYOUTS}
         self._synapses = []   # (axon, target, w_mant, delay, group) arrays
         self._fanout = []     # (neuron, x, y, axon, to_host, channel) arrays
+        self._learn = None    # LEARN region fields, once learning() is called
+        self._plastic = {}    # group -> (rule, sign, w_bits)
 
     def __repr__(self):
         return f"CoreBuilder(x={self.x}, y={self.y})"
@@ -81,9 +106,82 @@ class CoreBuilder:
         return self._set(Region.PROFILE, index, du=du, dv=dv, vth_mant=vth_mant,
                          refractory=refractory, reset_subtract=int(reset == "subtract"))
 
-    def group(self, index, *, w_shift=0):
-        """Set synapse group ``index``: a synapse contributes ``w_mant << w_shift``."""
-        return self._set(Region.GROUP, index, w_shift=w_shift)
+    def group(self, index, *, w_shift=0, rule=None, w_bits=8, sign="mixed"):
+        """Set synapse group ``index``: a synapse contributes ``w_mant << w_shift``.
+
+        With ``rule`` (a Lava-syntax string or a
+        :class:`~neuromesh.learning.LearningRule`) the group is plastic: its
+        weights learn by that rule and are clamped to ``w_bits`` (1..8) bits
+        in sign mode ``"mixed"``, ``"excitatory"`` (>= 0) or ``"inhibitory"``
+        (<= 0). The core also needs :meth:`learning`.
+        """
+        where = f"core ({self.x},{self.y}) group {index}"
+        if rule is not None:
+            if sign not in SIGN_MODES:
+                raise ChipError(f"{where}: sign must be one of {', '.join(SIGN_MODES)}, "
+                                f"got {sign!r}")
+            if not isinstance(w_bits, (int, np.integer)) or not 1 <= w_bits <= 8:
+                raise ChipError(f"{where}: w_bits = {w_bits!r} is outside [1, 8]")
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < \
+                    self.geometry.n_groups:
+                raise ChipError(f"{where}: a plastic group must be one index in "
+                                f"[0, {self.geometry.n_groups})")
+            if not isinstance(rule, LearningRule):
+                try:
+                    rule = LearningRule.parse(rule)
+                except RuleError as e:
+                    raise RuleError(f"{where}: {e}") from None
+        self._set(Region.GROUP, index, w_shift=w_shift)
+        idx = np.arange(self.geometry.n_groups)[index] if isinstance(index, slice) else \
+            np.atleast_1d(np.asarray(list(index) if isinstance(index, range) else index))
+        for i in idx.tolist():
+            self._plastic.pop(i, None)
+            if rule is not None:
+                self._plastic[i] = (rule, SIGN_MODES[sign], int(w_bits))
+        return self
+
+    def learning(self, *, t_epoch=1, x1=(0, 0), x2=(0, 0), y1=(0, 0), y2=(0, 0), y3=(0, 0),
+                 stochastic=(), reward=0, reward_axon=None, reward_impulse=0,
+                 reward_decay=0, seed=None):
+        """Switch on this core's learning engine.
+
+        ``t_epoch``: steps per learning epoch (1..63; 0 switches the engine
+        off). ``x1`` ... ``y3``: ``(impulse, decay)`` of each trace (impulse
+        0..127 added on a spike, decay 0..4095: the trace is multiplied by
+        ``(4096 - decay) / 4096`` every step). ``stochastic``: any of
+        ``"trace"``, ``"w"``, ``"t"`` -- round trace decays, weight and tag
+        updates stochastically instead of down. ``reward``: initial reward
+        register (s8); ``reward_axon``: an axon whose packets add
+        ``reward_impulse`` to it; ``reward_decay``: its decay (0..4095).
+        ``seed``: the initial LFSR state (non-zero u32; default
+        ``0x9E3779B9 ^ core id``).
+        """
+        where = f"core ({self.x},{self.y}) learning"
+        bad = set(stochastic) - {"trace", "w", "t"}
+        if isinstance(stochastic, str) or bad:
+            raise ChipError(f"{where}: stochastic must be a collection of 'trace', 'w', 't'; "
+                            f"got {stochastic!r}")
+        fields = dict(t_epoch=t_epoch, sr_trace=int("trace" in stochastic),
+                      sr_w=int("w" in stochastic), sr_t=int("t" in stochastic),
+                      reward_en=int(reward_axon is not None),
+                      reward_axon=0 if reward_axon is None else reward_axon,
+                      reward_impulse=reward_impulse, reward_decay=reward_decay, reward=reward,
+                      epoch_phase=0,
+                      lfsr=(0x9E3779B9 ^ core_id(self.x, self.y)) if seed is None else seed)
+        for name, value in (("x1", x1), ("x2", x2), ("y1", y1), ("y2", y2), ("y3", y3)):
+            try:
+                impulse, decay = value
+            except (TypeError, ValueError):
+                raise ChipError(f"{where}: {name} must be (impulse, decay), got "
+                                f"{value!r}") from None
+            fields[f"{name}_impulse"], fields[f"{name}_decay"] = impulse, decay
+        for layout in LEARN_WORD_LAYOUTS.values():
+            try:
+                layout.pack(**{k: v for k, v in fields.items() if k in layout.fields})
+            except ChipError as e:
+                raise ChipError(f"{where}: {e}") from None
+        self._learn = fields
+        return self
 
     def neurons(self, index, *, profile=None, bias_mant=None, bias_exp=None):
         """Set profile and bias (``bias_mant << bias_exp``) of neurons ``index``."""
@@ -170,6 +268,37 @@ class CoreBuilder:
             self._set(Region.FANOUT, np.arange(n.size), x=x[order], y=y[order],
                       axon=ax[order], to_host=host[order], channel=ch[order])
 
+    def _learning_writes(self):
+        """Writes of the learning regions (only in images with learning)."""
+        cid = core_id(self.x, self.y)
+        if self._learn is not None:
+            words = [LEARN_WORD_LAYOUTS[w].pack(**{k: v for k, v in self._learn.items()
+                                                   if k in LEARN_WORD_LAYOUTS[w].fields})
+                     for w in LearnWord]
+            yield pack_address(cid, int(LearnRegion.LEARN), np.arange(len(words))), \
+                np.array(words, dtype=np.uint64)
+        if not self._plastic:
+            return
+        placed, code = {}, []
+        groups = sorted(self._plastic)
+        fields = {k: [] for k in ("plastic", "sign", "w_bits", "rule_base", "rule_len")}
+        for gi in groups:
+            rule, sign, w_bits = self._plastic[gi]
+            if rule not in placed:
+                placed[rule] = sum(len(c) for c in code)
+                code.append(rule.encode())
+            for k, v in (("plastic", 1), ("sign", sign), ("w_bits", w_bits),
+                         ("rule_base", placed[rule]), ("rule_len", len(rule.products))):
+                fields[k].append(v)
+        words = np.concatenate(code)
+        if words.size > RULE_WORDS:
+            raise ChipError(f"core ({self.x},{self.y}): the learning rules need {words.size} "
+                            f"microcode words; the RULE region holds {RULE_WORDS}")
+        yield pack_address(cid, int(LearnRegion.LGROUP), np.array(groups)), \
+            LEARN_LAYOUTS[LearnRegion.LGROUP].pack(**fields)
+        if words.size:
+            yield pack_address(cid, int(LearnRegion.RULE), np.arange(words.size)), words
+
     def _writes(self):
         cid = core_id(self.x, self.y)
         for region, layout in LAYOUTS.items():
@@ -216,9 +345,13 @@ class ChipBuilder:
         from .config import decode
         addrs, words = [], []
         max_channel = -1
+        learning = any(c._learn is not None or c._plastic for c in self._cores.values())
         for core in self._cores.values():
             core._layout()
             for a, w in core._writes():
+                addrs.append(a)
+                words.append(w)
+            for a, w in core._learning_writes():
                 addrs.append(a)
                 words.append(w)
             f = core._fields[Region.FANOUT]
@@ -231,6 +364,6 @@ class ChipBuilder:
         image = ChipImage(self.geometry,
                           _cat(addrs, np.uint32), _cat(words, np.uint64),
                           inputs=self._inputs, n_inputs=n_inputs, n_outputs=n_outputs,
-                          meta=dict(meta or {}))
+                          meta=dict(meta or {}), learning=learning)
         decode(image)
         return image

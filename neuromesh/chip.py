@@ -19,6 +19,8 @@ __all__ = [
     "ChipError", "Geometry", "Field", "WordLayout", "Region", "LAYOUTS",
     "U_BITS", "V_MAX", "VTH_SHIFT", "DECAY_ONE", "DECAY_BITS",
     "pack_address", "unpack_address", "core_id", "core_xy",
+    "LearnRegion", "LEARN_LAYOUTS", "LEARN_WORD_LAYOUTS", "LearnWord", "learn_region_size",
+    "region_words",
 ]
 
 
@@ -326,3 +328,133 @@ def unpack_address(addr):
     """(core id, region, offset) arrays of addresses."""
     f = ADDRESS.unpack(addr)
     return f["core"], f["region"], f["offset"]
+
+
+# --- Learning engine (docs/architecture.md §11) --------------------------------
+#
+# Regions 8..13 exist only in images that set the LEARNING header flag (§8.1);
+# in every other image they have size 0, exactly as in a learning-free chip,
+# and the RTL (which has no learning engine yet) rejects them over the host
+# link. The layouts of regions 0..7 above are untouched.
+
+TRACE_BITS = 7                  #: x1, x2, y1, y2, y3 are u7
+TRACE_MAX = (1 << TRACE_BITS) - 1
+TRACE_DECAY_BITS = 12           #: trace decays d are u12; factor 4096 - d in [1, 4096]
+REWARD_MIN, REWARD_MAX = -128, 127   #: the reward r is s8
+TAG_MIN, TAG_MAX = -128, 127         #: the tag t is s8
+ACC_FRAC = 7                    #: fractional bits of the sum-of-products accumulator
+ACC_BITS = 56                   #: its width (signed); no legal rule can overflow it
+S_EXP_MIN, S_EXP_MAX = -7, 8    #: scale exponent; stored as s_exp - S_EXP_MIN (u4)
+S_MANT_MIN, S_MANT_MAX = -8, 7  #: scale mantissa, s4
+CONST_MIN, CONST_MAX = -128, 127     #: the constant C of a factor (var + C), s8
+MAX_FACTORS = 4                 #: factor slots per product (microcode word)
+MAX_PRODUCTS = 16               #: products per rule (dw and dt together)
+RULE_WORDS = 64                 #: microcode words per core
+LEARN_WORDS = 5                 #: words of the LEARN region
+T_EPOCH_MAX = 63                #: t_epoch is u6; 0 switches the core's engine off
+W_BITS_MIN, W_BITS_MAX = 1, 8   #: weight precision of a plastic group
+LFSR_BITS = 32
+#: Galois LFSR toggle mask (shift right; if the bit shifted out was 1, XOR this):
+#: x^32 + x^22 + x^2 + x + 1, maximal length 2^32 - 1 (tests/test_learning_lfsr.py).
+LFSR_POLY = 0x80200003
+LFSR_STEPS_PER_DRAW = 16        #: single LFSR steps per random draw
+TRACE_DRAW_BITS = TRACE_DECAY_BITS   #: bits of a draw used for a trace decay
+UPDATE_DRAW_BITS = ACC_FRAC          #: bits of a draw used for a dw/dt update
+
+
+class LearnRegion(enum.IntEnum):
+    """Memory regions of the learning engine (valid only in LEARNING images)."""
+
+    LEARN = 8     #: per-core control, trace parameters, reward/epoch state, LFSR
+    LGROUP = 9    #: per synapse group: plasticity, precision, sign mode, rule
+    RULE = 10     #: rule microcode, one product per word
+    XTRACE = 11   #: per input axon: pre traces x1, x2 and the x0 flag
+    YTRACE = 12   #: per neuron: post traces y1, y2, y3 and the y0 flag
+    TAG = 13      #: per synapse: the tag (eligibility trace) t
+    # 14 stays reserved; 15 is reserved for per-core control registers.
+
+
+class LearnWord(enum.IntEnum):
+    """The words of the LEARN region."""
+
+    CONTROL = 0
+    XCFG = 1
+    YCFG = 2
+    LSTATE = 3
+    LFSR = 4
+
+
+def _factor_fields():
+    out = []
+    for i in range(MAX_FACTORS):
+        lsb = 11 + 12 * i
+        out += [Field(f"var{i}", lsb, 4), Field(f"c{i}", lsb + 4, 8, signed=True)]
+    return out
+
+
+#: Word layouts of the LEARN region, by word index.
+LEARN_WORD_LAYOUTS: dict[LearnWord, WordLayout] = {
+    LearnWord.CONTROL: WordLayout(
+        "learn.control",
+        Field("t_epoch", 0, 6), Field("sr_trace", 6, 1), Field("sr_w", 7, 1),
+        Field("sr_t", 8, 1), Field("reward_en", 9, 1), Field("reward_axon", 10, 14),
+        Field("reward_impulse", 24, 8, signed=True), Field("reward_decay", 32, 12)),
+    LearnWord.XCFG: WordLayout(
+        "learn.xcfg",
+        Field("x1_decay", 0, 12), Field("x1_impulse", 12, 7),
+        Field("x2_decay", 19, 12), Field("x2_impulse", 31, 7)),
+    LearnWord.YCFG: WordLayout(
+        "learn.ycfg",
+        Field("y1_decay", 0, 12), Field("y1_impulse", 12, 7),
+        Field("y2_decay", 19, 12), Field("y2_impulse", 31, 7),
+        Field("y3_decay", 38, 12), Field("y3_impulse", 50, 7)),
+    LearnWord.LSTATE: WordLayout(
+        "learn.lstate", Field("reward", 0, 8, signed=True), Field("epoch_phase", 8, 6)),
+    LearnWord.LFSR: WordLayout("learn.lfsr", Field("lfsr", 0, 32)),
+}
+
+#: Word layouts of the other learning regions (one layout per region).
+LEARN_LAYOUTS: dict[LearnRegion, WordLayout] = {
+    LearnRegion.LGROUP: WordLayout(
+        "lgroup",
+        Field("plastic", 0, 1), Field("sign", 1, 2), Field("w_bits", 3, 4),
+        Field("rule_base", 7, 6), Field("rule_len", 13, 5)),
+    LearnRegion.RULE: WordLayout(
+        "rule",
+        Field("target", 0, 1), Field("dep", 1, 2), Field("s_mant", 3, 4, signed=True),
+        Field("s_exp", 7, 4), *_factor_fields()),
+    LearnRegion.XTRACE: WordLayout(
+        "xtrace", Field("x1", 0, 7), Field("x2", 7, 7), Field("x0", 14, 1)),
+    LearnRegion.YTRACE: WordLayout(
+        "ytrace", Field("y1", 0, 7), Field("y2", 7, 7), Field("y3", 14, 7),
+        Field("y0", 21, 1)),
+    LearnRegion.TAG: WordLayout("tag", Field("tag", 0, 8, signed=True)),
+}
+
+
+def learn_region_size(geometry: Geometry, region: int) -> int:
+    """Words of learning region ``region`` (8..15) in one core of a LEARNING image."""
+    g = geometry
+    return {
+        LearnRegion.LEARN: LEARN_WORDS,
+        LearnRegion.LGROUP: g.n_groups,
+        LearnRegion.RULE: RULE_WORDS,
+        LearnRegion.XTRACE: g.n_axons,
+        LearnRegion.YTRACE: g.n_neurons,
+        LearnRegion.TAG: g.n_synapses,
+    }.get(region, 0)
+
+
+def region_words(geometry: Geometry, region: int, learning: bool = False) -> int:
+    """Words of any region number 0..15 in one core; regions 8..13 only with ``learning``."""
+    if region in Region._value2member_map_:
+        return geometry.region_size(Region(region))
+    return learn_region_size(geometry, region) if learning else 0
+
+
+def region_name(region: int) -> str:
+    """Name of region number ``region`` (0..15) for messages."""
+    for enum_ in (Region, LearnRegion):
+        if region in enum_._value2member_map_:
+            return enum_(region).name
+    return f"reserved region {region}"

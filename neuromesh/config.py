@@ -12,7 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chip import DECAY_ONE, LAYOUTS, Geometry, Region
+from .chip import (
+    DECAY_ONE,
+    LAYOUTS,
+    LEARN_LAYOUTS,
+    LEARN_WORD_LAYOUTS,
+    MAX_PRODUCTS,
+    RULE_WORDS,
+    W_BITS_MAX,
+    W_BITS_MIN,
+    Geometry,
+    LearnRegion,
+    LearnWord,
+    Region,
+)
 from .image import ChipImage, ImageError
 
 __all__ = ["ChipConfig", "decode"]
@@ -24,10 +37,20 @@ class ChipConfig:
 
     ``regions[Region.X][field]`` is an int64 array ``[n_cores, size]``; the
     accumulator ring is reshaped to ``[n_cores, delay_slots, n_neurons]``.
+    Images with the learning flag also have ``regions[LearnRegion.X]`` for
+    the learning regions (the LEARN region as one int64 array ``[n_cores]``
+    per field of its five words), and ``rules[(core, group)]``, the
+    :class:`~neuromesh.learning.LearningRule` of every plastic group.
     """
 
     image: ChipImage
     regions: dict
+    rules: dict = None
+
+    @property
+    def learning(self) -> bool:
+        """The image configures the learning engine."""
+        return self.image.learning
 
     @property
     def geometry(self) -> Geometry:
@@ -99,7 +122,8 @@ def decode(image: ChipImage) -> ChipConfig:
     check(Region.FANOUT, "channel", host & (f["channel"] >= image.n_outputs),
           f">= n_outputs {image.n_outputs}")
     _check_unique_channels(image, regions)
-    return ChipConfig(image, regions)
+    rules = _decode_learning(image, regions) if image.learning else {}
+    return ChipConfig(image, regions, rules)
 
 
 def _check_unique_channels(image: ChipImage, regions):
@@ -123,3 +147,105 @@ def _check_unique_channels(image: ChipImage, regions):
         src = [f"core {int(ecore[i])} neuron {int(eneuron[i])}" for i in refs[:2]]
         raise ImageError(f"output channel {ch} is fed by {refs.size} fan-out references "
                          f"({', '.join(src)}, ...); a channel may have one source neuron")
+
+
+# --- learning regions (docs/architecture.md §11.8) ------------------------------------
+
+def sign_range(w_bits, sign):
+    """Clamp range ``(lo, hi)`` of a plastic weight of precision ``w_bits`` and
+    sign mode ``sign`` (0 mixed, 1 excitatory, 2 inhibitory); works on arrays."""
+    w_bits = np.asarray(w_bits, dtype=np.int64)
+    sign = np.asarray(sign, dtype=np.int64)
+    half = np.left_shift(1, np.maximum(w_bits - 1, 0))
+    lo = np.where(sign == 1, 0, -half)
+    hi = np.where(sign == 2, 0, half - 1)
+    return lo, hi
+
+
+def _decode_learning(image: ChipImage, regions) -> dict:
+    from .learning import LearningRule, RuleError
+
+    g = image.geometry
+    learn = {}
+    words = image.memory(LearnRegion.LEARN)
+    for w, layout in LEARN_WORD_LAYOUTS.items():
+        reserved = layout.reserved_bits(words[:, w])
+        if reserved.any():
+            core = int(np.flatnonzero(reserved)[0])
+            raise ImageError(f"core {core} LEARN word {int(w)} ({w.name}): reserved bits = "
+                             f"0x{int(words[core, w]):016x} must be zero")
+        learn.update(layout.unpack(words[:, w]))
+    regions[LearnRegion.LEARN] = learn
+    for region, layout in LEARN_LAYOUTS.items():
+        words = image.memory(region)
+        reserved = layout.reserved_bits(words)
+        if reserved.any():
+            _fail(region, "reserved bits", reserved, words.astype(object), "must be zero")
+        regions[region] = layout.unpack(words)
+
+    def learn_fail(bad, word, field, limit):
+        if bad.any():
+            core = int(np.flatnonzero(bad)[0])
+            raise ImageError(f"core {core} LEARN word {int(word)} ({word.name}): {field} = "
+                             f"{int(learn[field][core])} {limit}")
+
+    def check(region, field, bad, limit):
+        if bad.any():
+            _fail(region, field, bad, regions[region][field], limit)
+
+    on = learn["t_epoch"] > 0
+    learn_fail(learn["reward_en"].astype(bool) & (learn["reward_axon"] >= g.n_axons),
+               LearnWord.CONTROL, "reward_axon", f">= n_axons {g.n_axons}")
+    learn_fail(on & (learn["epoch_phase"] >= learn["t_epoch"]), LearnWord.LSTATE,
+               "epoch_phase", "must be < t_epoch")
+    learn_fail(~on & (learn["epoch_phase"] != 0), LearnWord.LSTATE, "epoch_phase",
+               "must be 0 while t_epoch = 0")
+    stochastic = (learn["sr_trace"] | learn["sr_w"] | learn["sr_t"]).astype(bool)
+    learn_fail(on & stochastic & (learn["lfsr"] == 0), LearnWord.LFSR, "lfsr",
+               "must be non-zero when stochastic rounding is on (a zero LFSR never leaves 0)")
+
+    lg = regions[LearnRegion.LGROUP]
+    plastic = lg["plastic"] == 1
+    for name in ("sign", "w_bits", "rule_base", "rule_len"):
+        check(LearnRegion.LGROUP, name, ~plastic & (lg[name] != 0),
+              "must be 0 in a non-plastic group")
+    check(LearnRegion.LGROUP, "w_bits", plastic & ((lg["w_bits"] < W_BITS_MIN)
+                                                   | (lg["w_bits"] > W_BITS_MAX)),
+          f"is outside [{W_BITS_MIN}, {W_BITS_MAX}]")
+    check(LearnRegion.LGROUP, "sign", plastic & (lg["sign"] > 2),
+          "is not a sign mode (0 mixed, 1 excitatory, 2 inhibitory)")
+    check(LearnRegion.LGROUP, "rule_len", plastic & (lg["rule_len"] > MAX_PRODUCTS),
+          f"> MAX_PRODUCTS {MAX_PRODUCTS}")
+    check(LearnRegion.LGROUP, "rule_len", plastic & (lg["rule_base"] + lg["rule_len"]
+                                                     > RULE_WORDS),
+          f"(from rule_base) runs past the {RULE_WORDS} RULE words")
+
+    rule_words = image.memory(LearnRegion.RULE)
+    rw = regions[LearnRegion.RULE]
+    for k in range(4):
+        check(LearnRegion.RULE, f"var{k}", rw[f"var{k}"] > 8, "is not a variable code (0..8)")
+        check(LearnRegion.RULE, f"c{k}", (rw[f"var{k}"] == 0) & (rw[f"c{k}"] != 0),
+              "must be 0 in an empty factor slot (var = 0)")
+    rules = {}
+    for core, group in zip(*np.nonzero(plastic)):
+        base, n = int(lg["rule_base"][core, group]), int(lg["rule_len"][core, group])
+        try:
+            rules[int(core), int(group)] = LearningRule.decode(rule_words[core, base:base + n])
+        except RuleError as e:   # pragma: no cover - the checks above catch every case
+            raise ImageError(f"core {core} RULE words {base}..{base + n - 1}: {e}") from None
+
+    # Plastic synapses: within their group's range, and in at most one axon run.
+    syn = regions[Region.SYNAPSE]
+    cores = np.arange(g.n_cores)[:, None]
+    splastic = plastic[cores, syn["group"]]
+    lo, hi = sign_range(lg["w_bits"][cores, syn["group"]], lg["sign"][cores, syn["group"]])
+    check(Region.SYNAPSE, "w_mant", splastic & ((syn["w_mant"] < lo) | (syn["w_mant"] > hi)),
+          "is outside the clamp range of its plastic group (precision w_bits, sign mode)")
+    ax = regions[Region.AXON]
+    refs = np.zeros((g.n_cores, g.n_synapses + 1), dtype=np.int64)
+    np.add.at(refs, (cores, ax["syn_base"]), 1)
+    np.add.at(refs, (cores, ax["syn_base"] + ax["syn_len"]), -1)
+    refs = np.cumsum(refs, axis=1)[:, :g.n_synapses]
+    check(Region.SYNAPSE, "group", splastic & (refs > 1),
+          "is plastic, but the synapse lies in the runs of more than one axon")
+    return rules

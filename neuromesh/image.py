@@ -17,12 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .chip import MAX_CHANNELS, ChipError, Geometry, Region, core_xy, unpack_address
+from .chip import (
+    MAX_CHANNELS,
+    ChipError,
+    Geometry,
+    Region,
+    core_xy,
+    region_name,
+    region_words,
+    unpack_address,
+)
 
-__all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "save", "load"]
+__all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "FLAG_LEARNING",
+           "save", "load"]
 
 MAGIC = b"\x89NMI\r\n\x1a\n"
 FORMAT_VERSION = 1
+#: Header flag: the image uses the learning engine, so regions 8..13 exist (§11).
+FLAG_LEARNING = 0x0001
 # magic, version, flags, rows, cols, n_neurons, n_axons, n_synapses, n_fanout,
 # n_profiles, n_groups, delay_slots, pad (0), n_runs, runs_bytes, meta_bytes, crc32
 _HEADER = struct.Struct("<8sHHBBHHIHBBBBIIII")
@@ -63,6 +75,9 @@ class ChipImage:
         Number of host input and output channels.
     meta:
         Free-form JSON-able information (name, compiler report...).
+    learning:
+        The image configures the learning engine (header flag
+        ``FLAG_LEARNING``): only then do the learning regions 8..13 exist.
     """
 
     geometry: Geometry
@@ -72,6 +87,7 @@ class ChipImage:
     n_inputs: int = 0
     n_outputs: int = 0
     meta: dict = field(default_factory=dict)
+    learning: bool = False
 
     def __post_init__(self):
         self.addresses = np.ascontiguousarray(self.addresses, dtype=np.uint32)
@@ -80,6 +96,7 @@ class ChipImage:
                                           if isinstance(p, InputPort) else p))
                        for p in self.inputs]
         self.n_inputs, self.n_outputs = int(self.n_inputs), int(self.n_outputs)
+        self.learning = bool(self.learning)
         self.validate()
 
     # -- checks ---------------------------------------------------------------
@@ -95,13 +112,13 @@ class ChipImage:
                 f"image: {self.addresses.shape} addresses but {self.words.shape} words")
         core, region, offset = unpack_address(self.addresses)
         x, y = core_xy(core)
-        sizes = np.array([g.region_size(Region(r)) if r in Region._value2member_map_ else 0
-                          for r in range(16)])
+        sizes = np.array([region_words(g, r, self.learning) for r in range(16)])
         bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             r = int(region[i])
-            rname = Region(r).name if r in Region._value2member_map_ else f"reserved region {r}"
+            rname = region_name(r) if sizes[r] or r in Region._value2member_map_ \
+                else f"reserved region {r}"
             raise ImageError(
                 f"image write #{i}: address 0x{int(self.addresses[i]):08x} "
                 f"(core x={int(x[i])} y={int(y[i])}, {rname}, word {int(offset[i])}) "
@@ -129,7 +146,7 @@ class ChipImage:
         Cores are indexed ``y * cols + x``. Words never written are zero.
         """
         g = self.geometry
-        out = np.zeros((g.n_cores, g.region_size(region)), dtype=np.uint64)
+        out = np.zeros((g.n_cores, region_words(g, region, self.learning)), dtype=np.uint64)
         core, reg, offset = unpack_address(self.addresses)
         sel = np.flatnonzero(reg == region)
         if sel.size:
@@ -172,7 +189,8 @@ def save(image: ChipImage, path) -> None:
         "inputs": [[p.channel, p.core, p.axon] for p in image.inputs],
         "meta": image.meta,
     }, separators=(",", ":")).encode()
-    fields = (MAGIC, FORMAT_VERSION, 0, g.rows, g.cols, g.n_neurons, g.n_axons,
+    flags = FLAG_LEARNING if image.learning else 0
+    fields = (MAGIC, FORMAT_VERSION, flags, g.rows, g.cols, g.n_neurons, g.n_axons,
               g.n_synapses, g.n_fanout, g.n_profiles, g.n_groups, g.delay_slots, 0,
               len(runs), len(body), len(meta))
     header_wo_crc = _HEADER.pack(*fields, 0)[:-4]
@@ -246,9 +264,10 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
     if computed != crc:
         raise ImageError(f"checksum mismatch: stored 0x{crc:08x}, computed "
                          f"0x{computed:08x} (the file is corrupted)")
-    if flags or pad:
-        raise ImageError(f"unknown header flags 0x{flags:04x} / pad byte 0x{pad:02x} "
-                         f"(both must be zero in version {FORMAT_VERSION})")
+    if flags & ~FLAG_LEARNING or pad:
+        raise ImageError(f"unknown header flags 0x{flags & ~FLAG_LEARNING:04x} / pad byte "
+                         f"0x{pad:02x} (both must be zero in version {FORMAT_VERSION}; the "
+                         f"only defined flag is LEARNING = 0x{FLAG_LEARNING:04x})")
     geometry = Geometry(rows=rows, cols=cols, n_neurons=n_neurons, n_axons=n_axons,
                         n_synapses=n_synapses, n_fanout=n_fanout, n_profiles=n_profiles,
                         n_groups=n_groups, delay_slots=delay_slots)
@@ -277,7 +296,8 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
         geometry,
         np.concatenate(addresses) if addresses else np.zeros(0, np.uint32),
         np.concatenate(words) if words else np.zeros(0, np.uint64),
-        inputs=ports, n_inputs=n_inputs, n_outputs=n_outputs, meta=extra)
+        inputs=ports, n_inputs=n_inputs, n_outputs=n_outputs, meta=extra,
+        learning=bool(flags & FLAG_LEARNING))
     if check_config:
         from .config import decode
         decode(image)
