@@ -17,6 +17,7 @@ from neuromesh.chip import Region
 from neuromesh.config import ChipConfig, decode
 from neuromesh.image import ChipImage
 
+from .learning import LearningEngine
 from .neuron import NeuronParams, NeuronState, neuron_step, wrap24
 from .synapses import expand, make_propagator
 
@@ -104,6 +105,13 @@ class Emulator:
         self.params = params.take(self.active)
         self._acc0 = acc0[:, self.active]
 
+        # Plastic synapses have a weight per batch row: the learning engine
+        # propagates them; everything else goes through the shared matrices.
+        self._learn = None
+        if config.learning:
+            self._learn = LearningEngine(config, self.batch, edges, compact)
+            edges = edges.subset(~self._learn.plastic[edges.synapse])
+
         # Rows of the propagation: neurons that can spike and have out-edges,
         # then host input channels that feed an axon. Sources are grouped in
         # blocks by the set of cores they reach (a layer feeds a layer), so
@@ -166,6 +174,8 @@ class Emulator:
             np.repeat(self._ref0[a][None], b, axis=0))
         self._acc = np.repeat(self._acc0[:, None, :].astype(np.float64), b, axis=1)
         self._refractory_until = int(self._ref0.max(initial=0))
+        if self._learn is not None:
+            self._learn.reset()
 
     def read_state(self) -> dict:
         """Full neuron state of every batch row, as the chip's memories hold it.
@@ -186,7 +196,23 @@ class Emulator:
         acc[:, :, self.active] = wrap24(self._acc.astype(np.int64))
         out["accum"] = acc.reshape(g.delay_slots, *shape).transpose(1, 2, 0, 3)
         out["step"] = self.step
+        if self._learn is not None:
+            self._learn.read_state(out)
         return out
+
+    @property
+    def learning(self) -> bool:
+        """The image uses the learning engine (``read_state`` then also returns
+        ``w_mant``, ``tag``, traces, ``reward``, ``epoch_phase`` and ``lfsr``)."""
+        return self._learn is not None
+
+    def set_reward(self, reward):
+        """Write the reward register of every core of every row (the host's
+        WRITE of the LSTATE ``reward`` field, §11.4): integers in [-128, 127],
+        broadcast to ``[batch, n_cores]``."""
+        if self._learn is None:
+            raise ValueError("this image does not use the learning engine (no reward register)")
+        self._learn.set_reward(reward)
 
     # -- running ------------------------------------------------------------------
 
@@ -266,9 +292,14 @@ class Emulator:
         refractory_always = bool(self.params.refractory.any())
         d_slots = self.geometry.delay_slots
         acc = self._acc
+        learn = self._learn
+        if learn is not None:
+            learn.events[:] = 0
         if xin is not None and steps:
             rows[:, k:] = xin[0]
             self._propagate(rows, self.step - 1)
+            if learn is not None:
+                learn.propagate(acc, x[0], "input", self.step - 1)
         ticks = range(steps)
         if progress:
             from tqdm import tqdm
@@ -290,11 +321,20 @@ class Emulator:
             if xin is not None:
                 rows[:, k:] = xin[t + 1] if t + 1 < steps else False
             self._propagate(rows, self.step)
+            if learn is not None:
+                # Spikes of step t travel with the weights of step t; the epoch
+                # ends step t; host input of step t + 1 sees its new weights.
+                learn.propagate(acc, spikes, "neuron", self.step)
+                learn.step(spikes, None if x is None else x[t])
+                if x is not None and t + 1 < steps:
+                    learn.propagate(acc, x[t + 1], "input", self.step)
             self.step = (self.step + 1) & STEP_MASK
         # Synaptic events: every spike of a row visits that row's synapses.
         events = spike_counts[:, self._row_neurons] @ self._outdeg[:k]
         if xin is not None:
             events += xin.sum(axis=0, dtype=np.int64) @ self._outdeg[k:]
+        if learn is not None:
+            events += learn.events
         return RunResult(outputs=outputs, probes=probes, first_step=first,
                          neuron_spikes=spike_counts.sum(axis=1), synaptic_events=events)
 

@@ -31,7 +31,9 @@ class Edges:
     ``core * n_neurons + neuron``) or a host input channel
     (``src = n_neurons_total + channel``). ``weight`` is the contribution
     ``w_mant << w_shift``. ``out_neuron``/``out_channel`` list the host-bound
-    fan-out entries.
+    fan-out entries. ``synapse`` is the synapse entry behind each edge
+    (``core * n_synapses + index``) and ``axon`` the input axon it was
+    reached through (``core * n_axons + axon``); the learning engine uses both.
     """
 
     src: np.ndarray
@@ -40,6 +42,13 @@ class Edges:
     weight: np.ndarray
     out_neuron: np.ndarray
     out_channel: np.ndarray
+    synapse: np.ndarray = None
+    axon: np.ndarray = None
+
+    def subset(self, keep) -> Edges:
+        """The edges selected by the boolean mask ``keep`` (host outputs unchanged)."""
+        return Edges(self.src[keep], self.tgt[keep], self.delay[keep], self.weight[keep],
+                     self.out_neuron, self.out_channel, self.synapse[keep], self.axon[keep])
 
 
 def _ranges(base, length):
@@ -91,7 +100,9 @@ def expand(config) -> Edges:
         delay=syn["delay"][score, sidx],
         weight=weight,
         out_neuron=out_neuron,
-        out_channel=out_channel)
+        out_channel=out_channel,
+        synapse=score * g.n_synapses + sidx,
+        axon=np.repeat(dest * g.n_axons + dest_axon, slen))
 
 
 # A float32 product is exact while every partial sum stays below 2**24 in

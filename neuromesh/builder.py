@@ -75,6 +75,8 @@ class CoreBuilder:
         self._fanout = []     # (neuron, x, y, axon, to_host, channel) arrays
         self._learn = None    # LEARN region fields, once learning() is called
         self._plastic = {}    # group -> (rule, sign, w_bits)
+        self._traces = {}     # LearnRegion -> (index array, {field: values})
+        self._tags = None     # per laid-out synapse, once _layout() ran
 
     def __repr__(self):
         return f"CoreBuilder(x={self.x}, y={self.y})"
@@ -207,16 +209,52 @@ class CoreBuilder:
 
     # -- connectivity ---------------------------------------------------------
 
-    def synapses(self, axon, target, w_mant, delay=0, group=0):
+    def synapses(self, axon, target, w_mant, delay=0, group=0, tag=0):
         """Add synapses: a spike on ``axon`` adds ``w_mant << w_shift(group)``
         to neuron ``target`` ``delay`` steps late. Arguments broadcast; one
-        element per synapse. The synapses of an axon keep the order given."""
-        a, t, w, d, gr = _bcast(axon, target, w_mant, delay, group)
+        element per synapse. The synapses of an axon keep the order given.
+        ``tag``: initial tag of plastic synapses (s8; learning images only)."""
+        a, t, w, d, gr, tg = _bcast(axon, target, w_mant, delay, group, tag)
         n_axons = self.geometry.n_axons
         if a.size and (a.min() < 0 or a.max() >= n_axons):
             raise ChipError(f"core ({self.x},{self.y}): axon "
                             f"{int(a[(a < 0) | (a >= n_axons)][0])} is outside [0, {n_axons})")
-        self._synapses.append((a, t, w, d, gr))
+        self._synapses.append((a, t, w, d, gr, tg))
+        return self
+
+    def pre_traces(self, axon, *, x1=None, x2=None):
+        """Initial pre traces (0..127) of input ``axon`` (learning images only)."""
+        return self._trace_state(LearnRegion.XTRACE, axon, self.geometry.n_axons,
+                                 x1=x1, x2=x2)
+
+    def post_traces(self, neuron, *, y1=None, y2=None, y3=None):
+        """Initial post traces (0..127) of ``neuron`` (learning images only)."""
+        return self._trace_state(LearnRegion.YTRACE, neuron, self.geometry.n_neurons,
+                                 y1=y1, y2=y2, y3=y3)
+
+    def _trace_state(self, region, index, size, **values):
+        idx = np.atleast_1d(np.asarray(list(index) if isinstance(index, range) else index,
+                                       dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise ChipError(f"core ({self.x},{self.y}) {region.name}: index "
+                            f"{int(idx[(idx < 0) | (idx >= size)][0])} is outside [0, {size})")
+        layout = LEARN_LAYOUTS[region]
+        old_idx, old = self._traces.get(region, (np.zeros(0, np.int64), {}))
+        fields = {k: np.zeros(size, np.int64) for k in layout.fields}
+        written = np.zeros(size, bool)
+        written[old_idx] = True
+        for k, v in old.items():
+            fields[k][old_idx] = v
+        for k, v in values.items():
+            if v is not None:
+                fields[k][idx] = np.broadcast_to(np.asarray(v, dtype=np.int64), idx.shape)
+        written[idx] = True
+        keep = np.flatnonzero(written)
+        try:
+            layout.pack(**{k: v[keep] for k, v in fields.items()})
+        except ChipError as e:
+            raise ChipError(f"core ({self.x},{self.y}) {region.name}: {e}") from None
+        self._traces[region] = (keep, {k: v[keep] for k, v in fields.items()})
         return self
 
     def route(self, neuron, x, y, axon):
@@ -239,8 +277,8 @@ class CoreBuilder:
     def _layout(self):
         g = self.geometry
         where = f"core ({self.x},{self.y})"
-        a, t, w, d, gr = (_cat(p) for p in zip(*self._synapses)) if self._synapses \
-            else (np.zeros(0, np.int64),) * 5
+        a, t, w, d, gr, tg = (_cat(p) for p in zip(*self._synapses)) if self._synapses \
+            else (np.zeros(0, np.int64),) * 6
         if a.size > g.n_synapses:
             raise ChipError(f"{where}: {a.size} synapses exceed n_synapses {g.n_synapses}")
         order = np.argsort(a, kind="stable")
@@ -251,6 +289,7 @@ class CoreBuilder:
         if a.size:
             self._set(Region.SYNAPSE, np.arange(a.size), target=t[order], w_mant=w[order],
                       delay=d[order], group=gr[order])
+        self._tags = tg[order]
         n, x, y, ax, host, ch = (_cat(p) for p in zip(*self._fanout)) if self._fanout \
             else (np.zeros(0, np.int64),) * 6
         if n.size > g.n_fanout:
@@ -268,9 +307,21 @@ class CoreBuilder:
             self._set(Region.FANOUT, np.arange(n.size), x=x[order], y=y[order],
                       axon=ax[order], to_host=host[order], channel=ch[order])
 
+    def _uses_learning(self) -> bool:
+        tags = any(p[5].any() for p in self._synapses)
+        return self._learn is not None or bool(self._plastic) or bool(self._traces) or tags
+
     def _learning_writes(self):
         """Writes of the learning regions (only in images with learning)."""
         cid = core_id(self.x, self.y)
+        for region, (idx, fields) in self._traces.items():
+            yield pack_address(cid, int(region), idx), LEARN_LAYOUTS[region].pack(**fields)
+        if self._tags is not None and self._tags.any():
+            try:
+                words = LEARN_LAYOUTS[LearnRegion.TAG].pack(tag=self._tags)
+            except ChipError as e:
+                raise ChipError(f"core ({self.x},{self.y}) TAG: {e}") from None
+            yield pack_address(cid, int(LearnRegion.TAG), np.arange(self._tags.size)), words
         if self._learn is not None:
             words = [LEARN_WORD_LAYOUTS[w].pack(**{k: v for k, v in self._learn.items()
                                                    if k in LEARN_WORD_LAYOUTS[w].fields})
@@ -345,7 +396,7 @@ class ChipBuilder:
         from .config import decode
         addrs, words = [], []
         max_channel = -1
-        learning = any(c._learn is not None or c._plastic for c in self._cores.values())
+        learning = any(c._uses_learning() for c in self._cores.values())
         for core in self._cores.values():
             core._layout()
             for a, w in core._writes():
