@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from neuromesh import ChipBuilder, Geometry
-from neuromesh.chip import (LEARN_LAYOUTS, LEARN_WORD_LAYOUTS, ChipError, LearnRegion,
-                            LearnWord, pack_address)
+from neuromesh.chip import (
+    LEARN_LAYOUTS,
+    LEARN_WORD_LAYOUTS,
+    ChipError,
+    LearnRegion,
+    LearnWord,
+    pack_address,
+)
 from neuromesh.config import decode
 from neuromesh.image import FLAG_LEARNING, ChipImage, ImageError, load, save
 from neuromesh.learning import LearningRule, RuleError
