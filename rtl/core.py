@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from neuromesh.chip import U_BITS, Geometry, Region
 
-from .layouts import PACKET, packet_stream, word_layout
+from .layouts import PACKET, packet_stream, stored_layout, word_layout
 from .neuron import NeuronDatapath
 from .ram import SinglePortRAM
 
@@ -62,6 +62,12 @@ class NeuronCore(wiring.Component):
         Synthesis attribute ``ram_style`` for the PROFILE memory, e.g.
         ``"logic"`` to keep it out of block RAM (a small, wide table that
         costs four iCE40 EBRs).
+    narrow_fields:
+        Store only the bits of each word that ``geometry`` can use
+        (:func:`~neuromesh.rtl.layouts.stored_layout`). Results are unchanged
+        for every image that passes the content rules; a host READ returns
+        the stored fields zero- or sign-extended, so bits an image may leave
+        free (§5.4) read back as 0.
 
     Attributes
     ----------
@@ -84,9 +90,11 @@ class NeuronCore(wiring.Component):
         while ``idle``.
     """
 
-    def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None):
+    def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None,
+                 narrow_fields: bool = False):
         self.geometry = geometry
         self.profile_ram_style = profile_ram_style
+        self.narrow_fields = narrow_fields
         super().__init__({
             "pass_start": In(1),
             "step": In(32),
@@ -100,12 +108,29 @@ class NeuronCore(wiring.Component):
             "cfg_resp": Out(stream.Signature(unsigned(64))),
         })
 
+    def _narrow(self, region, stored, word):
+        """Assign the host's 64-bit ``word`` to a memory word as stored."""
+        if not self.narrow_fields:
+            return stored.eq(word[:stored.shape().size])
+        full = data.View(word_layout(region), word[:word_layout(region).size])
+        return [stored[name].eq(full[name]) for name, _ in stored.shape()]
+
+    def _widen(self, m, region, stored):
+        """The 64-bit host word of a memory word as stored."""
+        if not self.narrow_fields:
+            return stored.as_value()
+        full = Signal(word_layout(region), name=f"readback_{region.name.lower()}")
+        m.d.comb += [full[name].eq(stored[name]) for name, _ in stored.shape()]
+        return full.as_value()
+
     def elaborate(self, platform):
         m = Module()
         g = self.geometry
         n_neurons, d_slots = g.n_neurons, g.delay_slots
 
         mems, rports, wports = {}, {}, {}
+        layouts = {region: stored_layout(region, g) if self.narrow_fields else word_layout(region)
+                   for region in Region}
         for region in (Region.PROFILE, Region.NEURON, Region.STATE, Region.AXON,
                        Region.SYNAPSE, Region.GROUP, Region.FANOUT, Region.ACCUM):
             # At least two words: a one-word memory has a zero-width address,
@@ -116,15 +141,21 @@ class NeuronCore(wiring.Component):
                 # Read by the synapse walk, written only by the host and by
                 # clearing, never in the same clock: one port is enough, so
                 # it can live in SPRAM (rtl/ram.py).
-                ram = SinglePortRAM(word_layout(region), depth)
+                ram = SinglePortRAM(layouts[region], depth)
                 m.submodules.mem_synapse = mems[region] = ram
                 rports[region] = _PortView(Signal.like(ram.addr), ram.rdata)
                 wports[region] = _PortView(Signal.like(ram.addr),
-                                           Signal(word_layout(region)), Signal())
+                                           Signal(layouts[region]), Signal())
                 continue
-            attrs = {"ram_style": self.profile_ram_style} \
-                if region == Region.PROFILE and self.profile_ram_style else None
-            mem = Memory(shape=word_layout(region), depth=depth, init=[], attrs=attrs)
+            attrs = {}
+            if region == Region.PROFILE and self.profile_ram_style:
+                attrs["ram_style"] = self.profile_ram_style
+            if region not in (Region.ACCUM, Region.GROUP):
+                # No word is read in the clock it is written, except ACCUM's
+                # read-modify-write (transparent, below): synthesis need not
+                # emulate read-during-write (iCE40 EBRs do not define it).
+                attrs["no_rw_check"] = 1
+            mem = Memory(shape=layouts[region], depth=depth, init=[], attrs=attrs)
             m.submodules[f"mem_{region.name.lower()}"] = mems[region] = mem
             wports[region] = mem.write_port()
         for region, mem in mems.items():
@@ -209,7 +240,7 @@ class NeuronCore(wiring.Component):
         clear_busy = Signal()
         m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start)
         axon_r, syn_r, group_r = rports[Region.AXON], rports[Region.SYNAPSE], rports[Region.GROUP]
-        m.submodules.runs = runs = SyncFIFO(width=34, depth=4)
+        m.submodules.runs = runs = SyncFIFO(width=layouts[Region.AXON].size, depth=4)
         lookup_q = Signal()
         lookup = Signal()
         m.d.comb += lookup.eq(syn_enable & self.packet_in.valid &
@@ -224,7 +255,7 @@ class NeuronCore(wiring.Component):
         walk_left = Signal(18)
         walk_issue = Signal()
         walk_load = Signal()
-        run_word = data.View(word_layout(Region.AXON), runs.r_data)
+        run_word = data.View(layouts[Region.AXON], runs.r_data)
         m.d.comb += [walk_issue.eq(walk_left != 0),
                      walk_load.eq(runs.r_rdy & (walk_left <= 1)),
                      runs.r_en.eq(walk_load)]
@@ -318,12 +349,12 @@ class NeuronCore(wiring.Component):
                     with m.Case(region):
                         if region == Region.GROUP:
                             continue
-                        m.d.sync += resp_data.eq(port.data.as_value())
+                        m.d.sync += resp_data.eq(self._widen(m, region, port.data))
         with m.If(self.cfg_resp.valid & self.cfg_resp.ready):
             m.d.sync += resp_valid.eq(0)
         # GROUP has a combinational read port: capture it in the request cycle.
         with m.If(cfg_read & (req.payload.region == Region.GROUP)):
-            m.d.sync += resp_data.eq(group_r.data.as_value())
+            m.d.sync += resp_data.eq(self._widen(m, Region.GROUP, group_r.data))
         m.d.comb += [self.cfg_resp.valid.eq(resp_valid), self.cfg_resp.payload.eq(resp_data)]
 
         # --- memory port multiplexing -------------------------------------------------
@@ -351,7 +382,7 @@ class NeuronCore(wiring.Component):
         for region, port in wports.items():
             with m.If(cfg_write & (req.payload.region == region)):
                 m.d.comb += [port.addr.eq(req.payload.offset),
-                             port.data.eq(req.payload.data[:port.data.shape().size]),
+                             self._narrow(region, port.data, req.payload.data),
                              port.en.eq(1)]
             with m.Elif(clear_busy & (clear_every | (region in (Region.STATE, Region.ACCUM)))
                         & (clear_i < g.region_size(region))):

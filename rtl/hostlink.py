@@ -84,6 +84,11 @@ STATUS_HEAD = data.StructLayout({"step": unsigned(32), "queued": unsigned(16),
                                  "discarded": unsigned(16)})
 OUTPUT_HEAD = data.StructLayout({"step": unsigned(32), "count": unsigned(16)})
 
+#: Memory attribute: no word is read in the clock it is written (payload: written
+#: while a frame arrives, read while it executes; queue: SPIKES vs RUN; output
+#: buffer: collected vs sent), so synthesis need not emulate read-during-write.
+_NO_RW_CHECK = {"no_rw_check": 1}
+
 #: Byte offset of the step counter in the INFO payload (its last field).
 _INFO_STEP_OFFSET = struct.calcsize(INFO_LAYOUT.format[:-1])
 assert INFO_LAYOUT.format.endswith("I") and _INFO_STEP_OFFSET + 4 == INFO_LAYOUT.size
@@ -325,7 +330,8 @@ class HostLink(wiring.Component):
         m.d.comb += rx_crc.data.eq(self.rx.payload)
 
         # A frame is buffered whole and checked before anything acts on it.
-        m.submodules.payload = payload_mem = Memory(shape=8, depth=MAX_PAYLOAD, init=[])
+        m.submodules.payload = payload_mem = Memory(shape=8, depth=MAX_PAYLOAD, init=[],
+                                                    attrs=_NO_RW_CHECK)
         pay_wr = payload_mem.write_port()
         pay_rd = payload_mem.read_port()
 
@@ -333,13 +339,17 @@ class HostLink(wiring.Component):
         # pointer: entries 0 .. queued-1 are live.
         queue_entry = data.StructLayout({
             "axon": unsigned(max(1, (g.n_axons - 1).bit_length())),
-            "x": unsigned(4), "y": unsigned(4),
+            # Only entries inside the mesh are queued (§9.3), so x and y
+            # need only the bits of the mesh size (none on a 1x1 chip).
+            "x": unsigned((g.cols - 1).bit_length()), "y": unsigned((g.rows - 1).bit_length()),
         })
-        m.submodules.queue = queue_mem = Memory(shape=queue_entry, depth=depth, init=[])
+        m.submodules.queue = queue_mem = Memory(shape=queue_entry, depth=depth, init=[],
+                                                  attrs=_NO_RW_CHECK)
         q_wr = queue_mem.write_port()
         q_rd = queue_mem.read_port()
 
-        m.submodules.outbuf = out_mem = Memory(shape=16, depth=self.output_buffer, init=[])
+        m.submodules.outbuf = out_mem = Memory(shape=16, depth=self.output_buffer, init=[],
+                                                attrs=_NO_RW_CHECK)
         o_wr = out_mem.write_port()
         o_rd = out_mem.read_port()
 

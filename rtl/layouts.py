@@ -9,10 +9,10 @@ from __future__ import annotations
 from amaranth import signed, unsigned
 from amaranth.lib import data, stream
 
-from neuromesh.chip import LAYOUTS, Region
+from neuromesh.chip import LAYOUTS, Geometry, Region
 
-__all__ = ["word_layout", "PACKET", "MEM_REQUEST", "packet_stream", "mem_request_stream",
-           "mem_response_stream", "byte_stream"]
+__all__ = ["word_layout", "stored_layout", "PACKET", "MEM_REQUEST", "packet_stream",
+           "mem_request_stream", "mem_response_stream", "byte_stream"]
 
 
 def word_layout(region: Region) -> data.StructLayout:
@@ -29,6 +29,34 @@ def word_layout(region: Region) -> data.StructLayout:
             members[f"_pad{i}"] = unsigned(f.lsb - pos)
         members[f.name] = signed(f.width) if f.signed else unsigned(f.width)
         pos = f.lsb + f.width
+    return data.StructLayout(members)
+
+
+def _bits(n: int) -> int:
+    return max(0, int(n)).bit_length()
+
+
+def stored_layout(region: Region, geometry: Geometry) -> data.StructLayout:
+    """The word of ``region`` as stored when only the bits ``geometry`` can use
+    are kept: index and length fields narrowed to the largest value the
+    content rules allow (docs/architecture.md §5.4), no padding. Fields a
+    rule leaves free (e.g. ``axon`` of a host-bound FANOUT entry, which is
+    never used) lose their high bits; everything the chip computes with is
+    unchanged."""
+    g = geometry
+    limits = {
+        Region.NEURON: {"profile": _bits(g.n_profiles - 1),
+                        "fanout_base": _bits(g.n_fanout), "fanout_len": _bits(g.n_fanout)},
+        Region.AXON: {"syn_base": _bits(g.n_synapses), "syn_len": _bits(g.n_synapses)},
+        Region.SYNAPSE: {"target": _bits(g.n_neurons - 1), "delay": _bits(g.max_delay),
+                         "group": _bits(g.n_groups - 1)},
+        Region.FANOUT: {"axon": _bits(g.n_axons - 1), "x": _bits(g.cols - 1),
+                        "y": _bits(g.rows - 1)},
+    }.get(region, {})
+    members = {}
+    for name, f in sorted(LAYOUTS[region].fields.items(), key=lambda kv: kv[1].lsb):
+        width = min(f.width, limits.get(name, f.width))
+        members[name] = signed(width) if f.signed else unsigned(width)
     return data.StructLayout(members)
 
 

@@ -65,7 +65,8 @@ class SinglePortRAM(wiring.Component):
         if _has_spram(platform):
             self._spram(m, width)
         else:
-            m.submodules.mem = mem = Memory(shape=width, depth=max(self.depth, 2), init=[])
+            m.submodules.mem = mem = Memory(shape=width, depth=max(self.depth, 2), init=[],
+                                          attrs={"no_rw_check": 1})
             wr = mem.write_port()
             rd = mem.read_port()
             m.d.comb += [wr.addr.eq(self.addr), wr.data.eq(self.wdata), wr.en.eq(self.we),

