@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
 
 from neuromesh.chip import Geometry
@@ -19,6 +19,9 @@ from neuromesh.rtl.chip import Chip
 from neuromesh.rtl.uart import UARTChip, divisor_for
 
 __all__ = ["Board", "BOARDS", "BoardTop", "board_chip", "get_board"]
+
+#: Clock cycles the design is held in reset after configuration.
+POR_CYCLES = 1023
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,22 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        clk = platform.request(self.board.clock, 0, dir="-")
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk)
+        m.domains.sync = sync = ClockDomain("sync")
+        m.domains.por = por = ClockDomain("por", reset_less=True)
+        m.d.comb += [sync.clk.eq(clk_buf.i), por.clk.eq(clk_buf.i)]
+        platform.add_clock_constraint(sync.clk, self.board.clk_hz)
+        # Hold reset for POR_CYCLES after configuration: iCE40 block RAM reads
+        # are unreliable for the first few microseconds.
+        delay = Signal(range(POR_CYCLES + 1), init=POR_CYCLES)
+        with m.If(delay != 0):
+            m.d.por += delay.eq(delay - 1)
+        m.d.comb += sync.rst.eq(delay != 0)
+
         m.submodules.top = top = UARTChip(board_chip(self.board, self.geometry), self.divisor)
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        res = platform.lookup("uart", 0)
+        uart = platform.request("uart", 0, dir={sub.name: "-" for sub in res.ios})
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.d.comb += [top.rx_pin.eq(rx_buf.i), tx_buf.o.eq(top.tx_pin)]

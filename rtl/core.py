@@ -129,10 +129,11 @@ class NeuronCore(wiring.Component):
         n_neurons, d_slots = g.n_neurons, g.delay_slots
 
         mems, rports, wports = {}, {}, {}
+        regions = (Region.PROFILE, Region.NEURON, Region.STATE, Region.AXON,
+                   Region.SYNAPSE, Region.GROUP, Region.FANOUT, Region.ACCUM)
         layouts = {region: stored_layout(region, g) if self.narrow_fields else word_layout(region)
-                   for region in Region}
-        for region in (Region.PROFILE, Region.NEURON, Region.STATE, Region.AXON,
-                       Region.SYNAPSE, Region.GROUP, Region.FANOUT, Region.ACCUM):
+                   for region in regions}
+        for region in regions:
             # At least two words: a one-word memory has a zero-width address,
             # which Verilog cannot declare. The host link never addresses the
             # extra word.

@@ -1,0 +1,69 @@
+"""Command-line pieces of the boards package, plugged into ``neuromesh``:
+the ``build`` command (:func:`register`) and the ``--backend board`` option
+of ``run`` (:func:`add_backend_arguments`, :func:`make_backend`)."""
+
+from __future__ import annotations
+
+from neuromesh.chip import ChipError
+
+from .top import BOARDS
+
+__all__ = ["register", "cmd_build", "add_backend_arguments", "make_backend"]
+
+
+def cmd_build(args):
+    """Build the FPGA bitstream of a board with the YoWASP tools and report
+    utilization and Fmax against the target clock (exit status 2 if the
+    design does not fit or misses timing)."""
+    from neuromesh.chip import Geometry
+
+    from .build import build
+    board = BOARDS[args.board]
+    geometry = Geometry.parse(args.geometry or board.geometry)
+    print(f"building {board.name} for {geometry} in {args.output} ...", flush=True)
+    report = build(board, geometry, args.output, baud=args.baud, seed=args.seed,
+                   verbose=args.verbose)
+    print(report.summary())
+    print(f"wrote {args.output}/neuromesh.report.txt and neuromesh.report.json")
+    if not report.passed:
+        why = report.error or ("does not fit" if not report.fits else
+                               f"Fmax {report.fmax_mhz} MHz < {report.clock_mhz:g} MHz")
+        raise ChipError(f"{board.name}: build failed: {why.splitlines()[0]}")
+
+
+def register(subparsers):
+    """Add the ``build`` command to ``neuromesh``'s subparsers."""
+    s = subparsers.add_parser(
+        "build", help="build an FPGA bitstream for a board (iCEBreaker, ULX3S-85F)",
+        description=cmd_build.__doc__)
+    s.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
+    s.add_argument("--geometry", help="RxC[,name=value...] (default: the board's: " +
+                   "; ".join(f"{b.name} {b.geometry}" for b in BOARDS.values()) + ")")
+    s.add_argument("-o", "--output", default="build", metavar="DIR",
+                   help="build directory (default: %(default)s)")
+    s.add_argument("--baud", type=int, help="UART baud rate (default: the board's, 1000000)")
+    s.add_argument("--seed", type=int, help="nextpnr placement seed")
+    s.add_argument("--verbose", action="store_true", help="show the tools' output")
+    s.set_defaults(func=cmd_build)
+    return s
+
+
+def add_backend_arguments(parser):
+    """``--backend {emulator,board}``, ``--port``, ``--baud`` for ``neuromesh run``."""
+    parser.add_argument("--backend", choices=["emulator", "board"], default="emulator",
+                        help="run on the emulator or on a board over its serial port "
+                             "(default: %(default)s)")
+    parser.add_argument("--port", help="serial port of the board, e.g. /dev/ttyUSB1")
+    parser.add_argument("--baud", type=int, default=1_000_000,
+                        help="board UART rate (default: %(default)s)")
+
+
+def make_backend(args, image, batch: int):
+    """The emulator, or the board named by ``--port`` (same API)."""
+    if getattr(args, "backend", "emulator") == "board":
+        if not args.port:
+            raise ChipError("--backend board needs --port (e.g. /dev/ttyUSB1)")
+        from .serial import BoardBackend
+        return BoardBackend(image, batch, port=args.port, baud=args.baud)
+    from neuromesh.emulator import Emulator
+    return Emulator(image, batch=batch)

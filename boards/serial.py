@@ -1,0 +1,181 @@
+"""The host driver over a serial port, with the emulator's API.
+
+:class:`SerialTransport` is the byte transport of
+:class:`neuromesh.host.HostDriver` on a pyserial port (the same driver code
+that the simulators use). :class:`BoardBackend` wraps it in the interface of
+:class:`neuromesh.emulator.Emulator` -- construct with an image, ``run``,
+``read_state``, ``reset`` -- so a board can stand in for the emulator
+(``neuromesh run --backend board --port /dev/ttyUSB1 …``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuromesh.chip import LAYOUTS, Region, pack_address
+from neuromesh.host import HostDriver, run_sync
+from neuromesh.image import ChipImage
+from neuromesh.protocol import ResetMode
+
+__all__ = ["SerialTransport", "BoardBackend", "DEFAULT_BAUD"]
+
+DEFAULT_BAUD = 1_000_000
+
+
+class SerialTransport:
+    """Host-driver transport on a serial port.
+
+    Parameters
+    ----------
+    port:
+        Device (``/dev/ttyUSB1``, ``COM3``) or a pyserial URL.
+    baud:
+        Must match the bitstream's (docs/boards.md).
+    read_timeout:
+        Seconds one :meth:`read` waits for the first byte.
+    serial:
+        An already open pyserial-like object instead of ``port``.
+    """
+
+    def __init__(self, port: str | None = None, baud: int = DEFAULT_BAUD, *,
+                 read_timeout: float = 0.02, serial=None):
+        if serial is None:
+            import serial as pyserial
+            serial = pyserial.serial_for_url(port, baudrate=baud, timeout=read_timeout,
+                                             write_timeout=10)
+        self.serial = serial
+        self.read_timeout = read_timeout
+
+    async def write(self, data: bytes):
+        self.serial.write(data)
+        self.serial.flush()
+
+    async def read(self) -> bytes:
+        """What has arrived; waits up to ``read_timeout`` for a first byte."""
+        first = self.serial.read(1)
+        if not first:
+            return b""
+        waiting = self.serial.in_waiting
+        return first + (self.serial.read(waiting) if waiting else b"")
+
+    def close(self):
+        self.serial.close()
+
+
+class BoardBackend:
+    """A chip on a board, used like :class:`~neuromesh.emulator.Emulator`.
+
+    Constructing it checks the board's geometry against the image's and loads
+    the image (RESET ALL, then every word). One batch row: a chip runs one
+    input stream.
+
+    Parameters
+    ----------
+    image:
+        A chip image for the board's geometry.
+    batch:
+        Must be 1.
+    port, baud, transport:
+        The serial port (see :class:`SerialTransport`), or a ready transport.
+    response_timeout:
+        Seconds without a byte before a command counts as unanswered.
+    """
+
+    def __init__(self, image: ChipImage, batch: int = 1, *, port: str | None = None,
+                 baud: int = DEFAULT_BAUD, transport=None, response_timeout: float = 10.0):
+        if batch != 1:
+            raise ValueError(f"batch = {batch}: a board runs one input stream (batch 1)")
+        self.image = image
+        self.geometry = image.geometry
+        self.batch = 1
+        self.transport = transport or SerialTransport(port, baud)
+        reads = max(1, round(response_timeout / getattr(self.transport, "read_timeout", 0.02)))
+        self.driver = HostDriver(self.transport, max_idle_reads=reads)
+        self.step = 0
+        run_sync(self.driver.load_image(image))
+
+    def close(self):
+        if hasattr(self.transport, "close"):
+            self.transport.close()
+
+    def reset(self):
+        """Back to the image's initial state at step 0 (RESET STATE, then the
+        image's STATE and ACCUM words again, §9.7)."""
+        async def go():
+            await self.driver.reset(ResetMode.STATE)
+            for start, words in self.image.runs():
+                region = (start >> 20) & 0xF
+                if region in (Region.STATE, Region.ACCUM):
+                    await self.driver.write(start, words)
+        run_sync(go())
+        self.step = 0
+
+    def run(self, inputs=None, steps=None, *, probe=None, record=("spikes", "u", "v"),
+            progress=False):
+        """Advance by ``steps`` steps; returns a
+        :class:`~neuromesh.emulator.emulator.RunResult` with ``outputs``
+        ``[steps, 1, n_outputs]``. The chip does not count spikes or synaptic
+        events: ``neuron_spikes`` and ``synaptic_events`` are ``[-1]``."""
+        from neuromesh.emulator.emulator import RunResult
+        if probe is not None:
+            raise ValueError("the board backend records no probes (read_state reads the "
+                             "whole state after a run)")
+        if inputs is None:
+            if steps is None:
+                raise ValueError("give inputs, steps, or both")
+            x = np.zeros((int(steps), self.image.n_inputs), dtype=bool)
+        else:
+            x = np.asarray(inputs)
+            if x.ndim == 3:
+                if x.shape[1] != 1:
+                    raise ValueError(f"inputs have batch {x.shape[1]}; a board runs batch 1")
+                x = x[:, 0]
+            if x.ndim != 2 or x.shape[1] != self.image.n_inputs:
+                raise ValueError(f"inputs have shape {np.shape(inputs)}; expected "
+                                 f"[steps, n_inputs={self.image.n_inputs}]")
+            if steps is not None and steps != x.shape[0]:
+                raise ValueError(f"steps = {steps} but inputs cover {x.shape[0]} steps")
+        first = self.step
+        outputs = run_sync(self._run(x.astype(bool), progress))
+        return RunResult(outputs=outputs[:, None, :], first_step=first,
+                         neuron_spikes=np.array([-1]), synaptic_events=np.array([-1]))
+
+    async def _run(self, x, progress):
+        drv = self.driver
+        targets: dict[int, list] = {}
+        for p in self.image.inputs:
+            targets.setdefault(p.channel, []).append((p.core, p.axon))
+        out = np.zeros((x.shape[0], self.image.n_outputs), dtype=bool)
+        drv.outputs.clear()
+        t0 = self.step
+        t = 0
+        while t < x.shape[0]:
+            pairs = [pa for ch in np.flatnonzero(x[t]) for pa in targets.get(int(ch), [])]
+            if pairs:
+                await drv.spikes(pairs)
+            # Steps without input after this one go in the same RUN.
+            n = 1
+            while t + n < x.shape[0] and not x[t + n].any():
+                n += 1
+            self.step = await drv.run(n)
+            t += n
+        for step, channels in drv.outputs.items():
+            k = (step - t0) & 0xFFFFFFFF
+            if k < x.shape[0]:
+                out[k, channels] = True
+        drv.outputs.clear()
+        return out
+
+    def read_state(self) -> dict:
+        """``u``, ``v``, ``refractory`` ``[1, n_cores, n_neurons]`` and
+        ``accum`` ``[1, n_cores, delay_slots, n_neurons]`` read from the chip,
+        plus ``step`` -- the arrays of ``Emulator.read_state``."""
+        state = run_sync(self.driver.read_state(self.geometry))
+        out = {k: np.asarray(v, dtype=np.int64)[None] for k, v in state.items()}
+        out["step"] = self.step
+        return out
+
+    def read_words(self, core: int, region: Region, offset: int, count: int) -> dict:
+        """Fields of ``count`` words of a region (for debugging a board)."""
+        words = run_sync(self.driver.read(int(pack_address(core, region, offset)), count))
+        return LAYOUTS[region].unpack(words)

@@ -1,0 +1,123 @@
+"""The board host driver (pyserial) end to end: BoardBackend opens a real
+pseudo-terminal whose other end feeds the chip's byte streams in Amaranth's
+simulator, and must give the emulator's results."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from neuromesh.boards.serial import BoardBackend, SerialTransport
+from neuromesh.chip import Geometry
+from neuromesh.emulator import Emulator
+from neuromesh.rtl.chip import Chip
+from neuromesh.sim.randomgen import random_image, random_inputs
+
+pytest.importorskip("serial")
+
+
+class PtyChip:
+    """A simulated chip behind the master side of a pseudo-terminal."""
+
+    def __init__(self, geometry):
+        self.master, slave = os.openpty()
+        self.port = os.ttyname(slave)
+        self.slave = slave
+        self.dut = Chip(geometry, timeout_cycles=1_000_000)
+        self.stop = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        dut, master = self.dut, self.master
+        os.set_blocking(master, False)
+
+        async def testbench(ctx):
+            pending = bytearray()
+            ctx.set(dut.tx.ready, 1)
+            idle = 0
+            while not self.stop.is_set():
+                if not pending and idle % 16 == 0:
+                    try:
+                        pending += os.read(master, 4096)
+                    except BlockingIOError:
+                        pass
+                ctx.set(dut.rx.valid, bool(pending))
+                if pending:
+                    ctx.set(dut.rx.payload, pending[0])
+                taken = bool(pending) and ctx.get(dut.rx.ready)
+                out = ctx.get(dut.tx.payload) if ctx.get(dut.tx.valid) else None
+                await ctx.tick()
+                if taken:
+                    del pending[0]
+                if out is not None:
+                    os.write(master, bytes([out]))
+                idle = 0 if (taken or out is not None) else idle + 1
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(testbench)
+        try:
+            sim.run()
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def test_board_backend_matches_emulator_over_a_pty():
+    g = Geometry(rows=1, cols=2, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
+                 n_profiles=2, n_groups=2, delay_slots=4)
+    image = random_image(11, g, n_inputs=3, density=0.7)
+    x = random_inputs(11, image, 12)
+    x[3:8] = False                      # quiet steps: merged into one RUN
+    emu = Emulator(image)
+    with PtyChip(g) as chip:
+        board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=20)
+        try:
+            for part in (x[:6], x[6:]):
+                r, e = board.run(part), emu.run(part)
+                np.testing.assert_array_equal(r.outputs, e.outputs)
+                got, want = board.read_state(), emu.read_state()
+                for name in ("u", "v", "refractory", "accum", "step"):
+                    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+            r, e = board.run(steps=3), emu.run(steps=3)
+            np.testing.assert_array_equal(r.outputs, e.outputs)
+            board.reset()
+            emu.reset()
+            r, e = board.run(x[:4]), emu.run(x[:4])
+            np.testing.assert_array_equal(r.outputs, e.outputs)
+            got, want = board.read_state(), emu.read_state()
+            for name in ("u", "v", "refractory", "accum", "step"):
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+            with pytest.raises(ValueError, match="batch 1"):
+                board.run(np.zeros((2, 2, image.n_inputs), bool))
+        finally:
+            board.close()
+    assert chip.error is None
+
+
+def test_serial_transport_reads_what_arrived():
+    import serial
+    port = serial.serial_for_url("loop://", timeout=0.01)
+    t = SerialTransport(serial=port, read_timeout=0.01)
+    import asyncio
+    asyncio.run(t.write(b"\xa5\x01\x00"))
+    assert asyncio.run(t.read()) == b"\xa5\x01\x00"
+    assert asyncio.run(t.read()) == b""
+    t.close()
+
+
+def test_board_backend_wants_batch_one():
+    with pytest.raises(ValueError, match="batch 1"):
+        BoardBackend(None, batch=4, transport=object())
