@@ -175,7 +175,8 @@ class LearningEngine:
         self.e_neuron = [a[is_neuron & ok] for a in (nsrc, tgt, pe.delay, pe.synapse, pe_shift)]
         self.e_input = [a[~is_neuron] for a in (pe.src - n_total, tgt, pe.delay, pe.synapse,
                                                 pe_shift)]
-        self.compact = compact
+        self._active = np.flatnonzero(compact >= 0)
+        self._active_compact = compact[self._active]
         self.reset()
 
     # -- state ------------------------------------------------------------------
@@ -245,8 +246,7 @@ class LearningEngine:
         if not en.any():
             return
         full = np.zeros((b, g.n_cores * g.n_neurons), dtype=bool)
-        active = np.flatnonzero(self.compact >= 0)
-        full[:, active] = spikes[:, self.compact[active]]
+        full[:, self._active] = spikes[:, self._active_compact]
         post = full.reshape(b, g.n_cores, g.n_neurons)
         hits = np.zeros((b, g.n_cores * g.n_axons), dtype=bool)
         rows, e = np.nonzero(spikes[:, self.hit_src])
