@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from . import digits
 
-__all__ = ["MODEL", "DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "model_path", "run_demo",
-           "energy_estimate"]
+__all__ = ["DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "run_demo", "energy_estimate",
+           "spike_raster", "cosim_samples", "report"]
 
-#: The shipped model, in the package's data folder.
-MODEL = "digits_cuba.nir"
 #: Where the demo puts it: four cores, so the model is split over a mesh.
 DEFAULT_GEOMETRY = "2x2,n_neurons=64,n_axons=128,n_synapses=8192,n_fanout=256"
 #: Loihi's published energy per operation (Davies et al., "Loihi: a
@@ -33,11 +30,6 @@ DEFAULT_GEOMETRY = "2x2,n_neurons=64,n_axons=128,n_synapses=8192,n_fanout=256"
 #: 2018, Table 1): a synaptic operation, and a neuron update (inactive ..
 #: active), in picojoules.
 LOIHI_PJ = {"synaptic_op": 23.6, "neuron_update": (52.0, 81.0)}
-
-
-def model_path() -> Path:
-    """Path of the shipped digits model (``neuromesh/data/digits_cuba.nir``)."""
-    return Path(str(resources.files("neuromesh") / "data" / MODEL))
 
 
 def energy_estimate(synaptic_ops: float, neuron_updates: float) -> tuple[float, float]:
@@ -84,7 +76,7 @@ def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
     from .compiler.nir_import import FRAMEWORKS, from_nir
 
     t0 = time.perf_counter()
-    net = from_nir(model or model_path(), FRAMEWORKS["snntorch"])
+    net = from_nir(model or digits.model_path(), FRAMEWORKS["snntorch"])
     (port,) = net.inputs
     (out,) = net.outputs
     _, x_test, _, y_test = digits.load_split()

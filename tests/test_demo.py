@@ -1,0 +1,71 @@
+"""The digits demo: the shipped model meets the accuracy acceptance on the
+emulator, the CLI writes its plots, and a few images pass RTL co-simulation."""
+
+import numpy as np
+import pytest
+
+from neuromesh import digits
+from neuromesh.cli import main
+from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
+from neuromesh.demo import (
+    LOIHI_PJ,
+    cosim_samples,
+    energy_estimate,
+    run_demo,
+)
+from neuromesh.digits import model_path
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return run_demo()
+
+
+def test_shipped_model_is_a_two_layer_cuba_network():
+    net = from_nir(model_path(), FRAMEWORKS["snntorch"])
+    assert [p.size for p in net.inputs.values()] == [digits.N_INPUTS]
+    assert all(p.kind == "cuba" and p.reset == "subtract" for p in net.populations.values())
+    (out,) = net.outputs
+    assert net.populations[out].size == digits.N_CLASSES and net.latency[out] == 1
+
+
+def test_chip_accuracy_within_one_point_of_the_float_reference(demo):
+    assert demo.n_images == 450 and demo.steps == digits.STEPS + 1
+    assert demo.reference_accuracy >= 0.90
+    assert abs(demo.chip_accuracy - demo.reference_accuracy) <= 0.01
+    # per-layer agreement: spike counts within 1 %, most spikes on the same step
+    for layer in demo.agreement.layers:
+        assert abs(layer.count_ratio - 1) <= 0.01, layer
+        assert layer.coincident_fraction >= 0.8, layer
+
+
+def test_activity_counts_are_consistent(demo):
+    # every neuron is updated every step; synaptic ops come from the emulator
+    n = sum(p.size for p in demo.compiled.network.populations.values())
+    assert demo.neuron_updates_per_inference == n * demo.steps
+    assert demo.synaptic_ops_per_inference > demo.spikes_per_inference > 0
+    lo, hi = demo.energy_per_inference
+    assert lo < hi
+
+
+def test_energy_estimate_known_values():
+    lo, hi = energy_estimate(1000, 100)
+    assert lo == pytest.approx((1000 * 23.6 + 100 * 52) * 1e-12)
+    assert hi == pytest.approx((1000 * 23.6 + 100 * 81) * 1e-12)
+    assert LOIHI_PJ["synaptic_op"] == 23.6
+
+
+def test_demo_command_prints_and_draws(tmp_path, capsys):
+    assert main(["demo", "--limit", "30", "--out-dir", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "float reference   accuracy" in out and "chip (emulator)   accuracy" in out
+    assert "uJ per inference" in out and "same step" in out
+    for png in ("raster.png", "mesh.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_few_digits_pass_rtl_cosimulation(tmp_path):
+    small = run_demo(limit=3)
+    result = cosim_samples(small, 3, tmp_path)
+    assert result.cases == 3 and result.identical, result.summary()
+    assert np.array_equal(small.labels, digits.load_split()[3][:3])
