@@ -119,7 +119,7 @@ def spike_raster(result: DemoResult, path, index: int = 0):
     (port,) = net.inputs
     _, x_test, _, _ = digits.load_split()
     inp = digits.encode(x_test[index:index + 1], digits.STEPS)[:, 0]
-    panels = [(f"input {port} ({inp.shape[1]})", inp)]
+    panels = [(f"host input '{port}' ({inp.shape[1]} channels)", inp)]
     panels += [(f"{p} ({net.populations[p].size}, latency {net.latency.get(p, 0)})",
                 cmp.chip[p][:, index]) for p in net.populations]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.2 + 1.6 * len(panels)), sharex=True)
