@@ -206,6 +206,14 @@ class Emulator:
         ``w_mant``, ``tag``, traces, ``reward``, ``epoch_phase`` and ``lfsr``)."""
         return self._learn is not None
 
+    def learning_words(self) -> dict:
+        """The chip memory words of the learning state, uint64 ``[batch,
+        n_cores, size]`` by region: SYNAPSE (learned ``w_mant``) and regions
+        8..13 (§11.2). For exact comparison with a chip's READ after a step."""
+        if self._learn is None:
+            raise ValueError("this image does not use the learning engine")
+        return self._learn.memory_words()
+
     def set_reward(self, reward):
         """Write the reward register of every core of every row (the host's
         WRITE of the LSTATE ``reward`` field, §11.4): integers in [-128, 127],

@@ -17,6 +17,9 @@ import numpy as np
 from neuromesh.chip import (
     ACC_FRAC,
     DECAY_ONE,
+    LAYOUTS,
+    LEARN_LAYOUTS,
+    LEARN_WORD_LAYOUTS,
     REWARD_MAX,
     REWARD_MIN,
     S_EXP_MIN,
@@ -175,6 +178,7 @@ class LearningEngine:
         self.e_neuron = [a[is_neuron & ok] for a in (nsrc, tgt, pe.delay, pe.synapse, pe_shift)]
         self.e_input = [a[~is_neuron] for a in (pe.src - n_total, tgt, pe.delay, pe.synapse,
                                                 pe_shift)]
+        self.config = config
         self._active = np.flatnonzero(compact >= 0)
         self._active_compact = compact[self._active]
         self.reset()
@@ -206,6 +210,34 @@ class LearningEngine:
         out["reward"] = self.reward.copy()
         out["epoch_phase"] = np.repeat(self.phase[None], b, axis=0)
         out["lfsr"] = self.lfsr.astype(np.int64)
+
+    def memory_words(self) -> dict:
+        """The words the chip's memories hold now, uint64 ``[batch, n_cores, size]``
+        per region: SYNAPSE (with the learned ``w_mant``) and every learning
+        region (8..13) -- what a co-simulation compares after each step."""
+        g, b = self.geometry, self.batch
+        cfg = self.config
+        state = {}
+        self.read_state(state)
+        syn = dict(cfg[Region.SYNAPSE])
+        syn["w_mant"] = state["w_mant"]
+        out = {Region.SYNAPSE: LAYOUTS[Region.SYNAPSE].pack(**{
+            k: np.broadcast_to(v, (b, g.n_cores, g.n_synapses)) for k, v in syn.items()})}
+        learn = dict(cfg[LearnRegion.LEARN])
+        learn.update(reward=state["reward"], epoch_phase=state["epoch_phase"],
+                     lfsr=state["lfsr"])
+        words = [layout.pack(**{k: np.broadcast_to(learn[k], (b, g.n_cores))
+                                for k in layout.fields})
+                 for layout in LEARN_WORD_LAYOUTS.values()]
+        out[LearnRegion.LEARN] = np.stack(words, axis=-1)
+        for region in (LearnRegion.LGROUP, LearnRegion.RULE):
+            out[region] = np.repeat(self.config.image.memory(region)[None], b, axis=0)
+        out[LearnRegion.XTRACE] = LEARN_LAYOUTS[LearnRegion.XTRACE].pack(
+            x1=state["x1"], x2=state["x2"], x0=state["x0"])
+        out[LearnRegion.YTRACE] = LEARN_LAYOUTS[LearnRegion.YTRACE].pack(
+            y1=state["y1"], y2=state["y2"], y3=state["y3"], y0=state["y0"])
+        out[LearnRegion.TAG] = LEARN_LAYOUTS[LearnRegion.TAG].pack(tag=state["tag"])
+        return out
 
     def set_reward(self, value):
         value = np.broadcast_to(np.asarray(value), self.reward.shape)

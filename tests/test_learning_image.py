@@ -187,3 +187,36 @@ def test_emulator_of_learning_free_image_has_no_learning_state():
     assert set(e.read_state()) == {"u", "v", "refractory", "accum", "step"}
     with pytest.raises(ValueError, match="does not use the learning engine"):
         e.set_reward(1)
+
+
+def test_learning_words_are_the_chip_memory():
+    """After a run, the emulator's learning state packed as chip words decodes
+    (as a fresh image) to the same state: what a co-simulation compares."""
+    from neuromesh.chip import Region
+    from neuromesh.emulator import Emulator
+    image = learning_builder().build()
+    e = Emulator(image, batch=2)
+    x = np.zeros((7, 2, 1), bool)
+    x[[0, 3], 0] = True
+    e.run(x)
+    words = e.learning_words()
+    state = e.read_state()
+    for row in range(2):
+        addrs, data = [], []
+        for region, w in words.items():
+            addrs.append(pack_address(0, int(region), np.arange(w.shape[2])))
+            data.append(w[row, 0])
+        fresh = ChipImage(image.geometry, np.concatenate(addrs), np.concatenate(data),
+                          learning=True)
+        cfg = decode(fresh)
+        assert cfg[Region.SYNAPSE]["w_mant"][0].tolist() == state["w_mant"][row, 0].tolist()
+        assert cfg[LearnRegion.TAG]["tag"][0].tolist() == state["tag"][row, 0].tolist()
+        for k in ("x1", "x2", "x0"):
+            assert cfg[LearnRegion.XTRACE][k][0].tolist() == state[k][row, 0].tolist()
+        for k in ("y1", "y2", "y3", "y0"):
+            assert cfg[LearnRegion.YTRACE][k][0].tolist() == state[k][row, 0].tolist()
+        learn = cfg[LearnRegion.LEARN]
+        for k in ("reward", "epoch_phase", "lfsr"):
+            assert int(learn[k][0]) == int(state[k][row, 0])
+        assert int(learn["t_epoch"][0]) == 5
+    assert (state["x1"][0] != state["x1"][1]).any()        # the rows had different inputs
