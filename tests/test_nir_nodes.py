@@ -186,6 +186,9 @@ def test_delay_node_in_steps():
     assert sorted(net.projections[0].delay.tolist()) == [0, 1, 2, 5]
     ref = simulate(net, {"x": x}, 12)["l"][:, 0]
     assert [int(np.argmax(ref[:, i])) for i in range(4)] == [1, 2, 3, 6]
+    compiled = chip_tracks(net, {"x": x})
+    r = Emulator(compiled.image).run(compiled.chip_inputs({"x": x}))
+    np.testing.assert_array_equal(compiled.outputs(r)["l"][:, 0], ref)
     n["d"] = nir.Delay(delay=np.full(4, 1.5 * DT))
     with pytest.raises(NetworkError, match="'d': delay 0.0015 is not a whole"):
         from_nir(g, NIROptions(dt=DT))
