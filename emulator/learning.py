@@ -143,7 +143,9 @@ class LearningEngine:
         for (core, group), rule in sorted(config.rules.items()):
             idx = np.flatnonzero((self.p_core == core) & (p_group == group))
             if idx.size:
-                self.rule_sets.append((core, idx, rule))
+                contiguous = idx[-1] - idx[0] + 1 == idx.size
+                self.rule_sets.append((core, slice(int(idx[0]), int(idx[-1]) + 1)
+                                       if contiguous else idx, idx, rule))
 
         # Axon hits: which axons each source reaches (fan-out and port map).
         n_total = g.n_cores * g.n_neurons
@@ -264,7 +266,17 @@ class LearningEngine:
         self.events += np.bincount(rows, minlength=self.batch)
         d = self.geometry.delay_slots
         contrib = self.w[rows, syn[e]] << shift[e]
-        np.add.at(acc, ((step + 1 + delay[e]) % d, rows, tgt[e]), contrib.astype(np.float64))
+        # A float64 scatter-add into the ring (exact, §11.10): bincount over
+        # the whole ring when the events are many, add.at when they are few.
+        _, b, n = acc.shape
+        flat = ((step + 1 + delay[e]) % d * b + rows) * n + tgt[e]
+        if flat.size * 8 >= acc.size:
+            acc += np.bincount(flat, weights=contrib.astype(np.float64),
+                               minlength=acc.size).reshape(acc.shape)
+        elif acc.flags.c_contiguous:
+            np.add.at(acc.reshape(-1), flat, contrib.astype(np.float64))
+        else:   # pragma: no cover - the emulator's ring is contiguous
+            np.add.at(acc, np.unravel_index(flat, acc.shape), contrib.astype(np.float64))
 
     # -- per-step dynamics ------------------------------------------------------------
 
@@ -334,18 +346,17 @@ class LearningEngine:
         acc = {"dw": np.zeros((b, n), np.int64), "dt": np.zeros((b, n), np.int64)}
         w = self.w[:, self.p_syn]
         tag = self.tag[:, self.p_syn]
-        for core, idx, rule in self.rule_sets:
+        for core, idx, members, rule in self.rule_sets:
             if not fire[core]:
                 continue
             axon, tgt = self.p_axon[idx], self.p_tgt[idx]
             xs, ys = self.x[:, core, axon], self.y[:, core, tgt]
             values = {"x1": xs[..., 0], "x2": xs[..., 1], "y1": ys[..., 0],
-                      "y2": ys[..., 1], "y3": ys[..., 2],
-                      "r": np.repeat(self.reward[:, core, None], idx.size, axis=1),
+                      "y2": ys[..., 1], "y3": ys[..., 2], "r": self.reward[:, core, None],
                       "w": w[:, idx], "t": tag[:, idx]}
             x0, y0 = self.x0[:, core, axon], self.y0[:, core, tgt]
             for p in rule.products:
-                term = np.full((b, idx.size), p.s_mant, dtype=np.int64)
+                term = np.full((b, members.size), p.s_mant, dtype=np.int64)
                 for f in p.factors:
                     term *= values[f.var] + f.const
                 term <<= p.s_exp - S_EXP_MIN
