@@ -3,9 +3,11 @@ microcode and back, with errors that point at the offending token."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuromesh.chip import LEARN_LAYOUTS, MAX_FACTORS, MAX_PRODUCTS, LearnRegion
-from neuromesh.learning import DEP_X0, DEP_Y0, Factor, LearningRule, Product, RuleError
+from neuromesh.learning import DEP_X0, DEP_Y0, VARIABLES, Factor, LearningRule, Product, RuleError
 
 RULE = LEARN_LAYOUTS[LearnRegion.RULE]
 
@@ -144,3 +146,27 @@ def test_multiline_rules_report_line_and_column():
 def test_not_a_string():
     with pytest.raises(RuleError, match="must be a string, got int"):
         LearningRule.parse(3)
+
+
+# --- property: every rule the microcode can hold prints and parses back --------------
+
+_scales = st.one_of(
+    st.just((0, 0)),
+    st.tuples(st.sampled_from([-7, -5, -3, -1, 1, 3, 5, 7]), st.integers(-7, 8)),
+    st.tuples(st.sampled_from([-8, -6, -4, -2, 2, 4, 6]), st.just(8)))
+_factors = st.lists(st.builds(Factor, st.sampled_from(sorted(VARIABLES)),
+                              st.integers(-128, 127)), max_size=MAX_FACTORS)
+_products = st.builds(lambda target, scale, dep, factors: Product(
+    target, scale[0], scale[1], dep, tuple(factors)),
+    st.sampled_from(["dw", "dt"]), _scales, st.integers(0, 3), _factors)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_products, min_size=1, max_size=MAX_PRODUCTS))
+def test_any_microcode_rule_round_trips(products):
+    # canonical order: all dw products, then all dt products (str prints per target)
+    products = [p for p in products if p.target == "dw"] + \
+        [p for p in products if p.target == "dt"]
+    rule = LearningRule(tuple(products))
+    assert LearningRule.decode(rule.encode()) == rule
+    assert LearningRule.parse(str(rule)) == rule
