@@ -188,9 +188,9 @@ class Reference:
                 "reward": self.r, "epoch_phase": self.phase, "lfsr": self.lfsr}
 
 
-@pytest.mark.parametrize("stochastic", [False, True])
-@pytest.mark.parametrize("seed", range(6))
-def test_emulator_matches_the_reference_every_step(seed, stochastic):
+def compare(seed, stochastic):
+    """Run a random chip (batch 2) step by step against the reference; return
+    how many weights changed."""
     image = random_chip(seed, stochastic)
     rng = np.random.default_rng(1000 + seed)
     steps = 20 * 3 + 5                                   # >= 20 epochs at t_epoch <= 3
@@ -198,7 +198,6 @@ def test_emulator_matches_the_reference_every_step(seed, stochastic):
     emu = Emulator(image, batch=2)
     refs = [Reference(image), Reference(image)]
     probe = np.arange(G.n_cores * G.n_neurons)
-    changed = 0
     start = emu.read_state()["w_mant"].copy()
     for t in range(steps):
         r = emu.run(x[t:t + 1], probe=probe, record=("spikes",))
@@ -210,5 +209,22 @@ def test_emulator_matches_the_reference_every_step(seed, stochastic):
             for k, v in ref.state().items():
                 got = s[k][row]
                 np.testing.assert_array_equal(got, np.asarray(v), err_msg=f"step {t} {k}")
-    changed = int((s["w_mant"] != start).sum())
-    assert changed > 0                                   # the rules did something
+    return int((s["w_mant"] != start).sum())
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_emulator_matches_the_reference_every_step(seed, stochastic):
+    assert compare(seed, stochastic) > 0                 # the rules did something
+
+
+@pytest.mark.slow
+def test_long_run_against_the_reference():
+    """Opt-in (``pytest -m slow``): 1000 random chips, half with stochastic rounding."""
+    active = 0
+    for seed in range(100, 1100):
+        try:
+            active += compare(seed, bool(seed % 2)) > 0
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}, stochastic {bool(seed % 2)}: {e}") from None
+    assert active > 900                                  # nearly every case learned something
