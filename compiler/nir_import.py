@@ -101,6 +101,11 @@ class NIROptions:
 #: needs once. Potentials agree; only such spikes differ. Models that keep
 #: v below twice the threshold match exactly (``examples/train_digits.py``
 #: penalises the excess: 20 of 56,926 spikes differ on the digits test split).
+#: Zero reset is exact. ``RSynaptic(reset_delay=False)`` is broken in snnTorch
+#: 1.0 (its reset stays delayed): import it with zero reset and
+#: ``reset_delay=True``. Its recurrent ``nn.Linear`` always has a bias, which
+#: into a CubaLIF current is rejected: zero and freeze it before training.
+#: Fixtures recorded from snnTorch itself: ``tests/data/snntorch/``.
 FRAMEWORKS = {
     "snntorch": NIROptions(dt=1e-4, method="euler", reset="subtract", reset_delay=False),
     "norse": NIROptions(dt=1e-3, method="euler", reset="zero"),
