@@ -75,6 +75,8 @@ class Compiled:
     quantization: dict = field(default_factory=dict)
     placement_cost: float = 0.0
     naive_cost: float = 0.0
+    synapse_sites: dict = field(default_factory=dict)
+    w_shifts: dict = field(default_factory=dict)
 
     def chip_inputs(self, inputs: dict, steps: int | None = None) -> np.ndarray:
         """Pack per-port 0/1 arrays ``[steps, (batch,) size]`` into the image's
@@ -107,6 +109,31 @@ class Compiled:
         if not parts:
             raise KeyError(f"no population {population!r} in this compiled network")
         return np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])])
+
+    def cores(self, population: str) -> np.ndarray:
+        """Core indices (``y * cols + x``) holding ``population``."""
+        cols = self.image.geometry.cols
+        return np.array(sorted({self.positions[c.name][1] * cols + self.positions[c.name][0]
+                                for c in self.clusters if c.population == population}),
+                        dtype=np.int64)
+
+    def set_reward(self, emulator, population: str, reward):
+        """Write the reward register (s8) of the cores of ``population``
+        (one value, or one per batch row); other cores keep theirs."""
+        state = emulator.read_state()["reward"]
+        state[:, self.cores(population)] = np.asarray(reward, dtype=np.int64).reshape(-1, 1)
+        emulator.set_reward(state)
+
+    def weights(self, state: dict, projection: str) -> np.ndarray:
+        """The learned float weights of plastic ``projection`` from an
+        emulator's :meth:`read_state`: ``[batch, synapses]`` in the
+        projection's synapse order (``pre``, ``post``)."""
+        if projection not in self.synapse_sites:
+            raise KeyError(f"{projection!r} is not a plastic projection of this network")
+        core, slot = self.synapse_sites[projection]
+        p = next(p for p in self.network.projections if p.name == projection)
+        mant = state["w_mant"][:, core, slot]
+        return mant * float(1 << self.w_shifts[projection]) / self.scales[p.dst]
 
     def readout_probe(self) -> np.ndarray:
         """The ``probe`` argument for the emulator that records every readout."""
@@ -169,7 +196,12 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         win = []
         for p in incoming[n]:
             dense = np.zeros((pop.size, int(p.pre.max(initial=0)) + 1))
-            np.add.at(dense, (p.post, p.pre), p.weight)
+            w = p.weight
+            if p.plastic is not None and p.plastic.w_max is not None:
+                # learned weights may reach w_max on every synapse
+                w = np.full(w.shape, -p.plastic.w_max if p.plastic.sign == "inhibitory"
+                            else p.plastic.w_max)
+            np.add.at(dense, (p.post, p.pre), w)
             win.append(dense)
         if pop.spiking:
             choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
@@ -185,7 +217,9 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                          bias_exp=b.bias_exp)
         decay_err[n] = (abs((1 - du / DECAY_ONE) - alpha), abs((1 - dv / DECAY_ONE) - beta))
         for p in incoming[n]:
-            q = quantize_weights(p.weight, s, name=p.name)
+            extra = {} if p.plastic is None else dict(w_bits=p.plastic.w_bits,
+                                                      w_max=p.plastic.w_max)
+            q = quantize_weights(p.weight, s, name=p.name, **extra)
             proj_q[p.name] = q
             quant[p.name] = (q.w_shift, q.max_abs_error, q.rms_rel_error, q.n_flushed)
         del win
@@ -245,7 +279,14 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             c.neurons(range(stop - start), profile=0, bias_mant=pr["bias_mant"][start:stop],
                       bias_exp=pr["bias_exp"][start:stop])
             for g, p in enumerate(incoming[n]):
-                c.group(g, w_shift=proj_q[p.name].w_shift)
+                if p.plastic is None:
+                    c.group(g, w_shift=proj_q[p.name].w_shift)
+                else:
+                    c.group(g, w_shift=proj_q[p.name].w_shift, rule=p.plastic.rule,
+                            w_bits=p.plastic.w_bits, sign=p.plastic.sign)
+            plastic = [p.plastic for p in incoming[n] if p.plastic is not None]
+            if plastic:
+                c.learning(**plastic[0].engine())
         if n in output_channels:
             for x, y, start, stop in home[n]:
                 b.core(x, y).to_host(np.arange(stop - start),
@@ -254,13 +295,15 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     # Axons: one per (source neuron or input channel, target core), shared by
     # every synapse from that source into the core.
     size_of = {**{k: v.size for k, v in net.inputs.items()}, **{k: v.size for k, v in pops.items()}}
+    calls: dict = {}       # (x, y) -> [(plastic projection or None, its synapses, axons)]
     axon_of: dict = {}     # (x, y) -> {source name: axon id per source index, -1 = none}
     next_axon: dict = {}
     for n in pops:
         for g, p in enumerate(incoming[n]):
             q = proj_q[p.name]
             k, local = locate(n, p.post)
-            keep = q.w_mant != 0
+            # a plastic synapse at zero can still grow, so it stays
+            keep = q.w_mant != 0 if p.plastic is None else np.ones(q.w_mant.shape, bool)
             for ci, (x, y, _start, _stop) in enumerate(home[n]):
                 sel = keep & (k == ci)
                 if not sel.any():
@@ -273,6 +316,11 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                 next_axon[(x, y)] = first_id + new.size
                 b.core(x, y).synapses(axon=table[p.pre[sel]], target=local[sel],
                                       w_mant=q.w_mant[sel], delay=p.delay[sel], group=g)
+                calls.setdefault((x, y), []).append(
+                    (p.name if p.plastic is not None else None, np.flatnonzero(sel),
+                     table[p.pre[sel]]))
+    sites = _synapse_sites(calls, geometry, {p.name: p.weight.size for p in net.projections
+                                             if p.plastic is not None})
     # Fan-out entries and input ports from the axon tables.
     for (x, y), tables in axon_of.items():
         for src, table in tables.items():
@@ -304,5 +352,24 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     return Compiled(image=image, network=net, input_channels=input_channels,
                     output_channels=output_channels, clusters=clusters, positions=positions,
                     scales=scales, quantization=quant, placement_cost=placement.cost,
-                    naive_cost=placement.naive_cost)
+                    naive_cost=placement.naive_cost, synapse_sites=sites,
+                    w_shifts={k: int(v.w_shift) for k, v in proj_q.items()})
+
+
+def _synapse_sites(calls, geometry, plastic_sizes) -> dict:
+    """``{plastic projection: (core, synapse slot) int64 [2, n]}`` in the
+    projection's synapse order. The builder lays a core's synapses out by a
+    stable sort on the axon of everything added, in the order added."""
+    sites = {name: np.full((2, n), -1, dtype=np.int64) for name, n in plastic_sizes.items()}
+    for (x, y), entries in calls.items():
+        axons = np.concatenate([a for _, _, a in entries])
+        slot = np.empty(axons.size, dtype=np.int64)
+        slot[np.argsort(axons, kind="stable")] = np.arange(axons.size)
+        first = 0
+        for name, idx, a in entries:
+            if name is not None:
+                sites[name][0, idx] = y * geometry.cols + x
+                sites[name][1, idx] = slot[first:first + a.size]
+            first += a.size
+    return sites
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from neuromesh.chip import ChipError
 
-__all__ = ["NetworkError", "Input", "Population", "Projection", "Network", "KINDS"]
+__all__ = ["NetworkError", "Input", "Population", "Projection", "Plasticity", "Network",
+           "KINDS"]
 
 #: Neuron models: "cuba" (current-based LIF: synaptic current decays with
 #: tau_syn), "lif" (the current is the input of this step only) and "if"
@@ -66,6 +67,52 @@ class Population:
 
 
 @dataclass(frozen=True)
+class Plasticity:
+    """On-chip learning of a projection (docs/architecture.md §11).
+
+    ``rule``: Lava-syntax rule, e.g. ``"dw = 2^-2*x1*y0 - 2^-2*y1*x0"`` (a
+    tag rule ``dt = ...`` on another line or after ``;``). The learning
+    engine works on the chip's weight mantissas: ``w_bits`` (1..8) bits in
+    sign mode ``sign`` (``"mixed"``, ``"excitatory"``, ``"inhibitory"``), and
+    ``w_max`` is the float weight the largest mantissa stands for (default:
+    the initial weights' largest magnitude), which fixes the projection's
+    ``w_shift``.
+
+    The rest is per core of the target population, so every plastic
+    projection into one population must agree on it: ``t_epoch`` (steps per
+    learning epoch, 1..63), the traces ``x1, x2`` (per source) and ``y1, y2,
+    y3`` (per target) as ``(impulse 0..127, tau in steps)`` -- ``tau`` becomes
+    the 12-bit decay ``round(4096 (1 - exp(-1/tau)))``; ``math.inf`` never
+    decays -- ``stochastic`` rounding (any of ``"trace"``, ``"w"``, ``"t"``)
+    and the LFSR ``seed`` (default per core, see the builder).
+    """
+
+    rule: str
+    w_max: float | None = None
+    w_bits: int = 8
+    sign: str = "mixed"
+    t_epoch: int = 1
+    x1: tuple = (0, math.inf)
+    x2: tuple = (0, math.inf)
+    y1: tuple = (0, math.inf)
+    y2: tuple = (0, math.inf)
+    y3: tuple = (0, math.inf)
+    stochastic: tuple = ()
+    seed: int | None = None
+
+    def engine(self) -> dict:
+        """The core-level settings, as :meth:`CoreBuilder.learning` arguments."""
+        def trace(name):
+            impulse, tau = getattr(self, name)
+            if not tau > 0:
+                raise NetworkError(f"plasticity: {name} tau = {tau} must be > 0")
+            decay = 0 if math.isinf(tau) else round(4096 * (1 - math.exp(-1 / tau)))
+            return int(impulse), min(int(decay), 4095)
+        return dict(t_epoch=self.t_epoch, stochastic=tuple(self.stochastic), seed=self.seed,
+                    **{t: trace(t) for t in ("x1", "x2", "y1", "y2", "y3")})
+
+
+@dataclass(frozen=True)
 class Projection:
     """Synapses from ``src`` (an input or a population) to population ``dst``,
     as parallel arrays: source index, target index, float weight, delay."""
@@ -77,6 +124,7 @@ class Projection:
     post: np.ndarray
     weight: np.ndarray
     delay: np.ndarray
+    plastic: Plasticity | None = None
 
 
 @dataclass
@@ -138,12 +186,16 @@ class Network:
         self.populations[name] = pop
         return pop
 
-    def connect(self, src: str, dst: str, weights, *, delay=0, name: str | None = None):
+    def connect(self, src: str, dst: str, weights, *, delay=0, name: str | None = None,
+                plastic: Plasticity | None = None):
         """Connect ``src`` (input or population) to population ``dst``.
 
         ``weights`` is a dense ``[src.size, dst.size]`` array (zeros are not
         synapses) or a sparse triple ``(pre, post, weight)``. ``delay`` (in
-        steps) is one value or one per synapse.
+        steps) is one value or one per synapse. ``plastic``: the synapses
+        learn on the chip (:class:`Plasticity`; the float reference keeps
+        them fixed). Give a plastic projection's synapses explicitly (sparse)
+        when zero-weight synapses should be able to grow.
         """
         name = name or f"{src}->{dst}"
         if src not in self.inputs and src not in self.populations:
@@ -170,10 +222,29 @@ class Network:
         d = np.broadcast_to(np.asarray(delay, dtype=np.int64), pre.shape)
         if d.size and d.min() < 0:
             raise NetworkError(f"projection {name!r}: negative delay {int(d.min())}")
+        if plastic is not None:
+            self._check_plastic(name, dst, plastic)
         proj = Projection(name, src, dst, pre.reshape(-1).copy(), post.reshape(-1).copy(),
-                          w.reshape(-1).copy(), d.reshape(-1).copy())
+                          w.reshape(-1).copy(), d.reshape(-1).copy(), plastic)
         self.projections.append(proj)
         return proj
+
+    def _check_plastic(self, name, dst, plastic):
+        from neuromesh.learning import LearningRule
+        where = f"projection {name!r}"
+        if not isinstance(plastic, Plasticity):
+            raise NetworkError(f"{where}: plastic must be a Plasticity, got {plastic!r}")
+        if any(p.name == name for p in self.projections):
+            raise NetworkError(f"{where}: a plastic projection needs a unique name")
+        LearningRule.parse(plastic.rule)            # raises RuleError pointing at the token
+        engine = plastic.engine()
+        for other in self.projections:
+            if other.dst == dst and other.plastic is not None \
+                    and other.plastic.engine() != engine:
+                raise NetworkError(
+                    f"{where}: its traces, t_epoch, stochastic rounding or seed differ from "
+                    f"plastic projection {other.name!r} into the same population {dst!r}; "
+                    f"one core has one learning engine, so they must agree")
 
     def conv(self, src: str, dst: str, weight, input_shape, *, stride=1, padding=0,
              dilation=1, groups=1, delay=0, name: str | None = None):

@@ -559,7 +559,8 @@ class QuantizedProjection:
         return self.contribution / self.scale
 
 
-def quantize_weights(weights, scale, *, name=None) -> QuantizedProjection:
+def quantize_weights(weights, scale, *, name=None, w_bits: int = 8,
+                     w_max: float | None = None) -> QuantizedProjection:
     """Quantize one projection's weights to 8-bit mantissas and one shift.
 
     ``w * scale`` is represented as ``w_mant << w_shift`` with the
@@ -577,6 +578,13 @@ def quantize_weights(weights, scale, *, name=None) -> QuantizedProjection:
         The target population's scale (:func:`choose_scale`), > 0.
     name:
         Projection name for error messages and the result.
+    w_bits:
+        Mantissa width, 1..8 (a plastic group's precision, whose learned
+        weights clamp to ``w_bits`` two's complement).
+    w_max:
+        Also cover ``[-w_max, w_max]`` (float units) with the shift: the
+        range a plastic projection may learn into. Its weights may then all
+        be zero.
 
     Returns
     -------
@@ -592,30 +600,37 @@ def quantize_weights(weights, scale, *, name=None) -> QuantizedProjection:
     where = _where("projection", name)
     s = _check_scale(scale, name)
     w = _finite(weights, "weight", name, kind="projection")
+    if not (isinstance(w_bits, (int, np.integer)) and 1 <= w_bits <= 8):
+        raise QuantizationError(f"{where}w_bits = {w_bits!r} is outside [1, 8]")
+    m_max, m_min = (1 << (w_bits - 1)) - 1, -(1 << (w_bits - 1))
     x = w * s
-    if x.size == 0 or not x.any():
+    span = 0.0 if w_max is None else float(_finite(w_max, "w_max", name, "projection")) * s
+    if (x.size == 0 or not x.any()) and span == 0:
         zero = np.zeros(w.shape, dtype=np.int64)
         return QuantizedProjection(zero, 0, s, 0.0, 0.0, 0.0, 0, name)
-    hi, lo = float(x.max()), float(x.min())
+    hi = max(float(x.max(initial=0.0)), abs(span))
+    lo = min(float(x.min(initial=0.0)), -abs(span))
     # rint is monotone, so the extremes decide whether a shift fits.
     for shift in range(W_SHIFT_MAX + 1):
         step = float(1 << shift)
-        if np.rint(hi / step) <= W_MANT_MAX and np.rint(lo / step) >= W_MANT_MIN:
+        if np.rint(hi / step) <= m_max and np.rint(lo / step) >= m_min:
             break
     else:
-        big = np.abs(x) >= max(hi, -lo)
-        at, idx = _index(big)
-        top = min(((W_MANT_MAX << W_SHIFT_MAX) / hi) if hi > 0 else math.inf,
-                  ((-W_MANT_MIN << W_SHIFT_MAX) / -lo) if lo < 0 else math.inf)
+        big = np.abs(x) >= max(hi, -lo) if x.size else np.zeros(0, bool)
+        top = min(((m_max << W_SHIFT_MAX) / hi) if hi > 0 and m_max > 0 else math.inf,
+                  ((-m_min << W_SHIFT_MAX) / -lo) if lo < 0 else math.inf)
+        what = "w_max" if not big.any() else None
+        if what is None:
+            at, idx = _index(big)
+            what = f"weight{at} = {w[idx]:.6g} x scale {s:.6g} = {x[idx]:.6g} chip units"
         raise QuantizationError(
-            f"{where}weight{at} = {w[idx]:.6g} x scale {s:.6g} = {x[idx]:.6g} chip units "
-            f"overflows w_mant << w_shift (w_mant in [{W_MANT_MIN}, {W_MANT_MAX}], w_shift "
-            f"<= {W_SHIFT_MAX}: range [{W_MANT_MIN << W_SHIFT_MAX}, "
-            f"{W_MANT_MAX << W_SHIFT_MAX}]); the scale must be <= {top:.6g}")
+            f"{where}{what} overflows w_mant << w_shift (w_mant in [{m_min}, {m_max}], w_shift "
+            f"<= {W_SHIFT_MAX}: range [{m_min << W_SHIFT_MAX}, "
+            f"{m_max << W_SHIFT_MAX}]); the scale must be <= {top:.6g}")
     mant = np.rint(x / step).astype(np.int64)
     nonzero = w != 0
     flushed = nonzero & (mant == 0)
-    if flushed.sum() == nonzero.sum():
+    if flushed.sum() == nonzero.sum() and w_max is None:
         m = float(np.abs(x).max())
         raise QuantizationError(
             f"{where}all {int(nonzero.sum())} nonzero weights round to w_mant = 0 at "
@@ -624,9 +639,9 @@ def quantize_weights(weights, scale, *, name=None) -> QuantizedProjection:
     err = w - (mant * step) / s
     return QuantizedProjection(
         w_mant=mant, w_shift=shift, scale=s,
-        max_abs_error=float(np.abs(err).max()),
-        rms_abs_error=float(np.sqrt(np.mean(err * err))),
-        rms_weight=float(np.sqrt(np.mean(w * w))),
+        max_abs_error=float(np.abs(err).max(initial=0.0)),
+        rms_abs_error=float(np.sqrt(np.mean(err * err))) if err.size else 0.0,
+        rms_weight=float(np.sqrt(np.mean(w * w))) if w.size else 0.0,
         n_flushed=int(flushed.sum()), name=name)
 
 
