@@ -22,7 +22,8 @@ from pathlib import Path
 
 from neuromesh.chip import Geometry
 
-from .top import Board, BoardTop, get_board
+from .catalog import Board, get_board
+from .top import BoardTop
 
 __all__ = ["BuildReport", "build", "tool_env", "TOOLS"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from neuromesh.chip import ChipError
 
-from .top import BOARDS
+from .catalog import BOARDS
 
 __all__ = ["register", "cmd_build", "add_backend_arguments", "make_backend"]
 

@@ -1,15 +1,14 @@
 """Board top levels: the chip behind a UART on a board's clock and pins.
 
-Each board in :data:`BOARDS` names an ``amaranth-boards`` platform, the clock
-the design runs at, a UART baud rate, a default geometry that fits the FPGA,
-and the RTL options of its build (:func:`board_chip`). :class:`BoardTop`
+Each board in :data:`~neuromesh.boards.catalog.BOARDS` names an
+``amaranth-boards`` platform, the clock the design runs at, a UART baud rate,
+a default geometry that fits the FPGA, and the RTL options of its build
+(:func:`board_chip`). :class:`BoardTop`
 is what gets built; :class:`neuromesh.rtl.uart.UARTChip` is the same thing
 less the pins, for simulation.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
@@ -18,73 +17,12 @@ from neuromesh.chip import Geometry
 from neuromesh.rtl.chip import Chip
 from neuromesh.rtl.uart import UARTChip, divisor_for
 
+from .catalog import BOARDS, Board, get_board
+
 __all__ = ["Board", "BOARDS", "BoardTop", "board_chip", "get_board"]
 
 #: Clock cycles the design is held in reset after configuration.
 POR_CYCLES = 1023
-
-
-@dataclass(frozen=True)
-class Board:
-    """What a build for one board needs to know."""
-
-    name: str
-    platform: str              #: "module:Class" of the amaranth-boards platform
-    clock: str                 #: the platform's clock resource
-    clk_hz: float              #: the design clock (the board oscillator; no PLL)
-    baud: int                  #: UART rate
-    geometry: str              #: default geometry, fits the FPGA
-    #: keyword arguments of :class:`~neuromesh.rtl.chip.Chip` for this board
-    chip_args: dict = field(default_factory=dict)
-    #: inter-byte timeout of the host link, in seconds (USB-serial adapters
-    #: pause between USB packets; §9.2 asks for several byte-times)
-    timeout_s: float = 0.1
-    #: tools the board's build flow runs (programmers excluded)
-    tools: tuple = ()
-
-    def make_platform(self):
-        import importlib
-        module, cls = self.platform.split(":")
-        plat_cls = getattr(importlib.import_module(module), cls)
-        tools = list(self.tools)
-
-        class BuildOnly(plat_cls):
-            # ULX3S lists openFPGALoader as a required tool; building needs none.
-            required_tools = tools
-
-        BuildOnly.__name__ = plat_cls.__name__
-        return BuildOnly()
-
-
-BOARDS: dict[str, Board] = {
-    "icebreaker": Board(
-        name="icebreaker",
-        platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-        clock="clk12", clk_hz=12e6, baud=1_000_000,
-        # 256 neurons; SYNAPSE fills two SPRAMs (16384 words); a 4-slot ring
-        # (delays 0-2), 256 fan-out entries and words narrowed to the
-        # geometry keep the EBRs within the UP5K's 30 (docs/boards.md).
-        geometry="1x1,n_neurons=256,n_axons=256,n_synapses=16384,n_fanout=256,"
-                 "n_profiles=8,n_groups=4,delay_slots=4",
-        chip_args={"core_args": {"narrow_fields": True},
-                   "output_buffer": 256, "spike_queue_depth": 342},
-        tools=("yosys", "nextpnr-ice40", "icepack"),
-    ),
-    "ulx3s-85f": Board(
-        name="ulx3s-85f",
-        platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-        clock="clk25", clk_hz=25e6, baud=1_000_000,
-        geometry="2x4,n_neurons=256",
-        tools=("yosys", "nextpnr-ecp5", "ecppack"),
-    ),
-}
-
-
-def get_board(name: str) -> Board:
-    try:
-        return BOARDS[name]
-    except KeyError:
-        raise ValueError(f"unknown board {name!r}; known: {', '.join(BOARDS)}") from None
 
 
 def board_chip(board: str | Board, geometry: Geometry, **overrides) -> Chip:

@@ -337,12 +337,17 @@ class HostLink(wiring.Component):
 
         # The queue is emptied as a whole (RUN, RESET), so it needs no read
         # pointer: entries 0 .. queued-1 are live.
-        queue_entry = data.StructLayout({
-            "axon": unsigned(max(1, (g.n_axons - 1).bit_length())),
-            # Only entries inside the mesh are queued (§9.3), so x and y
-            # need only the bits of the mesh size (none on a 1x1 chip).
-            "x": unsigned((g.cols - 1).bit_length()), "y": unsigned((g.rows - 1).bit_length()),
-        })
+        # Only entries inside the mesh are queued (§9.3), so x and y need
+        # only the bits of the mesh size, and are left out when it is 1.
+        queue_fields = {"axon": unsigned(max(1, (g.n_axons - 1).bit_length()))}
+        if g.cols > 1:
+            queue_fields["x"] = unsigned((g.cols - 1).bit_length())
+        if g.rows > 1:
+            queue_fields["y"] = unsigned((g.rows - 1).bit_length())
+        queue_entry = data.StructLayout(queue_fields)
+
+        def queue_field(view, name):
+            return view[name] if name in queue_fields else 0
         m.submodules.queue = queue_mem = Memory(shape=queue_entry, depth=depth, init=[],
                                                   attrs=_NO_RW_CHECK)
         q_wr = queue_mem.write_port()
@@ -640,8 +645,8 @@ class HostLink(wiring.Component):
                         q_wr.en.eq(1),
                         q_wr.addr.eq(queued + item),
                         q_wr.data.axon.eq(entry.axon),
-                        q_wr.data.x.eq(entry.core.x),
-                        q_wr.data.y.eq(entry.core.y),
+                        *[q_wr.data[f].eq(entry.core[f]) for f in ("x", "y")
+                          if f in queue_fields],
                     ]
                     m.d.sync += item.eq(item + 1)
                     with m.If(item == spike_count - 1):
@@ -670,8 +675,8 @@ class HostLink(wiring.Component):
                     q_rd.en.eq(0),
                     self.inject.valid.eq(1),
                     self.inject.payload.payload.eq(q_rd.data.axon),
-                    self.inject.payload.x.eq(q_rd.data.x),
-                    self.inject.payload.y.eq(q_rd.data.y),
+                    self.inject.payload.x.eq(queue_field(q_rd.data, "x")),
+                    self.inject.payload.y.eq(queue_field(q_rd.data, "y")),
                     self.inject.payload.to_host.eq(0),
                 ]
                 with m.If(self.inject.ready):

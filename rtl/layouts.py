@@ -55,7 +55,9 @@ def stored_layout(region: Region, geometry: Geometry) -> data.StructLayout:
     }.get(region, {})
     members = {}
     for name, f in sorted(LAYOUTS[region].fields.items(), key=lambda kv: kv[1].lsb):
-        width = min(f.width, limits.get(name, f.width))
+        # At least one bit: a zero-width field is fine in Amaranth but not
+        # in the Verilog it generates.
+        width = max(1, min(f.width, limits.get(name, f.width)))
         members[name] = signed(width) if f.signed else unsigned(width)
     return data.StructLayout(members)
 

@@ -4,6 +4,7 @@ built from pip packages only, must fit and meet their target clock."""
 import argparse
 import json
 
+import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
@@ -97,3 +98,17 @@ def test_make_backend():
     args.backend = "board"
     with pytest.raises(ChipError, match="--port"):
         make_backend(args, image, 1)
+
+
+def test_digits_runner_matches_the_demo():
+    """The board's digits loop (reset, run one image, decode) gives the demo's
+    predictions when the backend is the emulator (a board is bit-exact)."""
+    from neuromesh.boards.digits import compile_digits, run_digits
+    from neuromesh.demo import run_demo
+    from neuromesh.emulator import Emulator
+    geometry = BOARDS["ulx3s-85f"].geometry
+    compiled = compile_digits(geometry)
+    r = run_digits(Emulator(compiled.image), compiled, limit=12)
+    demo = run_demo(geometry=geometry, limit=12)
+    np.testing.assert_array_equal(r["predictions"], demo.chip_predictions)
+    assert r["accuracy"] == demo.chip_accuracy >= 0.75

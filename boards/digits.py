@@ -1,0 +1,52 @@
+"""The digits demo on a board: the shipped classifier compiled for the board's
+geometry, each test image run on the chip (or on anything with the
+emulator's API), predictions decoded as in ``neuromesh demo``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuromesh import digits
+
+__all__ = ["compile_digits", "run_digits"]
+
+
+def compile_digits(geometry: str):
+    """Compile the shipped digits model for ``geometry`` (as the demo does)."""
+    from neuromesh.chip import Geometry
+    from neuromesh.compiler import compile_network
+    from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
+    net = from_nir(digits.model_path(), FRAMEWORKS["snntorch"])
+    (port,) = net.inputs
+    train_x = digits.encode(digits.load_split()[0][:64], digits.STEPS)
+    return compile_network(net, Geometry.parse(geometry), name="digits",
+                           sample_inputs={port: train_x})
+
+
+def run_digits(backend, compiled, limit: int | None = None, progress=None) -> dict:
+    """Classify the test split image by image on ``backend`` (a
+    :class:`~neuromesh.boards.serial.BoardBackend` or an
+    :class:`~neuromesh.emulator.Emulator` of ``compiled.image``), resetting
+    it before each image. Returns accuracy, predictions and labels."""
+    net = compiled.network
+    (port,) = net.inputs
+    (out,) = net.outputs
+    lag = net.latency.get(out, 0)
+    _, x_test, _, y_test = digits.load_split()
+    if limit is not None:
+        x_test, y_test = x_test[:limit], y_test[:limit]
+    first = compiled.output_channels[out]
+    size = net.populations[out].size
+    preds = []
+    for i in range(len(y_test)):
+        s = digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0]
+        s = np.concatenate([s, np.zeros((lag, s.shape[1]), dtype=bool)])
+        backend.reset()
+        r = backend.run(compiled.chip_inputs({port: s})[:, :1])
+        spikes = r.outputs[:, :1, first:first + size]
+        preds.append(int(digits.decode(spikes, lag, lag + digits.STEPS)[0]))
+        if progress:
+            progress(i + 1, len(y_test))
+    preds = np.array(preds)
+    return {"accuracy": float((preds == y_test).mean()), "predictions": preds,
+            "labels": y_test}
