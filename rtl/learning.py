@@ -1,0 +1,553 @@
+"""The per-core learning engine (docs/architecture.md §11) as a standalone
+component: trace and reward updates after a step, and the epoch walk over the
+plastic synapses, with one multiplier.
+
+The engine owns the LEARN registers (region 8) and reaches every other memory
+it needs through ports with :mod:`amaranth.lib.memory`'s synchronous protocol:
+a read port returns ``data`` one clock after ``addr`` with ``en`` high and holds
+it while ``en`` is low; a write port writes ``data`` at ``addr`` when ``en``.
+SYNAPSE is one single-port RAM (:class:`~neuromesh.rtl.ram.SinglePortRAM`'s
+signature, seen from its user). While ``busy`` the engine must own all of its
+ports; a core grants them in its learning phase, after the barrier of a step
+and before the host input of the next one (§11.7).
+
+Operations (a one-clock pulse on ``step_start`` or ``epoch_start`` while
+idle; ``done`` pulses in the last clock of the operation):
+
+* **step** — what §11 does at the end of every step of a core whose engine
+  is on (CONTROL.t_epoch > 0; otherwise nothing at all): the y traces
+  (neurons 0, 1, … with their post events from ``post_event``), then the x
+  traces (axons 0, 1, … with their pre events from ``pre_event``), the reward,
+  ``epoch_phase + 1``, and when it reaches ``t_epoch`` the epoch walk, the
+  clearing of x0/y0 and ``epoch_phase = 0``;
+* **epoch** — the walk, the clearing and ``epoch_phase = 0`` alone.
+
+Cycle cost, from the start pulse to ``done`` inclusive (pinned by
+``tests/test_rtl_learning.py``)::
+
+    step    3*n_neurons + 2*n_axons + 4                (+ epoch - 2 when one ends)
+    epoch   3 + n_axons + max(n_axons, n_neurons) + 2*S_static
+              + sum over plastic synapses of (4 + 6*E + K + F)
+
+with ``S_static`` the non-plastic synapses in axon runs and, per plastic
+synapse, ``E`` the products evaluated, ``K`` the products skipped by their
+dependency, ``F`` = 1 if another synapse follows it in its run (the
+single-port SYNAPSE cannot be read in the clock it is written). A trace value
+takes one clock (one 7x13 multiply, at most one LFSR draw); a product one
+clock per factor slot (the one s37 x s10 multiplier), one to fetch the
+microcode word and one to accumulate. A step with engine off takes 2 clocks.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+
+from neuromesh.chip import (
+    ACC_BITS,
+    ACC_FRAC,
+    DECAY_ONE,
+    LEARN_LAYOUTS,
+    LEARN_WORD_LAYOUTS,
+    LEARN_WORDS,
+    LFSR_BITS,
+    MAX_FACTORS,
+    RULE_WORDS,
+    TRACE_DECAY_BITS,
+    TRACE_MAX,
+    Geometry,
+    LearnRegion,
+    LearnWord,
+    Region,
+    WordLayout,
+)
+
+from .layouts import word_layout
+from .lfsr import lfsr_draw
+
+__all__ = ["LearningEngine", "learn_layout", "learn_word_layout", "addr_width",
+           "single_port_signature", "register_port_signature"]
+
+#: Width of a product before its scale shift: |s_mant * F^4| <= 8 * 256^4 = 2^35.
+PRODUCT_BITS = 37
+#: Width of a factor ``value + C``: [-256, 254].
+FACTOR_BITS = 10
+
+
+def _struct(layout: WordLayout) -> data.StructLayout:
+    fields = sorted(layout.fields.values(), key=lambda f: f.lsb)
+    members, pos = {}, 0
+    for i, f in enumerate(fields):
+        if f.lsb > pos:
+            members[f"_pad{i}"] = unsigned(f.lsb - pos)
+        members[f.name] = signed(f.width) if f.signed else unsigned(f.width)
+        pos = f.lsb + f.width
+    return data.StructLayout(members)
+
+
+def learn_layout(region: LearnRegion) -> data.StructLayout:
+    """The word of learning region ``region`` (LGROUP … TAG) at the spec's bit
+    positions (reserved bits above the last field are not stored)."""
+    return _struct(LEARN_LAYOUTS[region])
+
+
+def learn_word_layout(word: LearnWord) -> data.StructLayout:
+    """Word ``word`` of the LEARN region."""
+    return _struct(LEARN_WORD_LAYOUTS[word])
+
+
+def addr_width(depth: int) -> int:
+    """Address width of a memory of ``depth`` words (at least two words, as in
+    :class:`~neuromesh.rtl.core.NeuronCore`)."""
+    return (max(depth, 2) - 1).bit_length()
+
+
+def single_port_signature(shape, depth: int) -> wiring.Signature:
+    """A single-port RAM seen from the RAM (``In(...)`` of it is its user)."""
+    return wiring.Signature({
+        "addr": In(range(max(depth, 2))),
+        "wdata": In(shape),
+        "we": In(1),
+        "rdata": Out(shape),
+    })
+
+
+def register_port_signature() -> wiring.Signature:
+    """Host access to the LEARN words, seen from the host: ``r_data`` is word
+    ``addr`` (combinational); ``w_en`` writes ``w_data`` to it."""
+    return wiring.Signature({
+        "addr": Out(range(LEARN_WORDS)),
+        "w_data": Out(64),
+        "w_en": Out(1),
+        "r_data": In(64),
+    })
+
+
+class LearningEngine(wiring.Component):
+    """The learning engine of one core.
+
+    Parameters
+    ----------
+    geometry:
+        Sizes of the core's memories.
+    axon_layout, synapse_layout:
+        Word layouts of AXON and SYNAPSE as the core stores them (default: the
+        spec's, :func:`~neuromesh.rtl.layouts.word_layout`; a core built with
+        ``narrow_fields`` passes its narrowed ones). The engine uses
+        ``syn_base``/``syn_len`` and ``target``/``w_mant``/``group`` and writes
+        SYNAPSE words back whole with only ``w_mant`` changed.
+
+    Attributes
+    ----------
+    step_start, epoch_start:
+        Pulse while idle: run a step or an epoch (module docstring).
+    busy:
+        An operation runs.
+    done:
+        Pulse in the last clock of an operation.
+    clear_state, clear_all:
+        Pulse while idle: RESET STATE clears LSTATE (reward, epoch phase);
+        with ``clear_all`` every LEARN register, LFSR included (§11.9). The
+        memories are cleared by the core.
+    learn:
+        Host access to the LEARN words (region 8), while idle.
+    pre_event, post_event:
+        One bit per axon / neuron: the pre / post event of this step (§11.3).
+    axon, lgroup, rule, xtrace_r, ytrace_r, tag_r:
+        Read ports of AXON, LGROUP, RULE, XTRACE, YTRACE, TAG.
+    xtrace_w, ytrace_w, tag_w:
+        Write ports of XTRACE, YTRACE, TAG.
+    synapse:
+        The SYNAPSE single-port RAM.
+    """
+
+    def __init__(self, geometry: Geometry, *, axon_layout=None, synapse_layout=None):
+        g = self.geometry = geometry
+        self.axon_layout = axon_layout or word_layout(Region.AXON)
+        self.synapse_layout = synapse_layout or word_layout(Region.SYNAPSE)
+        xt, yt, tg = (learn_layout(r) for r in (LearnRegion.XTRACE, LearnRegion.YTRACE,
+                                                   LearnRegion.TAG))
+        aw_a, aw_n, aw_s = (addr_width(n) for n in (g.n_axons, g.n_neurons, g.n_synapses))
+        super().__init__({
+            "step_start": In(1),
+            "epoch_start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "clear_state": In(1),
+            "clear_all": In(1),
+            "learn": In(register_port_signature()),
+            "pre_event": In(ReadPort.Signature(addr_width=aw_a, shape=1)),
+            "post_event": In(ReadPort.Signature(addr_width=aw_n, shape=1)),
+            "axon": In(ReadPort.Signature(addr_width=aw_a, shape=self.axon_layout)),
+            "synapse": In(single_port_signature(self.synapse_layout, g.n_synapses)),
+            "lgroup": In(ReadPort.Signature(addr_width=addr_width(g.n_groups),
+                                            shape=learn_layout(LearnRegion.LGROUP))),
+            "rule": In(ReadPort.Signature(addr_width=addr_width(RULE_WORDS),
+                                          shape=learn_layout(LearnRegion.RULE))),
+            "xtrace_r": In(ReadPort.Signature(addr_width=aw_a, shape=xt)),
+            "xtrace_w": In(WritePort.Signature(addr_width=aw_a, shape=xt)),
+            "ytrace_r": In(ReadPort.Signature(addr_width=aw_n, shape=yt)),
+            "ytrace_w": In(WritePort.Signature(addr_width=aw_n, shape=yt)),
+            "tag_r": In(ReadPort.Signature(addr_width=aw_s, shape=tg)),
+            "tag_w": In(WritePort.Signature(addr_width=aw_s, shape=tg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        n_axons, n_neurons = g.n_axons, g.n_neurons
+
+        # --- LEARN registers and their host port ------------------------------
+        control = Signal(learn_word_layout(LearnWord.CONTROL))
+        xcfg = Signal(learn_word_layout(LearnWord.XCFG))
+        ycfg = Signal(learn_word_layout(LearnWord.YCFG))
+        reward = Signal(signed(8))
+        phase = Signal(6)
+        lfsr = Signal(LFSR_BITS)
+        lstate = Signal(learn_word_layout(LearnWord.LSTATE))
+        m.d.comb += [lstate.reward.eq(reward), lstate.epoch_phase.eq(phase)]
+        words = {LearnWord.CONTROL: control, LearnWord.XCFG: xcfg, LearnWord.YCFG: ycfg,
+                 LearnWord.LSTATE: lstate, LearnWord.LFSR: lfsr}
+        port = self.learn
+        with m.Switch(port.addr):
+            for word, sig in words.items():
+                with m.Case(word):
+                    m.d.comb += port.r_data.eq(Value.cast(sig))
+        with m.If(self.clear_state | self.clear_all):
+            m.d.sync += [reward.eq(0), phase.eq(0)]
+            with m.If(self.clear_all):
+                m.d.sync += [control.eq(0), xcfg.eq(0), ycfg.eq(0), lfsr.eq(0)]
+        with m.Elif(port.w_en):
+            with m.Switch(port.addr):
+                for word, sig in words.items():
+                    with m.Case(word):
+                        if word == LearnWord.LSTATE:
+                            layout = learn_word_layout(word)
+                            new = data.View(layout, port.w_data[:layout.size])
+                            m.d.sync += [reward.eq(new.reward), phase.eq(new.epoch_phase)]
+                        else:
+                            m.d.sync += sig.eq(port.w_data)
+
+        # --- read ports: enabled only where an operation issues a read ---------
+        read_ports = (self.pre_event, self.post_event, self.axon, self.lgroup, self.rule,
+                      self.xtrace_r, self.ytrace_r, self.tag_r)
+        for rp in read_ports:
+            m.d.comb += rp.en.eq(0)
+
+        def read(rp, addr):
+            return [rp.addr.eq(addr), rp.en.eq(1)]
+
+        # --- the LFSR: at most one draw per clock -------------------------------
+        drawn = lfsr_draw(lfsr)
+        draw = Signal()                                   # this clock takes a draw
+        with m.If(draw):
+            m.d.sync += lfsr.eq(drawn)
+
+        # --- trace unit: one trace value per clock -----------------------------
+        t_z = Signal(7)                                   # trace before the update
+        t_decay = Signal(12)
+        t_impulse = Signal(7)
+        t_event = Signal()
+        t_new = Signal(7)
+        t_p = Signal(7 + TRACE_DECAY_BITS + 1)
+        t_draw = Signal()
+        m.d.comb += [
+            t_p.eq(t_z * (DECAY_ONE - t_decay)),
+            t_draw.eq(control.sr_trace & (t_p[:TRACE_DECAY_BITS] != 0)),
+        ]
+        t_sum = Signal(9)
+        m.d.comb += [
+            t_sum.eq(((t_p + Mux(t_draw, drawn[:TRACE_DECAY_BITS], 0)) >> TRACE_DECAY_BITS)
+                     + Mux(t_event, t_impulse, 0)),
+            t_new.eq(Mux(t_sum > TRACE_MAX, TRACE_MAX, t_sum)),
+        ]
+
+        idx = Signal(range(max(n_axons, n_neurons) + 1))
+        slot = Signal(2)
+        held = Signal(7 * 2)                              # updated values of earlier slots
+        rew_hit = Signal()
+        ev = Signal()
+
+        yw = self.ytrace_r.data
+        xw = self.xtrace_r.data
+        y_slots = [(yw.y1, ycfg.y1_decay, ycfg.y1_impulse),
+                   (yw.y2, ycfg.y2_decay, ycfg.y2_impulse),
+                   (yw.y3, ycfg.y3_decay, ycfg.y3_impulse)]
+        x_slots = [(xw.x1, xcfg.x1_decay, xcfg.x1_impulse),
+                   (xw.x2, xcfg.x2_decay, xcfg.x2_impulse)]
+
+        # --- epoch walk state ---------------------------------------------------
+        sl = self.synapse_layout
+        syn_i = Signal(range(g.n_synapses + 1))
+        syn_end = Signal(range(2 * g.n_synapses + 1))
+        syn_q = Signal(sl)
+        ax_x = Signal(learn_layout(LearnRegion.XTRACE))   # the run's axon traces
+        y_q = Signal(learn_layout(LearnRegion.YTRACE))
+        tag_q = Signal(signed(8))
+        grp = Signal(learn_layout(LearnRegion.LGROUP))
+        prod_m = Signal(range(17))
+        fslot = Signal(range(MAX_FACTORS))
+        v = Signal(signed(PRODUCT_BITS))
+        acc_w = Signal(signed(ACC_BITS))
+        acc_t = Signal(signed(ACC_BITS))
+        P = self.rule.data
+
+        # Factor value of slot ``fslot`` of the current product.
+        var = Signal(4)
+        const = Signal(signed(8))
+        with m.Switch(fslot):
+            for k in range(MAX_FACTORS):
+                with m.Case(k):
+                    m.d.comb += [var.eq(P[f"var{k}"]), const.eq(P[f"c{k}"])]
+        value = Signal(signed(9))
+        with m.Switch(var):
+            for code, src in ((1, ax_x.x1), (2, ax_x.x2), (3, y_q.y1), (4, y_q.y2),
+                              (5, y_q.y3), (6, reward), (7, syn_q.w_mant), (8, tag_q)):
+                with m.Case(code):
+                    m.d.comb += value.eq(src)
+        factor = Signal(signed(FACTOR_BITS))
+        m.d.comb += factor.eq(Mux(var == 0, 1, value + const))
+        product = Signal(signed(PRODUCT_BITS))
+        m.d.comb += product.eq(v * factor)                # the one wide multiplier
+        skip = Signal()
+        m.d.comb += skip.eq((P.dep[0] & ~ax_x.x0) | (P.dep[1] & ~y_q.y0))
+        rule_addr = Signal(7)
+        m.d.comb += rule_addr.eq(grp.rule_base + prod_m + 1)
+        last_product = Signal()
+        m.d.comb += last_product.eq(prod_m + 1 == grp.rule_len)
+
+        # Rounding and clamping.
+        frac = (1 << ACC_FRAC) - 1
+        w_draw = Signal()
+        t_draw_u = Signal()
+        m.d.comb += [w_draw.eq(control.sr_w & ((acc_w & frac) != 0)),
+                     t_draw_u.eq(control.sr_t & ((acc_t & frac) != 0))]
+        acc_t_r = Signal(signed(ACC_BITS + 1))
+        m.d.comb += acc_t_r.eq(acc_t + Mux(t_draw_u, drawn[:ACC_FRAC], 0))
+        half = Signal(9)
+        m.d.comb += half.eq(Const(1, 9) << (grp.w_bits - 1)[:3])
+        lo = Signal(signed(10))
+        hi = Signal(signed(10))
+        m.d.comb += [lo.eq(Mux(grp.sign == 1, 0, -half)),
+                     hi.eq(Mux(grp.sign == 2, 0, half - 1))]
+        w_sum = Signal(signed(ACC_BITS - ACC_FRAC + 2))
+        t_sum2 = Signal(signed(ACC_BITS - ACC_FRAC + 2))
+        m.d.comb += [w_sum.eq(syn_q.w_mant + (acc_w >> ACC_FRAC)),
+                     t_sum2.eq(tag_q + (acc_t_r >> ACC_FRAC))]
+        w_new = Signal(signed(8))
+        t_new2 = Signal(signed(8))
+        m.d.comb += [w_new.eq(Mux(w_sum < lo, lo, Mux(w_sum > hi, hi, w_sum))),
+                     t_new2.eq(Mux(t_sum2 < -128, -128, Mux(t_sum2 > 127, 127, t_sum2)))]
+
+        # Reward update: r = clamp(trunc0(r, 4096 - d) + hit * impulse).
+        r_mag = Signal(8)
+        m.d.comb += r_mag.eq(Mux(reward < 0, -reward, reward))
+        r_dec = Signal(8)
+        m.d.comb += r_dec.eq((r_mag * (DECAY_ONE - control.reward_decay)) >> 12)
+        r_sum = Signal(signed(11))
+        m.d.comb += r_sum.eq(Mux(reward < 0, -r_dec, r_dec) +
+                             Mux(rew_hit & control.reward_en, control.reward_impulse, 0))
+
+        m.d.comb += self.busy.eq(1)
+        synapse = self.synapse
+
+        def next_synapse():
+            """Go on with the next synapse of the run, else the next axon, else
+            the clearing pass."""
+            with m.If(syn_i + 1 < syn_end):
+                m.d.sync += syn_i.eq(syn_i + 1)
+                m.next = "W_SYN"
+            with m.Elif(idx == n_axons - 1):
+                m.d.comb += [*read(self.xtrace_r, 0), *read(self.ytrace_r, 0)]
+                m.d.sync += idx.eq(0)
+                m.next = "CLEAR"
+            with m.Else():
+                m.d.comb += [*read(self.axon, idx + 1), *read(self.xtrace_r, idx + 1)]
+                m.d.sync += idx.eq(idx + 1)
+                m.next = "W_AXON"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.busy.eq(0)
+                with m.If(self.step_start):
+                    with m.If(control.t_epoch != 0):
+                        m.d.comb += [*read(self.ytrace_r, 0), *read(self.post_event, 0)]
+                        m.d.sync += [idx.eq(0), slot.eq(0)]
+                        m.next = "Y_TRACE"
+                    with m.Else():
+                        m.next = "DONE"
+                with m.Elif(self.epoch_start):
+                    m.next = "W_START"
+
+            # Trace passes: the word and the event of neuron/axon ``idx`` are on
+            # the read ports (held); one slot per clock; the last slot writes
+            # the word back and reads the next one.
+            for name, slots, rp, wp, evp, count, flag, nxt in (
+                    ("Y_TRACE", y_slots, self.ytrace_r, self.ytrace_w, self.post_event,
+                     n_neurons, "y0", "X_START"),
+                    ("X_TRACE", x_slots, self.xtrace_r, self.xtrace_w, self.pre_event,
+                     n_axons, "x0", "REWARD")):
+                with m.State(name):
+                    m.d.comb += ev.eq(evp.data)
+                    with m.Switch(slot):
+                        for k, (z, d, imp) in enumerate(slots):
+                            with m.Case(k):
+                                m.d.comb += [t_z.eq(z), t_decay.eq(d), t_impulse.eq(imp)]
+                    m.d.comb += [t_event.eq(ev), draw.eq(t_draw)]
+                    n_slots = len(slots)
+                    with m.If(slot == n_slots - 1):
+                        names = [f"{'y' if flag == 'y0' else 'x'}{k + 1}"
+                                 for k in range(n_slots)]
+                        m.d.comb += [wp.addr.eq(idx), wp.en.eq(1),
+                                     wp.data[flag].eq(rp.data[flag] | ev)]
+                        for k, field in enumerate(names[:-1]):
+                            m.d.comb += wp.data[field].eq(held[7 * k:7 * k + 7])
+                        m.d.comb += wp.data[names[-1]].eq(t_new)
+                        if flag == "x0":
+                            with m.If((idx == control.reward_axon) & ev):
+                                m.d.sync += rew_hit.eq(1)
+                        m.d.sync += slot.eq(0)
+                        with m.If(idx == count - 1):
+                            m.next = nxt
+                        with m.Else():
+                            m.d.comb += [*read(rp, idx + 1), *read(evp, idx + 1)]
+                            m.d.sync += idx.eq(idx + 1)
+                    with m.Else():
+                        m.d.sync += slot.eq(slot + 1)
+                        with m.Switch(slot):
+                            for k in range(n_slots - 1):
+                                with m.Case(k):
+                                    m.d.sync += held[7 * k:7 * k + 7].eq(t_new)
+
+            with m.State("X_START"):
+                m.d.comb += [*read(self.xtrace_r, 0), *read(self.pre_event, 0)]
+                m.d.sync += [idx.eq(0), slot.eq(0), rew_hit.eq(0)]
+                m.next = "X_TRACE"
+
+            with m.State("REWARD"):
+                m.d.sync += reward.eq(Mux(r_sum < -128, -128, Mux(r_sum > 127, 127, r_sum)))
+                with m.If(phase + 1 == control.t_epoch):
+                    m.next = "W_START"
+                with m.Else():
+                    m.d.sync += phase.eq(phase + 1)
+                    m.next = "DONE"
+
+            # Epoch walk (§11.7).
+            with m.State("W_START"):
+                m.d.comb += [*read(self.axon, 0), *read(self.xtrace_r, 0)]
+                m.d.sync += idx.eq(0)
+                m.next = "W_AXON"
+
+            with m.State("W_AXON"):
+                run = self.axon.data
+                m.d.sync += [ax_x.eq(self.xtrace_r.data), syn_i.eq(run.syn_base),
+                             syn_end.eq(run.syn_base + run.syn_len)]
+                with m.If(run.syn_len != 0):
+                    m.d.comb += synapse.addr.eq(run.syn_base)
+                    m.next = "W_SYNLAT"
+                with m.Elif(idx == n_axons - 1):
+                    m.d.comb += [*read(self.xtrace_r, 0), *read(self.ytrace_r, 0)]
+                    m.d.sync += idx.eq(0)
+                    m.next = "CLEAR"
+                with m.Else():
+                    m.d.comb += [*read(self.axon, idx + 1), *read(self.xtrace_r, idx + 1)]
+                    m.d.sync += idx.eq(idx + 1)
+
+            with m.State("W_SYN"):
+                m.d.comb += synapse.addr.eq(syn_i)
+                m.next = "W_SYNLAT"
+
+            with m.State("W_SYNLAT"):
+                word = synapse.rdata
+                m.d.sync += syn_q.eq(word)
+                m.d.comb += [*read(self.lgroup, word.group), *read(self.tag_r, syn_i),
+                             *read(self.ytrace_r, word.target)]
+                m.next = "W_GROUP"
+
+            with m.State("W_GROUP"):
+                g_word = self.lgroup.data
+                m.d.sync += [grp.eq(g_word), tag_q.eq(self.tag_r.data.tag),
+                             y_q.eq(self.ytrace_r.data), acc_w.eq(0), acc_t.eq(0),
+                             prod_m.eq(0)]
+                with m.If(~g_word.plastic):
+                    with m.If(syn_i + 1 < syn_end):
+                        m.d.comb += synapse.addr.eq(syn_i + 1)
+                        m.d.sync += syn_i.eq(syn_i + 1)
+                        m.next = "W_SYNLAT"
+                    with m.Else():
+                        next_synapse()
+                with m.Elif(g_word.rule_len == 0):
+                    m.next = "W_ROUND"
+                with m.Else():
+                    m.d.comb += read(self.rule, g_word.rule_base)
+                    m.next = "W_RULE"
+
+            with m.State("W_RULE"):
+                m.d.sync += [v.eq(P.s_mant), fslot.eq(0)]
+                with m.If(~skip):
+                    m.next = "W_MUL"
+                with m.Elif(last_product):
+                    m.next = "W_ROUND"
+                with m.Else():
+                    m.d.comb += read(self.rule, rule_addr)
+                    m.d.sync += prod_m.eq(prod_m + 1)
+
+            with m.State("W_MUL"):
+                m.d.sync += [v.eq(product), fslot.eq(fslot + 1)]
+                with m.If(fslot == MAX_FACTORS - 1):
+                    m.next = "W_ACC"
+
+            with m.State("W_ACC"):
+                scaled = v << P.s_exp
+                with m.If(P.target):
+                    m.d.sync += acc_t.eq(acc_t + scaled)
+                with m.Else():
+                    m.d.sync += acc_w.eq(acc_w + scaled)
+                m.d.sync += prod_m.eq(prod_m + 1)
+                with m.If(last_product):
+                    m.next = "W_ROUND"
+                with m.Else():
+                    m.d.comb += read(self.rule, rule_addr)
+                    m.next = "W_RULE"
+
+            with m.State("W_ROUND"):
+                # The weight's draw first, then (in W_WRITE) the tag's.
+                with m.If(w_draw):
+                    m.d.comb += draw.eq(1)
+                    m.d.sync += acc_w.eq(acc_w + drawn[:ACC_FRAC])
+                m.next = "W_WRITE"
+
+            with m.State("W_WRITE"):
+                m.d.comb += [draw.eq(t_draw_u),
+                             synapse.addr.eq(syn_i), synapse.wdata.eq(syn_q),
+                             synapse.wdata.w_mant.eq(w_new), synapse.we.eq(1),
+                             self.tag_w.addr.eq(syn_i), self.tag_w.data.tag.eq(t_new2),
+                             self.tag_w.en.eq(1)]
+                next_synapse()
+
+            # x0 = 0 for every axon, y0 = 0 for every neuron: word ``idx`` is
+            # on the read ports; write it back cleared, read the next.
+            with m.State("CLEAR"):
+                with m.If(idx < n_axons):
+                    m.d.comb += [self.xtrace_w.addr.eq(idx), self.xtrace_w.en.eq(1),
+                                 self.xtrace_w.data.eq(self.xtrace_r.data),
+                                 self.xtrace_w.data.x0.eq(0)]
+                with m.If(idx < n_neurons):
+                    m.d.comb += [self.ytrace_w.addr.eq(idx), self.ytrace_w.en.eq(1),
+                                 self.ytrace_w.data.eq(self.ytrace_r.data),
+                                 self.ytrace_w.data.y0.eq(0)]
+                with m.If(idx == max(n_axons, n_neurons) - 1):
+                    m.d.sync += phase.eq(0)
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.comb += [*read(self.xtrace_r, idx + 1), *read(self.ytrace_r, idx + 1)]
+                    m.d.sync += idx.eq(idx + 1)
+
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+
+        return m
+
