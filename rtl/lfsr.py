@@ -1,0 +1,75 @@
+"""The learning engine's random source in gateware: one draw of the per-core
+32-bit Galois LFSR (docs/architecture.md §11.5) as a fixed XOR network, so a
+draw costs one clock.
+
+The network is derived from :func:`neuromesh.learning_lfsr.step`: a draw is
+:data:`~neuromesh.chip.LFSR_STEPS_PER_DRAW` steps, each linear over GF(2), so
+every bit of the new state is the XOR of a fixed set of bits of the old one.
+"""
+
+from functools import reduce
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from neuromesh.chip import LFSR_BITS, LFSR_STEPS_PER_DRAW
+from neuromesh.learning_lfsr import step
+
+__all__ = ["DRAW_TAPS", "lfsr_draw", "LFSR"]
+
+
+def _draw_columns():
+    cols = []
+    for j in range(LFSR_BITS):
+        s = 1 << j
+        for _ in range(LFSR_STEPS_PER_DRAW):
+            s = step(s)
+        cols.append(s)
+    return cols
+
+
+_COLS = _draw_columns()
+
+#: ``DRAW_TAPS[i]``: the bits of the old state whose XOR is bit ``i`` of the
+#: state after one draw.
+DRAW_TAPS = tuple(tuple(j for j in range(LFSR_BITS) if _COLS[j] >> i & 1)
+                  for i in range(LFSR_BITS))
+
+
+def lfsr_draw(state):
+    """The state after one draw (16 steps) of ``state`` (a 32-bit value)."""
+    bits = [reduce(lambda a, b: a ^ b, (state[j] for j in taps)) if taps else Const(0, 1)
+            for taps in DRAW_TAPS]
+    return Cat(*bits)
+
+
+class LFSR(wiring.Component):
+    """A free-standing LFSR register (used by the tests; the learning engine
+    keeps its own register and uses :func:`lfsr_draw`).
+
+    Attributes
+    ----------
+    load, seed:
+        Load ``seed`` into the register.
+    advance:
+        Make one draw: the register takes the state after 16 steps.
+    state:
+        The register; the value of a ``k``-bit draw is its low ``k`` bits
+        after the draw.
+    """
+
+    load: In(1)
+    seed: In(LFSR_BITS)
+    advance: In(1)
+    state: Out(LFSR_BITS)
+
+    def elaborate(self, platform):
+        m = Module()
+        reg = Signal(LFSR_BITS)
+        with m.If(self.load):
+            m.d.sync += reg.eq(self.seed)
+        with m.Elif(self.advance):
+            m.d.sync += reg.eq(lfsr_draw(reg))
+        m.d.comb += self.state.eq(reg)
+        return m
