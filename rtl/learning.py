@@ -542,7 +542,10 @@ class LearningEngine(wiring.Component):
                     m.d.sync += phase.eq(0)
                     m.next = "DONE"
                 with m.Else():
-                    m.d.comb += [*read(self.xtrace_r, idx + 1), *read(self.ytrace_r, idx + 1)]
+                    with m.If(idx + 1 < n_axons):
+                        m.d.comb += read(self.xtrace_r, idx + 1)
+                    with m.If(idx + 1 < n_neurons):
+                        m.d.comb += read(self.ytrace_r, idx + 1)
                     m.d.sync += idx.eq(idx + 1)
 
             with m.State("DONE"):
