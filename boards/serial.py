@@ -21,6 +21,9 @@ __all__ = ["SerialTransport", "BoardBackend", "DEFAULT_BAUD"]
 
 DEFAULT_BAUD = 1_000_000
 
+#: Longest RUN the backend sends: about 0.5 s of a 256-neuron core at 12 MHz.
+MAX_STEPS_PER_RUN = 10_000
+
 
 class SerialTransport:
     """Host-driver transport on a serial port.
@@ -153,9 +156,10 @@ class BoardBackend:
             pairs = [pa for ch in np.flatnonzero(x[t]) for pa in targets.get(int(ch), [])]
             if pairs:
                 await drv.spikes(pairs)
-            # Steps without input after this one go in the same RUN.
+            # Steps without input after this one go in the same RUN (bounded,
+            # so that DONE comes well within the response timeout).
             n = 1
-            while t + n < x.shape[0] and not x[t + n].any():
+            while t + n < x.shape[0] and n < MAX_STEPS_PER_RUN and not x[t + n].any():
                 n += 1
             self.step = await drv.run(n)
             t += n

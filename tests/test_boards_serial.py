@@ -75,12 +75,14 @@ class PtyChip:
         os.close(self.slave)
 
 
-def test_board_backend_matches_emulator_over_a_pty():
+def test_board_backend_matches_emulator_over_a_pty(monkeypatch):
+    import neuromesh.boards.serial
+    monkeypatch.setattr(neuromesh.boards.serial, "MAX_STEPS_PER_RUN", 3)
     g = Geometry(rows=1, cols=2, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
                  n_profiles=2, n_groups=2, delay_slots=4)
     image = random_image(11, g, n_inputs=3, density=0.7)
     x = random_inputs(11, image, 12)
-    x[3:8] = False                      # quiet steps: merged into one RUN
+    x[3:9] = False                      # quiet steps: merged into RUNs of up to 3
     emu = Emulator(image)
     with PtyChip(g) as chip:
         board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=20)
