@@ -27,20 +27,21 @@ Cycle cost, from the start pulse to ``done`` inclusive (pinned by
 
     step    3*n_neurons + 2*n_axons + 4                (+ epoch - 2 when one ends)
     epoch   3 + n_axons + max(n_axons, n_neurons) + 2*S_static
-              + sum over plastic synapses of (4 + 6*E + K + F)
+              + sum over plastic synapses of (4 + F + sum over its products of c)
 
 with ``S_static`` the non-plastic synapses in axon runs and, per plastic
-synapse, ``E`` the products evaluated, ``K`` the products skipped by their
-dependency, ``F`` = 1 if another synapse follows it in its run (the
-single-port SYNAPSE cannot be read in the clock it is written). A trace value
-takes one clock (one 7x13 multiply, at most one LFSR draw); a product one
-clock per factor slot (the one s37 x s10 multiplier), one to fetch the
-microcode word and one to accumulate. A step with engine off takes 2 clocks.
+synapse, ``F`` = 1 if another synapse follows it in its run (the single-port
+SYNAPSE cannot be read in the clock it is written) and per product ``c = 1``
+if its dependency skips it, else ``2 + factors`` (its non-empty factor
+slots). A trace value takes one clock (one 7x13 multiply, at most one LFSR
+draw); a product one clock for its microcode word, one per factor (the one
+s37 x s10 multiplier), one to accumulate. A step with the engine off takes 2
+clocks.
 """
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -313,6 +314,18 @@ class LearningEngine(wiring.Component):
         m.d.comb += product.eq(v * factor)                # the one wide multiplier
         skip = Signal()
         m.d.comb += skip.eq((P.dep[0] & ~ax_x.x0) | (P.dep[1] & ~y_q.y0))
+        # Empty factor slots take no clock: the next non-empty slot after
+        # ``fslot`` (or the first one, entering from W_RULE).
+        filled = Signal(MAX_FACTORS)
+        m.d.comb += filled.eq(Cat(*(P[f"var{k}"] != 0 for k in range(MAX_FACTORS))))
+        later = Signal(MAX_FACTORS)
+        m.d.comb += later.eq(filled & ~((Const(2, MAX_FACTORS + 1) << fslot) - 1))
+
+        def lowest(bits):
+            out = Const(MAX_FACTORS - 1, 2)
+            for k in reversed(range(MAX_FACTORS - 1)):
+                out = Mux(bits[k], k, out)
+            return out
         rule_addr = Signal(7)
         m.d.comb += rule_addr.eq(grp.rule_base + prod_m + 1)
         last_product = Signal()
@@ -485,9 +498,11 @@ class LearningEngine(wiring.Component):
                     m.next = "W_RULE"
 
             with m.State("W_RULE"):
-                m.d.sync += [v.eq(P.s_mant), fslot.eq(0)]
-                with m.If(~skip):
+                m.d.sync += [v.eq(P.s_mant), fslot.eq(lowest(filled))]
+                with m.If(~skip & (filled != 0)):
                     m.next = "W_MUL"
+                with m.Elif(~skip):
+                    m.next = "W_ACC"
                 with m.Elif(last_product):
                     m.next = "W_ROUND"
                 with m.Else():
@@ -495,8 +510,8 @@ class LearningEngine(wiring.Component):
                     m.d.sync += prod_m.eq(prod_m + 1)
 
             with m.State("W_MUL"):
-                m.d.sync += [v.eq(product), fslot.eq(fslot + 1)]
-                with m.If(fslot == MAX_FACTORS - 1):
+                m.d.sync += [v.eq(product), fslot.eq(lowest(later))]
+                with m.If(later == 0):
                     m.next = "W_ACC"
 
             with m.State("W_ACC"):
