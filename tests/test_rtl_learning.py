@@ -9,6 +9,8 @@ harness, initialised from the image's words; the testbench writes the step's
 pre/post event bits into them and reads every word back after each
 operation."""
 
+import os
+
 import numpy as np
 import pytest
 from amaranth import Elaboratable, Module, unsigned
@@ -33,6 +35,7 @@ from neuromesh.chip import (
 from neuromesh.config import decode
 from neuromesh.emulator import Emulator
 from neuromesh.learning_lfsr import draw
+from neuromesh.rtl.layouts import stored_layout
 from neuromesh.rtl.learning import LearningEngine
 from neuromesh.rtl.lfsr import LFSR
 from neuromesh.sim.verilator import lint
@@ -54,15 +57,22 @@ COMPARED = (Region.SYNAPSE, LearnRegion.XTRACE, LearnRegion.YTRACE, LearnRegion.
 class Harness(Elaboratable):
     """One core's learning memories around a :class:`LearningEngine`."""
 
-    def __init__(self, geometry, words):
-        self.engine = e = LearningEngine(geometry)
+    def __init__(self, geometry, words, narrow=False):
+        # ``narrow``: AXON and SYNAPSE as a core with ``narrow_fields`` stores them.
+        self.stored = {r: stored_layout(r, geometry) for r in (Region.AXON, Region.SYNAPSE)} \
+            if narrow else {}
+        self.engine = e = LearningEngine(geometry, axon_layout=self.stored.get(Region.AXON),
+                                         synapse_layout=self.stored.get(Region.SYNAPSE))
         self.mems = {}
         for name, region, _ in MEMORIES:
             port = getattr(e, name if name in ("axon", "synapse", "lgroup", "rule")
                            else f"{name}_r")
             shape = port.rdata if name == "synapse" else port.data
             width = len(shape.as_value())
-            init = [int(w) & ((1 << width) - 1) for w in words[region]]
+            init = words[region]
+            if region in self.stored:
+                init = to_stored(init, region, self.stored[region])
+            init = [int(w) & ((1 << width) - 1) for w in init]
             self.mems[region] = Memory(shape=unsigned(width), depth=max(len(init), 2),
                                        init=init)
         self.pre = Memory(shape=1, depth=max(geometry.n_axons, 2), init=[])
@@ -91,6 +101,29 @@ class Harness(Elaboratable):
                 ew = getattr(e, f"{name}_w")
                 m.d.comb += [wp.addr.eq(ew.addr), wp.data.eq(ew.data), wp.en.eq(ew.en)]
         return m
+
+
+def to_stored(words, region, layout):
+    """Spec words of ``region`` -> words of the narrowed ``layout``."""
+    f = LAYOUTS[region].unpack(np.asarray(words, dtype=np.uint64))
+    out = []
+    for i in range(len(words)):
+        w = 0
+        for name, member in layout:
+            w |= (int(f[name][i]) & ((1 << member.width) - 1)) << member.offset
+        out.append(w)
+    return out
+
+
+def from_stored(words, region, layout):
+    """Words of the narrowed ``layout`` -> spec words of ``region``."""
+    fields = {}
+    for name, member in layout:
+        raw = [(int(w) >> member.offset) & ((1 << member.width) - 1) for w in words]
+        if member.shape.signed:
+            raw = [v - (1 << member.width) if v >> (member.width - 1) else v for v in raw]
+        fields[name] = np.asarray(raw, dtype=np.int64)
+    return [int(w) for w in LAYOUTS[region].pack(**fields)]
 
 
 def core_words(image, core):
@@ -142,12 +175,15 @@ class Bench:
 
     def words(self, region):
         mem = self.h.mems[region]
-        return [self.ctx.get(mem.data[i]) for i in range(len(self.ref_len[region]))]
+        out = [self.ctx.get(mem.data[i]) for i in range(len(self.ref_len[region]))]
+        if region in self.h.stored:
+            out = from_stored(out, region, self.h.stored[region])
+        return out
 
 
-def simulate(geometry, words, script):
+def simulate(geometry, words, script, narrow=False):
     """Run ``script(bench)`` (an async function) on a harness of ``words``."""
-    h = Harness(geometry, words)
+    h = Harness(geometry, words, narrow)
     bench = Bench(h)
     bench.ref_len = words
 
@@ -181,7 +217,7 @@ def hits(cfg, spikes, channels):
     return out
 
 
-def run_against_emulator(image, steps, inputs=None):
+def run_against_emulator(image, steps, inputs=None, narrow=False):
     """Run the emulator (batch 1) for ``steps`` steps, then every core's engine
     with the same events; assert identical words after every step. Returns,
     per core, the list of per-step words (SYNAPSE, XTRACE, YTRACE, TAG as
@@ -213,7 +249,7 @@ def run_against_emulator(image, steps, inputs=None):
                 got.append({**{r: b.words(r) for r in COMPARED},
                             LearnRegion.LEARN: b.read_learn()})
 
-        bench = simulate(g, words, script)
+        bench = simulate(g, words, script, narrow)
         for t, (w, e) in enumerate(zip(got, expected)):
             for region, vals in w.items():
                 want = [int(v) for v in e[region][core]]
@@ -261,16 +297,17 @@ def test_lfsr_sequence():
         assert got[seed] == want
 
 
-@pytest.mark.parametrize("seed,stochastic", [(s, s % 2 == 1) for s in range(6)])
-def test_random_chips_match_the_emulator(seed, stochastic):
+@pytest.mark.parametrize("seed,stochastic,narrow", [(s, s % 2 == 1, s >= 4) for s in range(6)])
+def test_random_chips_match_the_emulator(seed, stochastic, narrow):
     """Random rules (products, factors, constants, scales, dependencies),
     random plastic synapse sets, sign modes and precisions, reward settings;
-    both cores, every step compared."""
+    both cores, every step compared; the last two with AXON and SYNAPSE
+    narrowed as a ``narrow_fields`` core stores them."""
     image = random_chip(seed, stochastic)
     rng = np.random.default_rng(1000 + seed)
     steps = 20
     x = rng.random((steps, 6)) < 0.35
-    results = run_against_emulator(image, steps, x)
+    results = run_against_emulator(image, steps, x, narrow)
     cfg = decode(image)
     epochs = changes = 0
     for core, (got, _) in enumerate(results):
@@ -280,6 +317,20 @@ def test_random_chips_match_the_emulator(seed, stochastic):
         changes += sum(a != b for a, b in zip(field(got[-1][Region.SYNAPSE], Region.SYNAPSE,
                                                      "w_mant"), w0))
     assert epochs >= 10 and changes > 0
+
+
+@pytest.mark.slow
+def test_long_run_random_chips():
+    """Opt-in (``pytest -m slow``): 1000 random chips (``NEUROMESH_LEARN_CASES``
+    overrides), 65 steps each, half with stochastic rounding, every third with
+    narrowed AXON/SYNAPSE words; every step compared."""
+    cases = int(os.environ.get("NEUROMESH_LEARN_CASES", 1000))
+    for seed in range(100, 100 + cases):
+        x = np.random.default_rng(1000 + seed).random((65, 6)) < 0.35
+        try:
+            run_against_emulator(random_chip(seed, seed % 2 == 1), 65, x, seed % 3 == 0)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}: {e}") from None
 
 
 # --- directed cases (the chips of tests/test_learning.py: one core, host
