@@ -154,8 +154,15 @@ class LearningEngine(wiring.Component):
         memories are cleared by the core.
     learn:
         Host access to the LEARN words (region 8), while idle.
+    enabled:
+        CONTROL.t_epoch != 0: the engine is on. A core sets pre-event bits
+        only then, so they are all clear whenever the engine is idle.
     pre_event, post_event:
         One bit per axon / neuron: the pre / post event of this step (§11.3).
+        The core sets ``pre_event`` bits as packets arrive and writes every
+        neuron's ``post_event`` bit in its neuron pass.
+    pre_event_w:
+        The step operation clears each pre-event bit as it consumes it.
     axon, lgroup, rule, xtrace_r, ytrace_r, tag_r:
         Read ports of AXON, LGROUP, RULE, XTRACE, YTRACE, TAG.
     xtrace_w, ytrace_w, tag_w:
@@ -179,7 +186,9 @@ class LearningEngine(wiring.Component):
             "clear_state": In(1),
             "clear_all": In(1),
             "learn": In(register_port_signature()),
+            "enabled": Out(1),
             "pre_event": In(ReadPort.Signature(addr_width=aw_a, shape=1)),
+            "pre_event_w": In(WritePort.Signature(addr_width=aw_a, shape=1)),
             "post_event": In(ReadPort.Signature(addr_width=aw_n, shape=1)),
             "axon": In(ReadPort.Signature(addr_width=aw_a, shape=self.axon_layout)),
             "synapse": In(single_port_signature(self.synapse_layout, g.n_synapses)),
@@ -363,7 +372,7 @@ class LearningEngine(wiring.Component):
         m.d.comb += r_sum.eq(Mux(reward < 0, -r_dec, r_dec) +
                              Mux(rew_hit & control.reward_en, control.reward_impulse, 0))
 
-        m.d.comb += self.busy.eq(1)
+        m.d.comb += [self.busy.eq(1), self.enabled.eq(control.t_epoch != 0)]
         synapse = self.synapse
 
         def next_synapse():
@@ -419,6 +428,9 @@ class LearningEngine(wiring.Component):
                             m.d.comb += wp.data[field].eq(held[7 * k:7 * k + 7])
                         m.d.comb += wp.data[names[-1]].eq(t_new)
                         if flag == "x0":
+                            m.d.comb += [self.pre_event_w.addr.eq(idx),
+                                         self.pre_event_w.data.eq(0),
+                                         self.pre_event_w.en.eq(1)]
                             with m.If((idx == control.reward_axon) & ev):
                                 m.d.sync += rew_hit.eq(1)
                         m.d.sync += slot.eq(0)

@@ -85,6 +85,9 @@ class Harness(Elaboratable):
             m.submodules[name] = mem
             rp, ep = mem.read_port(), getattr(e, f"{name}_event")
             m.d.comb += [rp.addr.eq(ep.addr), rp.en.eq(ep.en), ep.data.eq(rp.data)]
+        wp = self.pre.write_port()
+        m.d.comb += [wp.addr.eq(e.pre_event_w.addr), wp.data.eq(e.pre_event_w.data),
+                     wp.en.eq(e.pre_event_w.en)]
         for name, region, writable in MEMORIES:
             mem = self.mems[region]
             m.submodules[f"mem_{name}"] = mem
@@ -246,6 +249,8 @@ def run_against_emulator(image, steps, inputs=None, narrow=False):
                         for pre, post in events]
             for pre, post in b.events:
                 await b.run(b.e.step_start, pre=pre, post=post)
+                if b.ctx.get(b.e.enabled):      # the step consumed its pre events
+                    assert not any(b.ctx.get(b.h.pre.data[a]) for a in range(g.n_axons))
                 got.append({**{r: b.words(r) for r in COMPARED},
                             LearnRegion.LEARN: b.read_learn()})
 
