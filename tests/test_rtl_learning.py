@@ -37,6 +37,7 @@ from neuromesh.emulator import Emulator
 from neuromesh.learning_lfsr import draw
 from neuromesh.rtl.layouts import stored_layout
 from neuromesh.rtl.learning import LearningEngine
+from neuromesh.rtl.learning_unit import LearningUnit
 from neuromesh.rtl.lfsr import LFSR
 from neuromesh.sim.verilator import lint
 
@@ -543,9 +544,125 @@ def test_host_port_reset_and_epoch_operation():
     assert seen["reset_all"] == [0] * LEARN_WORDS
 
 
-def test_engine_verilog_is_lint_clean(tmp_path):
-    """The engine alone, at the default geometry: Verilator -Wall is clean with
-    the generated-code waivers of sim/verilator.py."""
+@pytest.mark.parametrize("component", ["LearningEngine", "LearningUnit"])
+def test_verilog_is_lint_clean(tmp_path, component):
+    """The engine, and the unit with its memories, at the default geometry:
+    Verilator -Wall is clean with the generated-code waivers of sim/verilator.py."""
+    dut = {"LearningEngine": LearningEngine, "LearningUnit": LearningUnit}[component]
     path = tmp_path / "learning.v"
-    path.write_text(verilog.convert(LearningEngine(Geometry()), name="neuromesh_learning"))
+    path.write_text(verilog.convert(dut(Geometry()), name="neuromesh_learning"))
     assert lint(path) == []
+
+
+# --- the learning unit: engine + its memories, host access, RESET --------------------
+
+class UnitHarness(Elaboratable):
+    """A :class:`LearningUnit` with the core's AXON and SYNAPSE memories."""
+
+    def __init__(self, geometry, words):
+        self.unit = u = LearningUnit(geometry)
+        self.axon = Memory(shape=unsigned(len(u.axon.data.as_value())),
+                           depth=max(geometry.n_axons, 2),
+                           init=[int(w) for w in words[Region.AXON]])
+        width = len(u.synapse.rdata.as_value())
+        self.synapse = Memory(shape=unsigned(width), depth=max(geometry.n_synapses, 2),
+                              init=[int(w) & ((1 << width) - 1) for w in words[Region.SYNAPSE]])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = u = self.unit
+        m.submodules.axon, m.submodules.synapse = self.axon, self.synapse
+        rp = self.axon.read_port()
+        m.d.comb += [rp.addr.eq(u.axon.addr), rp.en.eq(u.axon.en), u.axon.data.eq(rp.data)]
+        rp, wp = self.synapse.read_port(), self.synapse.write_port()
+        sp = u.synapse
+        m.d.comb += [rp.addr.eq(sp.addr), rp.en.eq(~sp.we), sp.rdata.eq(rp.data),
+                     wp.addr.eq(sp.addr), wp.data.eq(sp.wdata), wp.en.eq(sp.we)]
+        return m
+
+
+UNIT_REGIONS = (LearnRegion.LEARN, LearnRegion.LGROUP, LearnRegion.RULE, LearnRegion.XTRACE,
+                LearnRegion.YTRACE, LearnRegion.TAG)
+
+
+async def cfg(ctx, u, region, offset, data=None):
+    """One host access through ``cfg_req``; a read returns its word."""
+    ctx.set(u.cfg_req.payload, {"region": region, "offset": offset, "data": data or 0,
+                                "write": data is not None})
+    ctx.set(u.cfg_req.valid, 1)
+    await ctx.tick().until(u.cfg_req.ready)
+    ctx.set(u.cfg_req.valid, 0)
+    if data is not None:
+        return None
+    ctx.set(u.cfg_resp.ready, 1)
+    word, = await ctx.tick().sample(u.cfg_resp.payload).until(u.cfg_resp.valid)
+    ctx.set(u.cfg_resp.ready, 0)
+    return word
+
+
+def test_learning_unit_host_access_steps_and_reset():
+    """Regions 8–13 loaded through the host-access port, events from arrivals
+    and the neuron pass, every step read back through the same port and
+    equal to the emulator; then RESET STATE and RESET ALL (§11.9)."""
+    image = random_chip(3, True)
+    steps = 8
+    x = np.random.default_rng(3).random((steps, 6)) < 0.35
+    expected = run_against_emulator(image, steps, x)[0]
+    events, got_words = expected[1].events, expected[0]
+    g = decode(image).geometry
+    words = core_words(image, 0)
+    h = UnitHarness(g, words)
+    u = h.unit
+    seen = {"steps": []}
+
+    async def read_all(ctx):
+        out = {}
+        for region in UNIT_REGIONS:
+            out[region] = [await cfg(ctx, u, region, i) for i in range(len(words[region]))]
+        return out
+
+    async def testbench(ctx):
+        for region in UNIT_REGIONS:
+            for i, w in enumerate(words[region]):
+                await cfg(ctx, u, region, i, int(w))
+        assert await read_all(ctx) == {r: [int(w) for w in words[r]] for r in UNIT_REGIONS}
+        for pre, post in events:
+            for a in sorted(pre):
+                ctx.set(u.pre_hit, 1)
+                ctx.set(u.pre_axon, a)
+                await ctx.tick()
+            ctx.set(u.pre_hit, 0)
+            for n in range(g.n_neurons):
+                ctx.set(u.post_valid, 1)
+                ctx.set(u.post_neuron, n)
+                ctx.set(u.post_spike, n in post)
+                await ctx.tick()
+            ctx.set(u.post_valid, 0)
+            ctx.set(u.start, 1)
+            await ctx.tick()
+            ctx.set(u.start, 0)
+            await ctx.tick().until(~u.busy)
+            state = await read_all(ctx)
+            state[Region.SYNAPSE] = [ctx.get(h.synapse.data[i]) for i in range(g.n_synapses)]
+            seen["steps"].append(state)
+        for mode in (0, 1):
+            ctx.set(u.clear_start, 1)
+            ctx.set(u.clear_all, mode)
+            await ctx.tick()
+            ctx.set(u.clear_start, 0)
+            await ctx.tick().until(~u.busy)
+            seen[f"reset{mode}"] = await read_all(ctx)
+
+    sim = Simulator(h)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    for t, (state, want) in enumerate(zip(seen["steps"], got_words)):
+        for region in (*COMPARED, LearnRegion.LEARN):
+            assert state[region] == want[region], f"step {t} {region.name}"
+    last = seen["steps"][-1]
+    kept = {**last, LearnRegion.XTRACE: [0] * g.n_axons, LearnRegion.YTRACE: [0] * g.n_neurons,
+            LearnRegion.TAG: [0] * g.n_synapses}
+    kept[LearnRegion.LEARN] = [*last[LearnRegion.LEARN][:3], 0, last[LearnRegion.LEARN][4]]
+    assert seen["reset0"] == {r: kept[r] for r in UNIT_REGIONS}
+    assert seen["reset1"] == {r: [0] * len(words[r]) for r in UNIT_REGIONS}
