@@ -25,7 +25,7 @@ idle; ``done`` pulses in the last clock of the operation):
 Cycle cost, from the start pulse to ``done`` inclusive (pinned by
 ``tests/test_rtl_learning.py``)::
 
-    step    3*n_neurons + 2*n_axons + 4                (+ epoch - 2 when one ends)
+    step    n_neurons + n_axons + 3                    (+ epoch - 2 when one ends)
     epoch   3 + n_axons + max(n_axons, n_neurons) + 2*S_static
               + sum over plastic synapses of (4 + F + sum over its products of c)
 
@@ -33,10 +33,10 @@ with ``S_static`` the non-plastic synapses in axon runs and, per plastic
 synapse, ``F`` = 1 if another synapse follows it in its run (the single-port
 SYNAPSE cannot be read in the clock it is written) and per product ``c = 1``
 if its dependency skips it, else ``2 + factors`` (its non-empty factor
-slots). A trace value takes one clock (one 7x13 multiply, at most one LFSR
-draw); a product one clock for its microcode word, one per factor (the one
-s37 x s10 multiplier), one to accumulate. A step with the engine off takes 2
-clocks.
+slots). A trace word takes one clock: a 7x13 multiply per trace, its draw
+from one of three chained copies of the draw network. A product takes one
+clock for its microcode word, one per factor (the one s37 x s10 multiplier)
+and one to accumulate. A step with the engine off takes 2 clocks.
 """
 
 from __future__ import annotations
@@ -255,38 +255,38 @@ class LearningEngine(wiring.Component):
         with m.If(draw):
             m.d.sync += lfsr.eq(drawn)
 
-        # --- trace unit: one trace value per clock -----------------------------
-        t_z = Signal(7)                                   # trace before the update
-        t_decay = Signal(12)
-        t_impulse = Signal(7)
-        t_event = Signal()
-        t_new = Signal(7)
-        t_p = Signal(7 + TRACE_DECAY_BITS + 1)
-        t_draw = Signal()
-        m.d.comb += [
-            t_p.eq(t_z * (DECAY_ONE - t_decay)),
-            t_draw.eq(control.sr_trace & (t_p[:TRACE_DECAY_BITS] != 0)),
-        ]
-        t_sum = Signal(9)
-        m.d.comb += [
-            t_sum.eq(((t_p + Mux(t_draw, drawn[:TRACE_DECAY_BITS], 0)) >> TRACE_DECAY_BITS)
-                     + Mux(t_event, t_impulse, 0)),
-            t_new.eq(Mux(t_sum > TRACE_MAX, TRACE_MAX, t_sum)),
-        ]
-
+        # --- trace unit: one trace word (2 or 3 values) per clock ------------------
+        # Each value may take a draw; the draws of one word chain through
+        # copies of the draw network in slot order (y1, y2, y3 / x1, x2).
         idx = Signal(range(max(n_axons, n_neurons) + 1))
-        slot = Signal(2)
-        held = Signal(7 * 2)                              # updated values of earlier slots
         rew_hit = Signal()
-        ev = Signal()
 
-        yw = self.ytrace_r.data
-        xw = self.xtrace_r.data
-        y_slots = [(yw.y1, ycfg.y1_decay, ycfg.y1_impulse),
-                   (yw.y2, ycfg.y2_decay, ycfg.y2_impulse),
-                   (yw.y3, ycfg.y3_decay, ycfg.y3_impulse)]
-        x_slots = [(xw.x1, xcfg.x1_decay, xcfg.x1_impulse),
-                   (xw.x2, xcfg.x2_decay, xcfg.x2_impulse)]
+        def trace_word(kind, word, cfg, n_slots, event, state_in):
+            """Updated values of ``word`` (slots ``kind``1.. ``kind``n) and the
+            LFSR state after their draws."""
+            state = state_in
+            values = []
+            for k in range(1, n_slots + 1):
+                z, d, imp = word[f"{kind}{k}"], cfg[f"{kind}{k}_decay"], cfg[f"{kind}{k}_impulse"]
+                p = Signal(7 + TRACE_DECAY_BITS + 1, name=f"{kind}{k}_p")
+                need = Signal(name=f"{kind}{k}_draw")
+                after = Signal(LFSR_BITS, name=f"{kind}{k}_lfsr")
+                total = Signal(9, name=f"{kind}{k}_sum")
+                new = Signal(7, name=f"{kind}{k}_new")
+                m.d.comb += [
+                    p.eq(z * (DECAY_ONE - d)),
+                    need.eq(control.sr_trace & (p[:TRACE_DECAY_BITS] != 0)),
+                    after.eq(Mux(need, lfsr_draw(state), state)),
+                    total.eq(((p + Mux(need, after[:TRACE_DECAY_BITS], 0)) >> TRACE_DECAY_BITS)
+                             + Mux(event, imp, 0)),
+                    new.eq(Mux(total > TRACE_MAX, TRACE_MAX, total)),
+                ]
+                values.append(new)
+                state = after
+            return values, state
+
+        y_new, y_lfsr = trace_word("y", self.ytrace_r.data, ycfg, 3, self.post_event.data, lfsr)
+        x_new, x_lfsr = trace_word("x", self.xtrace_r.data, xcfg, 2, self.pre_event.data, lfsr)
 
         # --- epoch walk state ---------------------------------------------------
         sl = self.synapse_layout
@@ -396,7 +396,7 @@ class LearningEngine(wiring.Component):
                 with m.If(self.step_start):
                     with m.If(control.t_epoch != 0):
                         m.d.comb += [*read(self.ytrace_r, 0), *read(self.post_event, 0)]
-                        m.d.sync += [idx.eq(0), slot.eq(0)]
+                        m.d.sync += [idx.eq(0), rew_hit.eq(0)]
                         m.next = "Y_TRACE"
                     with m.Else():
                         m.next = "DONE"
@@ -404,52 +404,37 @@ class LearningEngine(wiring.Component):
                     m.next = "W_START"
 
             # Trace passes: the word and the event of neuron/axon ``idx`` are on
-            # the read ports (held); one slot per clock; the last slot writes
-            # the word back and reads the next one.
-            for name, slots, rp, wp, evp, count, flag, nxt in (
-                    ("Y_TRACE", y_slots, self.ytrace_r, self.ytrace_w, self.post_event,
-                     n_neurons, "y0", "X_START"),
-                    ("X_TRACE", x_slots, self.xtrace_r, self.xtrace_w, self.pre_event,
-                     n_axons, "x0", "REWARD")):
-                with m.State(name):
-                    m.d.comb += ev.eq(evp.data)
-                    with m.Switch(slot):
-                        for k, (z, d, imp) in enumerate(slots):
-                            with m.Case(k):
-                                m.d.comb += [t_z.eq(z), t_decay.eq(d), t_impulse.eq(imp)]
-                    m.d.comb += [t_event.eq(ev), draw.eq(t_draw)]
-                    n_slots = len(slots)
-                    with m.If(slot == n_slots - 1):
-                        names = [f"{'y' if flag == 'y0' else 'x'}{k + 1}"
-                                 for k in range(n_slots)]
-                        m.d.comb += [wp.addr.eq(idx), wp.en.eq(1),
-                                     wp.data[flag].eq(rp.data[flag] | ev)]
-                        for k, field in enumerate(names[:-1]):
-                            m.d.comb += wp.data[field].eq(held[7 * k:7 * k + 7])
-                        m.d.comb += wp.data[names[-1]].eq(t_new)
-                        if flag == "x0":
-                            m.d.comb += [self.pre_event_w.addr.eq(idx),
-                                         self.pre_event_w.data.eq(0),
-                                         self.pre_event_w.en.eq(1)]
-                            with m.If((idx == control.reward_axon) & ev):
-                                m.d.sync += rew_hit.eq(1)
-                        m.d.sync += slot.eq(0)
-                        with m.If(idx == count - 1):
-                            m.next = nxt
-                        with m.Else():
-                            m.d.comb += [*read(rp, idx + 1), *read(evp, idx + 1)]
-                            m.d.sync += idx.eq(idx + 1)
-                    with m.Else():
-                        m.d.sync += slot.eq(slot + 1)
-                        with m.Switch(slot):
-                            for k in range(n_slots - 1):
-                                with m.Case(k):
-                                    m.d.sync += held[7 * k:7 * k + 7].eq(t_new)
+            # the read ports; write the updated word back, read the next.
+            with m.State("Y_TRACE"):
+                yr, yw = self.ytrace_r.data, self.ytrace_w
+                m.d.comb += [yw.addr.eq(idx), yw.en.eq(1),
+                             yw.data.y1.eq(y_new[0]), yw.data.y2.eq(y_new[1]),
+                             yw.data.y3.eq(y_new[2]),
+                             yw.data.y0.eq(yr.y0 | self.post_event.data)]
+                m.d.sync += lfsr.eq(y_lfsr)
+                with m.If(idx == n_neurons - 1):
+                    m.d.comb += [*read(self.xtrace_r, 0), *read(self.pre_event, 0)]
+                    m.d.sync += idx.eq(0)
+                    m.next = "X_TRACE"
+                with m.Else():
+                    m.d.comb += [*read(self.ytrace_r, idx + 1), *read(self.post_event, idx + 1)]
+                    m.d.sync += idx.eq(idx + 1)
 
-            with m.State("X_START"):
-                m.d.comb += [*read(self.xtrace_r, 0), *read(self.pre_event, 0)]
-                m.d.sync += [idx.eq(0), slot.eq(0), rew_hit.eq(0)]
-                m.next = "X_TRACE"
+            with m.State("X_TRACE"):
+                xr, xw, ev = self.xtrace_r.data, self.xtrace_w, self.pre_event.data
+                m.d.comb += [xw.addr.eq(idx), xw.en.eq(1),
+                             xw.data.x1.eq(x_new[0]), xw.data.x2.eq(x_new[1]),
+                             xw.data.x0.eq(xr.x0 | ev),
+                             self.pre_event_w.addr.eq(idx), self.pre_event_w.data.eq(0),
+                             self.pre_event_w.en.eq(1)]
+                m.d.sync += lfsr.eq(x_lfsr)
+                with m.If((idx == control.reward_axon) & ev):
+                    m.d.sync += rew_hit.eq(1)
+                with m.If(idx == n_axons - 1):
+                    m.next = "REWARD"
+                with m.Else():
+                    m.d.comb += [*read(self.xtrace_r, idx + 1), *read(self.pre_event, idx + 1)]
+                    m.d.sync += idx.eq(idx + 1)
 
             with m.State("REWARD"):
                 m.d.sync += reward.eq(Mux(r_sum < -128, -128, Mux(r_sum > 127, 127, r_sum)))

@@ -462,7 +462,7 @@ def expected_cycles(image, core, got, events):
     for t, (pre, post) in enumerate(events):
         x0 = [int(v or a in pre) for a, v in enumerate(x0)]
         y0 = [int(v or n in post) for n, v in enumerate(y0)]
-        cycles = 3 * g.n_neurons + 2 * g.n_axons + 4
+        cycles = g.n_neurons + g.n_axons + 3
         phase += 1
         if phase == learn["t_epoch"]:
             phase = 0
