@@ -9,7 +9,7 @@ so both behave alike. SPRAM contents are undefined after configuration: the
 chip must be cleared (RESET ALL, docs/architecture.md §9.7) before use.
 """
 
-from amaranth import Cat, ClockSignal, Instance, Module, Signal
+from amaranth import Cat, ClockSignal, Instance, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -61,7 +61,7 @@ class SinglePortRAM(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        width = len(self.wdata.as_value())
+        width = len(Value.cast(self.wdata))
         if _has_spram(platform):
             self._spram(m, width)
         else:
