@@ -205,8 +205,9 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
                           text=True)
     report.seconds["yosys + nextpnr + pack"] = time.perf_counter() - t0
     if proc.returncode != 0:
-        tail = "\n".join(((proc.stderr or "") + (proc.stdout or "")).splitlines()[-15:])
-        report.error = f"toolchain failed (exit {proc.returncode}): {tail}"
+        lines = ((proc.stderr or "") + (proc.stdout or "")).splitlines()
+        errors = [line for line in lines if line.startswith("ERROR")] or lines[-15:]
+        report.error = f"toolchain failed (exit {proc.returncode}): " + "\n".join(errors)
     if (root / f"{NAME}.json").exists():
         report.netlist = _netlist_counts(root / f"{NAME}.json", family)
     if (root / f"{NAME}.report-nextpnr.json").exists():

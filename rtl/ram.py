@@ -79,6 +79,8 @@ class SinglePortRAM(wiring.Component):
         lanes = -(-width // SPRAM_WIDTH)
         wdata = Signal(lanes * SPRAM_WIDTH)
         m.d.comb += wdata.eq(self.wdata)
+        address = Signal(14)
+        m.d.comb += address.eq(self.addr)
         bank = Signal(range(max(banks, 2)))
         bank_q = Signal.like(bank)
         m.d.comb += bank.eq(self.addr >> 14)
@@ -91,7 +93,7 @@ class SinglePortRAM(wiring.Component):
                 dout = Signal(SPRAM_WIDTH, name=f"spram_{b}_{j}_dout")
                 m.submodules[f"spram_{b}_{j}"] = Instance(
                     "SB_SPRAM256KA",
-                    i_ADDRESS=self.addr[:14],
+                    i_ADDRESS=address,
                     i_DATAIN=wdata[SPRAM_WIDTH * j:SPRAM_WIDTH * (j + 1)],
                     i_MASKWREN=0b1111,
                     i_WREN=self.we & (bank == b),
