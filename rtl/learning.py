@@ -1,6 +1,6 @@
 """The per-core learning engine (docs/architecture.md §11) as a standalone
 component: trace and reward updates after a step, and the epoch walk over the
-plastic synapses, with one multiplier.
+plastic synapses with one wide multiplier.
 
 The engine owns the LEARN registers (region 8) and reaches every other memory
 it needs through ports with :mod:`amaranth.lib.memory`'s synchronous protocol:
@@ -33,8 +33,9 @@ with ``S_static`` the non-plastic synapses in axon runs and, per plastic
 synapse, ``F`` = 1 if another synapse follows it in its run (the single-port
 SYNAPSE cannot be read in the clock it is written) and per product ``c = 1``
 if its dependency skips it, else ``2 + factors`` (its non-empty factor
-slots). A trace word takes one clock: a 7x13 multiply per trace, its draw
-from one of three chained copies of the draw network. A product takes one
+slots). A trace word takes one clock in a two-stage pipeline: a 7x13
+multiply per trace, then its draw from one of three chained copies of the
+draw network. A product takes one
 clock for its microcode word, one per factor (the one s37 x s10 multiplier)
 and one to accumulate. A step with the engine off takes 2 clocks.
 """
@@ -255,38 +256,62 @@ class LearningEngine(wiring.Component):
         with m.If(draw):
             m.d.sync += lfsr.eq(drawn)
 
-        # --- trace unit: one trace word (2 or 3 values) per clock ------------------
-        # Each value may take a draw; the draws of one word chain through
-        # copies of the draw network in slot order (y1, y2, y3 / x1, x2).
+        # --- trace unit: one trace word (2 or 3 values) per clock, two stages ---
+        # Stage 1 (the word and its event on the read ports): the products
+        # z * (4096 - d), whether each needs a draw, the impulses. Stage 2 (the
+        # next clock): the draws, chained through copies of the draw network
+        # in slot order (y1, y2, y3 / x1, x2), and the write-back. An x word
+        # has an empty third slot (z = 0 takes no draw).
         idx = Signal(range(max(n_axons, n_neurons) + 1))
         rew_hit = Signal()
-
-        def trace_word(kind, word, cfg, n_slots, event, state_in):
-            """Updated values of ``word`` (slots ``kind``1.. ``kind``n) and the
-            LFSR state after their draws."""
-            state = state_in
-            values = []
-            for k in range(1, n_slots + 1):
-                z, d, imp = word[f"{kind}{k}"], cfg[f"{kind}{k}_decay"], cfg[f"{kind}{k}_impulse"]
-                p = Signal(7 + TRACE_DECAY_BITS + 1, name=f"{kind}{k}_p")
-                need = Signal(name=f"{kind}{k}_draw")
-                after = Signal(LFSR_BITS, name=f"{kind}{k}_lfsr")
-                total = Signal(9, name=f"{kind}{k}_sum")
-                new = Signal(7, name=f"{kind}{k}_new")
-                m.d.comb += [
-                    p.eq(z * (DECAY_ONE - d)),
-                    need.eq(control.sr_trace & (p[:TRACE_DECAY_BITS] != 0)),
-                    after.eq(Mux(need, lfsr_draw(state), state)),
-                    total.eq(((p + Mux(need, after[:TRACE_DECAY_BITS], 0)) >> TRACE_DECAY_BITS)
-                             + Mux(event, imp, 0)),
-                    new.eq(Mux(total > TRACE_MAX, TRACE_MAX, total)),
-                ]
-                values.append(new)
-                state = after
-            return values, state
-
-        y_new, y_lfsr = trace_word("y", self.ytrace_r.data, ycfg, 3, self.post_event.data, lfsr)
-        x_new, x_lfsr = trace_word("x", self.xtrace_r.data, xcfg, 2, self.pre_event.data, lfsr)
+        s1_z = [Signal(7, name=f"trace_z{k}") for k in range(3)]
+        s1_d = [Signal(12, name=f"trace_d{k}") for k in range(3)]
+        s1_imp = [Signal(7, name=f"trace_impulse{k}") for k in range(3)]
+        s1_event = Signal()
+        s1_flag = Signal()
+        s1_load = Signal()
+        tq_valid = Signal()
+        tq_x = Signal()                                   # stage 2 holds an x word
+        tq_idx = Signal.like(idx)
+        tq_flag = Signal()
+        tq_p = [Signal(7 + TRACE_DECAY_BITS + 1, name=f"trace_p{k}") for k in range(3)]
+        tq_need = [Signal(name=f"trace_need{k}") for k in range(3)]
+        tq_add = [Signal(7, name=f"trace_add{k}") for k in range(3)]
+        m.d.sync += tq_valid.eq(s1_load)
+        with m.If(s1_load):
+            m.d.sync += [tq_idx.eq(idx), tq_flag.eq(s1_flag | s1_event)]
+            for k in range(3):
+                p = s1_z[k] * (DECAY_ONE - s1_d[k])
+                m.d.sync += [tq_p[k].eq(p),
+                             tq_need[k].eq(control.sr_trace & (p[:TRACE_DECAY_BITS] != 0)),
+                             tq_add[k].eq(Mux(s1_event, s1_imp[k], 0))]
+        state = lfsr
+        t_new = []
+        for k in range(3):
+            after = Signal(LFSR_BITS, name=f"trace_lfsr{k}")
+            total = Signal(9, name=f"trace_sum{k}")
+            new = Signal(7, name=f"trace_new{k}")
+            m.d.comb += [
+                after.eq(Mux(tq_need[k], lfsr_draw(state), state)),
+                total.eq(((tq_p[k] + Mux(tq_need[k], after[:TRACE_DECAY_BITS], 0))
+                          >> TRACE_DECAY_BITS) + tq_add[k]),
+                new.eq(Mux(total > TRACE_MAX, TRACE_MAX, total)),
+            ]
+            t_new.append(new)
+            state = after
+        with m.If(tq_valid):
+            m.d.sync += lfsr.eq(state)
+            with m.If(tq_x):
+                m.d.comb += [self.xtrace_w.addr.eq(tq_idx), self.xtrace_w.en.eq(1),
+                             self.xtrace_w.data.x1.eq(t_new[0]),
+                             self.xtrace_w.data.x2.eq(t_new[1]),
+                             self.xtrace_w.data.x0.eq(tq_flag)]
+            with m.Else():
+                m.d.comb += [self.ytrace_w.addr.eq(tq_idx), self.ytrace_w.en.eq(1),
+                             self.ytrace_w.data.y1.eq(t_new[0]),
+                             self.ytrace_w.data.y2.eq(t_new[1]),
+                             self.ytrace_w.data.y3.eq(t_new[2]),
+                             self.ytrace_w.data.y0.eq(tq_flag)]
 
         # --- epoch walk state ---------------------------------------------------
         sl = self.synapse_layout
@@ -404,14 +429,15 @@ class LearningEngine(wiring.Component):
                     m.next = "W_START"
 
             # Trace passes: the word and the event of neuron/axon ``idx`` are on
-            # the read ports; write the updated word back, read the next.
+            # the read ports; stage 1 takes them, the next word is read.
             with m.State("Y_TRACE"):
-                yr, yw = self.ytrace_r.data, self.ytrace_w
-                m.d.comb += [yw.addr.eq(idx), yw.en.eq(1),
-                             yw.data.y1.eq(y_new[0]), yw.data.y2.eq(y_new[1]),
-                             yw.data.y3.eq(y_new[2]),
-                             yw.data.y0.eq(yr.y0 | self.post_event.data)]
-                m.d.sync += lfsr.eq(y_lfsr)
+                yr = self.ytrace_r.data
+                m.d.comb += [s1_load.eq(1), s1_event.eq(self.post_event.data),
+                             s1_flag.eq(yr.y0)]
+                for k in range(3):
+                    m.d.comb += [s1_z[k].eq(yr[f"y{k + 1}"]), s1_d[k].eq(ycfg[f"y{k + 1}_decay"]),
+                                 s1_imp[k].eq(ycfg[f"y{k + 1}_impulse"])]
+                m.d.sync += tq_x.eq(0)
                 with m.If(idx == n_neurons - 1):
                     m.d.comb += [*read(self.xtrace_r, 0), *read(self.pre_event, 0)]
                     m.d.sync += idx.eq(0)
@@ -421,17 +447,18 @@ class LearningEngine(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
 
             with m.State("X_TRACE"):
-                xr, xw, ev = self.xtrace_r.data, self.xtrace_w, self.pre_event.data
-                m.d.comb += [xw.addr.eq(idx), xw.en.eq(1),
-                             xw.data.x1.eq(x_new[0]), xw.data.x2.eq(x_new[1]),
-                             xw.data.x0.eq(xr.x0 | ev),
+                xr, ev = self.xtrace_r.data, self.pre_event.data
+                m.d.comb += [s1_load.eq(1), s1_event.eq(ev), s1_flag.eq(xr.x0),
                              self.pre_event_w.addr.eq(idx), self.pre_event_w.data.eq(0),
                              self.pre_event_w.en.eq(1)]
-                m.d.sync += lfsr.eq(x_lfsr)
+                for k in range(2):
+                    m.d.comb += [s1_z[k].eq(xr[f"x{k + 1}"]), s1_d[k].eq(xcfg[f"x{k + 1}_decay"]),
+                                 s1_imp[k].eq(xcfg[f"x{k + 1}_impulse"])]
+                m.d.sync += tq_x.eq(1)
                 with m.If((idx == control.reward_axon) & ev):
                     m.d.sync += rew_hit.eq(1)
                 with m.If(idx == n_axons - 1):
-                    m.next = "REWARD"
+                    m.next = "REWARD"            # stage 2 finishes the last word there
                 with m.Else():
                     m.d.comb += [*read(self.xtrace_r, idx + 1), *read(self.pre_event, idx + 1)]
                     m.d.sync += idx.eq(idx + 1)
