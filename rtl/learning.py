@@ -329,10 +329,12 @@ class LearningEngine(wiring.Component):
         acc_t = Signal(signed(ACC_BITS))
         P = self.rule.data
 
-        # Factor value of slot ``fslot`` of the current product.
+        # Factor value of slot ``fsel`` of the current product, registered in
+        # ``factor_q`` for the multiply of the next clock.
+        fsel = Signal(range(MAX_FACTORS))
         var = Signal(4)
         const = Signal(signed(8))
-        with m.Switch(fslot):
+        with m.Switch(fsel):
             for k in range(MAX_FACTORS):
                 with m.Case(k):
                     m.d.comb += [var.eq(P[f"var{k}"]), const.eq(P[f"c{k}"])]
@@ -344,8 +346,9 @@ class LearningEngine(wiring.Component):
                     m.d.comb += value.eq(src)
         factor = Signal(signed(FACTOR_BITS))
         m.d.comb += factor.eq(Mux(var == 0, 1, value + const))
+        factor_q = Signal(signed(FACTOR_BITS))
         product = Signal(signed(PRODUCT_BITS))
-        m.d.comb += product.eq(v * factor)                # the one wide multiplier
+        m.d.comb += product.eq(v * factor_q)              # the one wide multiplier
         skip = Signal()
         m.d.comb += skip.eq((P.dep[0] & ~ax_x.x0) | (P.dep[1] & ~y_q.y0))
         # Empty factor slots take no clock: the next non-empty slot after
@@ -522,7 +525,8 @@ class LearningEngine(wiring.Component):
                     m.next = "W_RULE"
 
             with m.State("W_RULE"):
-                m.d.sync += [v.eq(P.s_mant), fslot.eq(lowest(filled))]
+                m.d.comb += fsel.eq(lowest(filled))
+                m.d.sync += [v.eq(P.s_mant), fslot.eq(fsel), factor_q.eq(factor)]
                 with m.If(~skip & (filled != 0)):
                     m.next = "W_MUL"
                 with m.Elif(~skip):
@@ -534,7 +538,8 @@ class LearningEngine(wiring.Component):
                     m.d.sync += prod_m.eq(prod_m + 1)
 
             with m.State("W_MUL"):
-                m.d.sync += [v.eq(product), fslot.eq(lowest(later))]
+                m.d.comb += fsel.eq(lowest(later))
+                m.d.sync += [v.eq(product), fslot.eq(fsel), factor_q.eq(factor)]
                 with m.If(later == 0):
                     m.next = "W_ACC"
 
