@@ -67,8 +67,9 @@ def cmd_info(args):
 
 
 def cmd_run(args):
-    """Run a chip image on the emulator."""
-    from .emulator import Emulator
+    """Run a chip image on the emulator, or on a board over its serial port
+    (--backend board --port ...): the same inputs give the same outputs."""
+    from .boards.cli import make_backend
     from .image import load
     image = load(args.image)
     inputs = None
@@ -89,7 +90,7 @@ def cmd_run(args):
         raise ChipError("give --input, --steps or both")
     batch = inputs.shape[1] if inputs is not None else args.batch
     probe = parse_neurons(args.probe) if args.probe else None
-    emu = Emulator(image, batch=batch)
+    emu = make_backend(args, image, batch)
     t0 = time.perf_counter()
     result = emu.run(inputs, None if inputs is not None else args.steps, probe=probe,
                      progress=not args.quiet)
@@ -303,6 +304,8 @@ def cmd_report(args):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neuromesh`` command."""
     from . import __version__
+    from .boards.cli import add_backend_arguments
+    from .boards.cli import register as register_build
     p = argparse.ArgumentParser(
         prog="neuromesh",
         description="neuromesh: an open neuromorphic chip, its bit-accurate emulator "
@@ -327,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image", help="chip image file (.nmi)")
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("run", help="run a chip image on the emulator",
+    s = sub.add_parser("run", help="run a chip image on the emulator or a board",
                        description=cmd_run.__doc__ + " Input npz: 'spikes' = 0/1 "
                        "[steps, batch, n_inputs] or [steps, n_inputs]. Output npz: "
                        "'outputs' bool [steps, batch, n_outputs], 'neuron_spikes' and "
@@ -343,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record spikes/u/v of global neurons core*n_neurons+neuron, "
                         "e.g. 0-15,300")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_arguments(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("demo", help="the digits classifier on the chip: accuracy, energy, plots",
@@ -411,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reproducers", default="cosim-reproducers", metavar="DIR",
                    help="where failing cases are saved (default: %(default)s)")
     s.set_defaults(func=cmd_campaign)
+
+    register_build(sub)
     return p
 
 
