@@ -123,3 +123,25 @@ def test_serial_transport_reads_what_arrived():
 def test_board_backend_wants_batch_one():
     with pytest.raises(ValueError, match="batch 1"):
         BoardBackend(None, batch=4, transport=object())
+
+
+def test_neuromesh_run_backend_board(tmp_path, capsys):
+    """`neuromesh run --backend board --port ...` gives the emulator's outputs."""
+    from neuromesh.cli import main
+    from neuromesh.image import save
+    g = Geometry(rows=1, cols=1, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
+                 n_profiles=2, n_groups=2, delay_slots=4)
+    image = random_image(21, g, n_inputs=3, density=0.8)
+    x = random_inputs(21, image, 10)
+    save(image, tmp_path / "net.nmi")
+    np.savez(tmp_path / "x.npz", spikes=x)
+    with PtyChip(g) as chip:
+        rc = main(["run", str(tmp_path / "net.nmi"), "--input", str(tmp_path / "x.npz"),
+                   "--backend", "board", "--port", chip.port, "--baud", "115200",
+                   "--out", str(tmp_path / "out.npz"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    want = Emulator(image).run(x).outputs
+    assert want.sum() >= 10
+    with np.load(tmp_path / "out.npz") as f:
+        np.testing.assert_array_equal(f["outputs"], want)
+    assert chip.error is None
