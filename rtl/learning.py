@@ -363,6 +363,7 @@ class LearningEngine(wiring.Component):
             for k in reversed(range(MAX_FACTORS - 1)):
                 out = Mux(bits[k], k, out)
             return out
+
         rule_addr = Signal(7)
         m.d.comb += rule_addr.eq(grp.rule_base + prod_m + 1)
         last_product = Signal()
@@ -371,11 +372,11 @@ class LearningEngine(wiring.Component):
         # Rounding and clamping.
         frac = (1 << ACC_FRAC) - 1
         w_draw = Signal()
-        t_draw_u = Signal()
+        tag_draw = Signal()
         m.d.comb += [w_draw.eq(control.sr_w & ((acc_w & frac) != 0)),
-                     t_draw_u.eq(control.sr_t & ((acc_t & frac) != 0))]
+                     tag_draw.eq(control.sr_t & ((acc_t & frac) != 0))]
         acc_t_r = Signal(signed(ACC_BITS + 1))
-        m.d.comb += acc_t_r.eq(acc_t + Mux(t_draw_u, drawn[:ACC_FRAC], 0))
+        m.d.comb += acc_t_r.eq(acc_t + Mux(tag_draw, drawn[:ACC_FRAC], 0))
         half = Signal(9)
         m.d.comb += half.eq(Const(1, 9) << (grp.w_bits - 1)[:3])
         lo = Signal(signed(10))
@@ -383,13 +384,13 @@ class LearningEngine(wiring.Component):
         m.d.comb += [lo.eq(Mux(grp.sign == 1, 0, -half)),
                      hi.eq(Mux(grp.sign == 2, 0, half - 1))]
         w_sum = Signal(signed(ACC_BITS - ACC_FRAC + 2))
-        t_sum2 = Signal(signed(ACC_BITS - ACC_FRAC + 2))
+        tag_sum = Signal(signed(ACC_BITS - ACC_FRAC + 2))
         m.d.comb += [w_sum.eq(syn_q.w_mant + (acc_w >> ACC_FRAC)),
-                     t_sum2.eq(tag_q + (acc_t_r >> ACC_FRAC))]
+                     tag_sum.eq(tag_q + (acc_t_r >> ACC_FRAC))]
         w_new = Signal(signed(8))
-        t_new2 = Signal(signed(8))
+        tag_new = Signal(signed(8))
         m.d.comb += [w_new.eq(Mux(w_sum < lo, lo, Mux(w_sum > hi, hi, w_sum))),
-                     t_new2.eq(Mux(t_sum2 < -128, -128, Mux(t_sum2 > 127, 127, t_sum2)))]
+                     tag_new.eq(Mux(tag_sum < -128, -128, Mux(tag_sum > 127, 127, tag_sum)))]
 
         # Reward update: r = clamp(trunc0(r, 4096 - d) + hit * impulse).
         r_mag = Signal(8)
@@ -564,10 +565,10 @@ class LearningEngine(wiring.Component):
                 m.next = "W_WRITE"
 
             with m.State("W_WRITE"):
-                m.d.comb += [draw.eq(t_draw_u),
+                m.d.comb += [draw.eq(tag_draw),
                              synapse.addr.eq(syn_i), synapse.wdata.eq(syn_q),
                              synapse.wdata.w_mant.eq(w_new), synapse.we.eq(1),
-                             self.tag_w.addr.eq(syn_i), self.tag_w.data.tag.eq(t_new2),
+                             self.tag_w.addr.eq(syn_i), self.tag_w.data.tag.eq(tag_new),
                              self.tag_w.en.eq(1)]
                 next_synapse()
 
