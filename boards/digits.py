@@ -7,20 +7,15 @@ from __future__ import annotations
 import numpy as np
 
 from neuromesh import digits
+from neuromesh.demo import chip_window
 
 __all__ = ["compile_digits", "run_digits"]
 
 
 def compile_digits(geometry: str):
     """Compile the shipped digits model for ``geometry`` (as the demo does)."""
-    from neuromesh.chip import Geometry
-    from neuromesh.compiler import compile_network
-    from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
-    net = from_nir(digits.model_path(), FRAMEWORKS["snntorch"])
-    (port,) = net.inputs
-    train_x = digits.encode(digits.load_split()[0][:64], digits.STEPS)
-    return compile_network(net, Geometry.parse(geometry), name="digits",
-                           sample_inputs={port: train_x})
+    from neuromesh.demo import compile_demo
+    return compile_demo(geometry)
 
 
 def run_digits(backend, compiled, limit: int | None = None, progress=None) -> dict:
@@ -39,8 +34,7 @@ def run_digits(backend, compiled, limit: int | None = None, progress=None) -> di
     size = net.populations[out].size
     preds = []
     for i in range(len(y_test)):
-        s = digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0]
-        s = np.concatenate([s, np.zeros((lag, s.shape[1]), dtype=bool)])
+        s = chip_window(digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0], lag)
         backend.reset()
         r = backend.run(compiled.chip_inputs({port: s})[:, :1])
         spikes = r.outputs[:, :1, first:first + size]

@@ -224,6 +224,8 @@ def cmd_demo(args):
     from .demo import DEFAULT_GEOMETRY, cosim_samples, report, run_demo, spike_raster
     from .digits import model_path
     print(f"model      {model_path().name} (snnTorch export, shipped with neuromesh)")
+    if args.board:
+        return _demo_on_board(args)
     result = run_demo(geometry=args.geometry or DEFAULT_GEOMETRY, limit=args.limit,
                       progress=not args.quiet)
     c = result.compiled
@@ -250,6 +252,29 @@ def cmd_demo(args):
         print(f"RTL co-simulation (Verilator), first {args.cosim} test images: {cos.summary()}")
         if not cos.identical:
             raise SystemExit(1)
+
+
+def _demo_on_board(args):
+    """The demo's test images one by one on a board, against the emulator."""
+    from .boards.catalog import get_board
+    from .boards.digits import run_digits
+    from .boards.serial import BoardBackend
+    from .demo import compile_demo
+    from .emulator import Emulator
+    if not args.port:
+        raise ChipError("--board needs --port (the board's serial port, e.g. /dev/ttyUSB1)")
+    board = get_board(args.board)
+    compiled = compile_demo(args.geometry or board.geometry)
+    print(image_summary(compiled.image))
+    emu = run_digits(Emulator(compiled.image), compiled, args.limit)
+    chip = run_digits(BoardBackend(compiled.image, port=args.port, baud=args.baud), compiled,
+                      args.limit)
+    same = (chip["predictions"] == emu["predictions"]).mean()
+    print(f"emulator  accuracy {emu['accuracy']:.2%}")
+    print(f"{board.name:<9} accuracy {chip['accuracy']:.2%}  "
+          f"(predictions identical to the emulator: {same:.1%})")
+    if same < 1:
+        raise SystemExit(1)
 
 
 def cmd_compile(args):
@@ -360,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the first N test images on the RTL (Verilator, needs the "
                         "dev extra) and check them against the emulator")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--board", choices=["icebreaker", "ulx3s-85f"],
+                   help="run the test images on this board (flashed with `neuromesh build`) "
+                        "over --port, and compare with the emulator")
+    s.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1")
+    s.add_argument("--baud", type=int, default=1_000_000,
+                   help="board UART rate (default: %(default)s)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("compile", help="compile a NIR model onto a chip geometry",

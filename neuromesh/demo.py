@@ -20,8 +20,8 @@ import numpy as np
 
 from . import digits
 
-__all__ = ["DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "run_demo", "energy_estimate",
-           "spike_raster", "cosim_samples", "report"]
+__all__ = ["DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "compile_demo", "chip_window",
+           "run_demo", "energy_estimate", "spike_raster", "cosim_samples", "report"]
 
 #: Where the demo puts it: four cores, so the model is split over a mesh.
 DEFAULT_GEOMETRY = "2x2,n_neurons=64,n_axons=128,n_synapses=8192,n_fanout=256"
@@ -61,6 +61,27 @@ class DemoResult:
     seconds: float
 
 
+def compile_demo(geometry: str = DEFAULT_GEOMETRY, model: str | Path | None = None):
+    """Import the digits model (snnTorch conventions) and compile it for
+    ``geometry``; placement rates come from a short float run on training
+    images."""
+    from .chip import Geometry
+    from .compiler import compile_network
+    from .compiler.nir_import import FRAMEWORKS, from_nir
+    net = from_nir(model or digits.model_path(), FRAMEWORKS["snntorch"])
+    (port,) = net.inputs
+    train_x = digits.encode(digits.load_split()[0][:64], digits.STEPS)
+    return compile_network(net, Geometry.parse(geometry), name="digits",
+                           sample_inputs={port: train_x})
+
+
+def chip_window(spikes: np.ndarray, lag: int) -> np.ndarray:
+    """Input spikes ``[steps, ...]`` followed by ``lag`` silent steps: the
+    chip runs ``lag`` steps behind the trained model, so its output window
+    is ``lag .. lag + steps - 1``."""
+    return np.concatenate([spikes, np.zeros((lag, *spikes.shape[1:]), dtype=bool)])
+
+
 def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
              model: str | Path | None = None, progress: bool = False) -> DemoResult:
     """Compile the digits model and run the test split on the emulator and
@@ -70,13 +91,11 @@ def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
     file with the same interface (64 inputs, 10 spiking outputs, snnTorch
     conventions).
     """
-    from .chip import Geometry
-    from .compiler import compile_network
     from .compiler.agreement import compare_with_reference
-    from .compiler.nir_import import FRAMEWORKS, from_nir
 
     t0 = time.perf_counter()
-    net = from_nir(model or digits.model_path(), FRAMEWORKS["snntorch"])
+    compiled = compile_demo(geometry, model)
+    net = compiled.network
     (port,) = net.inputs
     (out,) = net.outputs
     _, x_test, _, y_test = digits.load_split()
@@ -84,13 +103,7 @@ def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
         x_test, y_test = x_test[:limit], y_test[:limit]
     steps = digits.STEPS
     lag = net.latency.get(out, 0)
-    spikes = digits.encode(x_test, steps)
-    # The chip runs `lag` steps behind the trained model: feed `lag` more
-    # silent steps and read the output window shifted by `lag`.
-    x = np.concatenate([spikes, np.zeros((lag, *spikes.shape[1:]), dtype=bool)])
-    train_x = digits.encode(digits.load_split()[0][:64], steps)
-    compiled = compile_network(net, Geometry.parse(geometry), name="digits",
-                               sample_inputs={port: train_x})
+    x = chip_window(digits.encode(x_test, steps), lag)
     cmp = compare_with_reference(compiled, {port: x}, progress=progress)
     ref_pred = digits.decode(cmp.reference[out], lag, lag + steps)
     chip_pred = digits.decode(cmp.chip[out], lag, lag + steps)
@@ -149,8 +162,7 @@ def cosim_samples(result: DemoResult, n: int, workdir) -> object:
     lag = max(net.latency.values(), default=0)
     cases = []
     for i in range(n):
-        s = digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0]
-        s = np.concatenate([s, np.zeros((lag, s.shape[1]), dtype=bool)])
+        s = chip_window(digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0], lag)
         x = compiled.chip_inputs({port: s})[:, 0]
         cases.append(write_case(Path(workdir), f"digit{i}", compiled.image, x))
     return run_verilator(compiled.image.geometry, cases)

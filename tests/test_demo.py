@@ -69,3 +69,8 @@ def test_a_few_digits_pass_rtl_cosimulation(tmp_path):
     result = cosim_samples(small, 3, tmp_path)
     assert result.cases == 3 and result.identical, result.summary()
     assert np.array_equal(small.labels, digits.load_split()[3][:3])
+
+
+def test_demo_on_a_board_needs_its_port(capsys):
+    assert main(["demo", "--board", "ulx3s-85f"]) == 2
+    assert "--board needs --port" in capsys.readouterr().err
