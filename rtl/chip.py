@@ -31,6 +31,11 @@ class Chip(wiring.Component):
     core_args:
         Keyword arguments for every :class:`~neuromesh.rtl.core.NeuronCore`
         (e.g. ``profile_ram_style``).
+    learning:
+        Give every core its learning engine (docs/architecture.md §11): the
+        host link maps regions 8–13 and the controller runs a learning phase
+        after each step's barrier. Off by default (the small boards have no
+        room for it); the co-simulation builds for learning images turn it on.
     hostlink_args:
         Extra keyword arguments for :class:`~neuromesh.rtl.hostlink.HostLink`
         (e.g. ``timeout_cycles``).
@@ -47,8 +52,10 @@ class Chip(wiring.Component):
     tx: Out(byte_stream())
     cycles: Out(64)
 
-    def __init__(self, geometry: Geometry, *, core_args: dict | None = None, **hostlink_args):
+    def __init__(self, geometry: Geometry, *, core_args: dict | None = None,
+                 learning: bool = False, **hostlink_args):
         self.geometry = geometry
+        self.learning = learning
         self.core_args = dict(core_args or {})
         self.hostlink_args = hostlink_args
         super().__init__()
@@ -56,12 +63,13 @@ class Chip(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         g = self.geometry
-        m.submodules.hostlink = link = HostLink(g, **self.hostlink_args)
+        learn = {"learning": True} if self.learning else {}
+        m.submodules.hostlink = link = HostLink(g, **learn, **self.hostlink_args)
         m.submodules.mesh = mesh = Mesh(g)
-        m.submodules.controller = ctl = TimestepController()
+        m.submodules.controller = ctl = TimestepController(**learn)
         cores = []
         for k in range(g.n_cores):
-            core = NeuronCore(g, **self.core_args)
+            core = NeuronCore(g, **learn, **self.core_args)
             m.submodules[f"core_{k % g.cols}_{k // g.cols}"] = core
             cores.append(core)
             wiring.connect(m, core.packet_out, mesh.local_in[k])
@@ -69,6 +77,8 @@ class Chip(wiring.Component):
             m.d.comb += [core.pass_start.eq(ctl.pass_start), core.step.eq(ctl.step),
                          core.syn_base.eq(ctl.syn_base), core.clear_start.eq(ctl.clear_start),
                          core.clear_all.eq(ctl.clear_all)]
+            if self.learning:
+                m.d.comb += core.learn_start.eq(ctl.learn_start)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.inject, mesh.host_in)
@@ -80,6 +90,11 @@ class Chip(wiring.Component):
             all_idle_next = Signal()
             m.d.comb += all_idle_next.eq(all_idle & core.idle)
             all_idle = all_idle_next
+        if self.learning:
+            any_enabled = 0
+            for core in cores:
+                any_enabled = any_enabled | core.learn_enabled
+            m.d.comb += ctl.learn_enabled.eq(any_enabled)
         m.d.comb += [
             ctl.run_start.eq(link.run_start), ctl.run_steps.eq(link.run_steps),
             ctl.injecting.eq(link.injecting), ctl.step_ack.eq(link.step_ack),

@@ -9,12 +9,32 @@ at a clock edge means no packet exists; once neuron passes have finished,
 nothing can create one again, so the condition is stable when seen.
 """
 
-
 from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["TimestepController"]
+
+
+_MEMBERS = {
+    "run_start": In(1),
+    "run_steps": In(32),
+    "injecting": In(1),
+    "step_ack": In(1),
+    "reset_start": In(1),
+    "reset_mode": In(1),
+    "all_idle": In(1),
+    "step": Out(32),
+    "step_done": Out(1),
+    "run_done": Out(1),
+    "reset_done": Out(1),
+    "pass_start": Out(1),
+    "syn_base": Out(32),
+    "clear_start": Out(1),
+    "clear_all": Out(1),
+    "running": Out(1),
+    "cycles": Out(64),
+}
 
 
 class TimestepController(wiring.Component):
@@ -39,25 +59,20 @@ class TimestepController(wiring.Component):
         AND of every core's ``idle`` and the mesh's ``idle``.
     cycles:
         Clock cycles spent in RUN phases since reset (for cycle reports).
+    learn_start, learn_enabled:
+        Only with ``learning``: after the barrier of every step, if any
+        core's learning engine is on (``learn_enabled``), pulse
+        ``learn_start`` and wait for every core idle again before
+        ``step_done`` (docs/architecture.md §11.7).
     """
 
-    run_start: In(1)
-    run_steps: In(32)
-    injecting: In(1)
-    step_ack: In(1)
-    reset_start: In(1)
-    reset_mode: In(1)
-    all_idle: In(1)
-    step: Out(32)
-    step_done: Out(1)
-    run_done: Out(1)
-    reset_done: Out(1)
-    pass_start: Out(1)
-    syn_base: Out(32)
-    clear_start: Out(1)
-    clear_all: Out(1)
-    running: Out(1)
-    cycles: Out(64)
+
+    def __init__(self, *, learning: bool = False):
+        self.learning = learning
+        members = dict(_MEMBERS)
+        if learning:
+            members.update(learn_start=Out(1), learn_enabled=In(1))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -92,8 +107,28 @@ class TimestepController(wiring.Component):
                 m.next = "DELIVER"
             with m.State("DELIVER"):
                 with m.If(self.all_idle):
-                    m.d.comb += self.step_done.eq(1)
-                    m.next = "OUTPUT"
+                    if self.learning:
+                        with m.If(self.learn_enabled):
+                            m.next = "LEARN"
+                        with m.Else():
+                            m.d.comb += self.step_done.eq(1)
+                            m.next = "OUTPUT"
+                    else:
+                        m.d.comb += self.step_done.eq(1)
+                        m.next = "OUTPUT"
+            if self.learning:
+                # The learning phase (§11.7): after the barrier, before the
+                # next step's host input.
+                with m.State("LEARN"):
+                    m.d.comb += self.learn_start.eq(1)
+                    m.next = "LEARN_GUARD"
+                with m.State("LEARN_GUARD"):
+                    # The cores raise busy in the clock after learn_start.
+                    m.next = "LEARN_WAIT"
+                with m.State("LEARN_WAIT"):
+                    with m.If(self.all_idle):
+                        m.d.comb += self.step_done.eq(1)
+                        m.next = "OUTPUT"
             with m.State("OUTPUT"):
                 with m.If(self.step_ack):
                     m.d.sync += [self.step.eq(self.step + 1), left.eq(left - 1)]

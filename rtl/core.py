@@ -62,6 +62,11 @@ class NeuronCore(wiring.Component):
         Synthesis attribute ``ram_style`` for the PROFILE memory, e.g.
         ``"logic"`` to keep it out of block RAM (a small, wide table that
         costs four iCE40 EBRs).
+    learning:
+        Instantiate the learning engine (:class:`~neuromesh.rtl.learning_unit.LearningUnit`,
+        docs/architecture.md §11): host access to regions 8–13, the ports
+        ``learn_start`` and ``learn_enabled``. Off by default (the engine does
+        not fit the small boards).
     narrow_fields:
         Store only the bits of each word that ``geometry`` can use
         (:func:`~neuromesh.rtl.layouts.stored_layout`). Results are unchanged
@@ -88,14 +93,25 @@ class NeuronCore(wiring.Component):
     cfg_req, cfg_resp:
         Host accesses; a read returns its word on ``cfg_resp``. Only served
         while ``idle``.
+    learn_start:
+        (``learning`` only) Pulse after the barrier of a step: the learning
+        engine's step operation (traces, reward, epoch). The engine then owns
+        AXON's read port and the SYNAPSE RAM until the core is ``idle`` again.
+    learn_enabled:
+        (``learning`` only) The core's engine is on (CONTROL.t_epoch != 0).
     """
 
     def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None,
-                 narrow_fields: bool = False):
+                 narrow_fields: bool = False, learning: bool = False):
         self.geometry = geometry
         self.profile_ram_style = profile_ram_style
         self.narrow_fields = narrow_fields
+        self.learning = learning
+        ports = {}
+        if learning:
+            ports = {"learn_start": In(1), "learn_enabled": Out(1)}
         super().__init__({
+            **ports,
             "pass_start": In(1),
             "step": In(32),
             "syn_base": In(32),
@@ -172,6 +188,15 @@ class NeuronCore(wiring.Component):
                 rports[region] = mem.read_port()
 
         prof, neur, state = rports[Region.PROFILE], rports[Region.NEURON], rports[Region.STATE]
+
+        # --- learning engine (optional) ----------------------------------------------
+        lu = None
+        if self.learning:
+            from .learning_unit import LearningUnit
+            m.submodules.learning = lu = LearningUnit(
+                g, axon_layout=layouts[Region.AXON], synapse_layout=layouts[Region.SYNAPSE])
+            m.d.comb += [lu.start.eq(self.learn_start), self.learn_enabled.eq(lu.enabled),
+                         lu.clear_start.eq(self.clear_start), lu.clear_all.eq(self.clear_all)]
         accum_r, accum_w = rports[Region.ACCUM], wports[Region.ACCUM]
 
         # --- neuron pass ------------------------------------------------------
@@ -232,14 +257,19 @@ class NeuronCore(wiring.Component):
         out_len = dp.tag_out[25:40]
 
         # Spike list: (fanout_base, fanout_len) of every spiking neuron.
-        m.submodules.spikes = spikes = SyncFIFOBuffered(width=30, depth=n_neurons)
+        # (At least 3 entries: SyncFIFOBuffered of depth 2 has zero-width
+        # pointers, which Verilog cannot declare.)
+        m.submodules.spikes = spikes = SyncFIFOBuffered(width=30, depth=max(n_neurons, 3))
         m.d.comb += [spikes.w_data.eq(out_base | (out_len << 15)),
                      spikes.w_en.eq(dp.o_valid & dp.o.spike & (out_len != 0))]
 
         # --- synapse unit -----------------------------------------------------
         syn_enable = Signal()
         clear_busy = Signal()
-        m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start)
+        if lu is None:
+            m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start)
+        else:
+            m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start & ~lu.busy)
         axon_r, syn_r, group_r = rports[Region.AXON], rports[Region.SYNAPSE], rports[Region.GROUP]
         m.submodules.runs = runs = SyncFIFO(width=layouts[Region.AXON].size, depth=4)
         lookup_q = Signal()
@@ -336,11 +366,22 @@ class NeuronCore(wiring.Component):
         resp_region = Signal(4)
         resp_data = Signal(64)
         resp_valid = Signal()
-        m.d.comb += req.ready.eq(~resp_pending & ~resp_valid)
+        accept = req.valid & req.ready
+        if lu is None:
+            m.d.comb += req.ready.eq(~resp_pending & ~resp_valid)
+        else:
+            own = Signal()        # a request for regions 0..7 (the rest go to the engine)
+            accept = accept & own
+            free = Signal()
+            m.d.comb += [own.eq(req.payload.region < 8),
+                         free.eq(~resp_pending & ~resp_valid & ~lu.cfg_resp.valid),
+                         req.ready.eq(free & (own | lu.cfg_req.ready)),
+                         lu.cfg_req.payload.eq(req.payload),
+                         lu.cfg_req.valid.eq(req.valid & free & ~own)]
         cfg_write = Signal()
         cfg_read = Signal()
-        m.d.comb += [cfg_write.eq(req.valid & req.ready & req.payload.write),
-                     cfg_read.eq(req.valid & req.ready & ~req.payload.write)]
+        m.d.comb += [cfg_write.eq(accept & req.payload.write),
+                     cfg_read.eq(accept & ~req.payload.write)]
         with m.If(cfg_read):
             m.d.sync += [resp_pending.eq(1), resp_region.eq(req.payload.region)]
         with m.If(resp_pending):
@@ -356,7 +397,14 @@ class NeuronCore(wiring.Component):
         # GROUP has a combinational read port: capture it in the request cycle.
         with m.If(cfg_read & (req.payload.region == Region.GROUP)):
             m.d.sync += resp_data.eq(self._widen(m, Region.GROUP, group_r.data))
-        m.d.comb += [self.cfg_resp.valid.eq(resp_valid), self.cfg_resp.payload.eq(resp_data)]
+        if lu is None:
+            m.d.comb += [self.cfg_resp.valid.eq(resp_valid),
+                         self.cfg_resp.payload.eq(resp_data)]
+        else:
+            m.d.comb += [self.cfg_resp.valid.eq(resp_valid | lu.cfg_resp.valid),
+                         self.cfg_resp.payload.eq(Mux(lu.cfg_resp.valid, lu.cfg_resp.payload,
+                                                      resp_data)),
+                         lu.cfg_resp.ready.eq(self.cfg_resp.ready)]
 
         # --- memory port multiplexing -------------------------------------------------
         # Priority: host access (only while idle), clearing, then the datapaths.
@@ -404,6 +452,20 @@ class NeuronCore(wiring.Component):
         m.d.comb += [syn_ram.addr.eq(Mux(syn_w.en, syn_w.addr, rports[Region.SYNAPSE].addr)),
                      syn_ram.wdata.eq(syn_w.data), syn_ram.we.eq(syn_w.en)]
 
-        m.d.comb += self.idle.eq(~pass_busy & ~syn_busy & ~fan_busy & ~clear_busy &
-                                 ~resp_pending & ~resp_valid)
+        idle = ~pass_busy & ~syn_busy & ~fan_busy & ~clear_busy & ~resp_pending & ~resp_valid
+        if lu is not None:
+            # The engine runs after the barrier, when nothing else uses AXON
+            # and SYNAPSE: while busy it owns both (and the core is not idle).
+            m.d.comb += [lu.axon.data.eq(axon_r.data), lu.synapse.rdata.eq(syn_ram.rdata),
+                         lu.pre_hit.eq(lookup), lu.pre_axon.eq(self.packet_in.payload.payload),
+                         lu.post_valid.eq(dp.o_valid), lu.post_neuron.eq(out_n),
+                         lu.post_spike.eq(dp.o.spike)]
+            # (The unit is also busy while RESET clears its memories; while
+            # the core clears its own, SYNAPSE stays with the core's clearing.)
+            with m.If(lu.busy & ~clear_busy):
+                m.d.comb += [axon_r.addr.eq(lu.axon.addr), axon_r.en.eq(lu.axon.en),
+                             syn_ram.addr.eq(lu.synapse.addr), syn_ram.wdata.eq(lu.synapse.wdata),
+                             syn_ram.we.eq(lu.synapse.we)]
+            idle = idle & ~lu.busy & ~lu.cfg_resp.valid
+        m.d.comb += self.idle.eq(idle)
         return m

@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from neuromesh.chip import ADDRESS, Geometry, Region
+from neuromesh.chip import ADDRESS, Geometry, LearnRegion, Region, learn_region_size
 from neuromesh.protocol import (
     INFO_LAYOUT,
     MAX_CHANNELS_PER_FRAME,
@@ -235,6 +235,9 @@ class HostLink(wiring.Component):
     output_buffer: int
         Host output channels buffered per step before an OUTPUT frame has to be
         sent mid-step, 1 to ``MAX_CHANNELS_PER_FRAME`` (512).
+    learning: bool
+        The cores have learning engines: WRITE/READ accept regions 8–13 with
+        their sizes of a LEARNING image (§11.2) instead of BAD_ADDRESS.
 
     Attributes
     ----------
@@ -295,7 +298,8 @@ class HostLink(wiring.Component):
     reset_done: In(1)
 
     def __init__(self, geometry: Geometry, *, spike_queue_depth: int = 512,
-                 timeout_cycles: int = 100_000, output_buffer: int = MAX_CHANNELS_PER_FRAME):
+                 timeout_cycles: int = 100_000, output_buffer: int = MAX_CHANNELS_PER_FRAME,
+                 learning: bool = False):
         if not isinstance(geometry, Geometry):
             raise TypeError(f"geometry must be a neuromesh.chip.Geometry, got {geometry!r}")
         if not MAX_SPIKES <= spike_queue_depth <= 0xFFFF:
@@ -310,6 +314,7 @@ class HostLink(wiring.Component):
         self.spike_queue_depth = spike_queue_depth
         self.timeout_cycles = timeout_cycles
         self.output_buffer = output_buffer
+        self.learning = learning
         super().__init__()
 
     def _info_payload(self) -> int:
@@ -398,11 +403,15 @@ class HostLink(wiring.Component):
         # Address check of WRITE/READ (§5.1): the region size decides both
         # validity and, when only the end of the run is outside, the first
         # invalid address (offset = size, which never carries, §5.1).
-        region_size = Signal(range(max(g.region_size(r) for r in Region) + 1))
+        # A learning build also maps regions 8..13 (§11.2).
+        sizes = {region: g.region_size(region) for region in Region}
+        if self.learning:
+            sizes.update({region: learn_region_size(g, region) for region in LearnRegion})
+        region_size = Signal(range(max(sizes.values()) + 1))
         with m.Switch(access.addr.region):
-            for region in Region:
+            for region, size in sizes.items():
                 with m.Case(region):
-                    m.d.comb += region_size.eq(g.region_size(region))
+                    m.d.comb += region_size.eq(size)
         core_ok = (access.addr.core.x < g.cols) & (access.addr.core.y < g.rows)
         start_ok = core_ok & (access.addr.offset < region_size)
         addr_ok = start_ok & (access.addr.offset + count <= region_size)

@@ -65,7 +65,20 @@ async def run_case(drv, case):
     image = load(case["image"])
     with np.load(case["inputs"]) as f:
         inputs = f["spikes"]
-    return await lockstep(drv, image, inputs, int(case.get("steps", inputs.shape[0])))
+    return await lockstep(drv, image, inputs, int(case.get("steps", inputs.shape[0])),
+                          rewards=case.get("rewards"))
+
+
+async def run_host_case(drv, case):
+    """Mode ``learning-host``: the host-access checks of a learning image
+    (:func:`~neuromesh.sim.learning_host.host_access_checks`)."""
+    from neuromesh.sim.learning_host import host_access_checks
+    image = load(case["image"])
+    with np.load(case["inputs"]) as f:
+        inputs = f["spikes"]
+    problems = await host_access_checks(drv, image, inputs, reward_step=case.get("reward_step"),
+                                        rewards=case.get("rewards"))
+    return len(inputs), (problems[0] if problems else None)
 
 
 async def measure_throughput(dut, drv, job):
@@ -107,7 +120,10 @@ async def cosim(dut):
         await measure_throughput(dut, drv, job)
         return
     for case in job["cases"]:
-        steps, bad = await run_case(drv, case)
+        if job.get("mode") == "learning-host":
+            steps, bad = await run_host_case(drv, case)
+        else:
+            steps, bad = await run_case(drv, case)
         result["cases"] += 1
         result["steps"] += steps
         if bad:

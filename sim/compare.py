@@ -3,7 +3,8 @@ difference (step, core, neuron, field, both values)."""
 
 import numpy as np
 
-__all__ = ["first_divergence", "describe", "lockstep"]
+__all__ = ["first_divergence", "learning_divergence", "read_learning", "write_reward",
+           "describe", "lockstep"]
 
 STATE_FIELDS = ("u", "v", "refractory", "accum")
 
@@ -34,32 +35,91 @@ def first_divergence(step, chip_outputs, emu_outputs, chip_state, emu_state, geo
     return None
 
 
+async def read_learning(driver, geometry, regions) -> dict:
+    """READ the words of ``regions`` (SYNAPSE and learning regions 8..13) of
+    every core: uint64 ``[n_cores, size]`` per region."""
+    from neuromesh.chip import pack_address
+    g = geometry
+    out = {}
+    for region, size in regions.items():
+        rows = []
+        for k in range(g.n_cores):
+            core = (k // g.cols) << 4 | (k % g.cols)
+            rows.append(await driver.read(int(pack_address(core, region, 0)), size))
+        out[region] = np.stack(rows)
+    return out
+
+
+def learning_divergence(step, chip_words, emu_words, geometry):
+    """``None`` if the learning state words (:func:`read_learning`) equal
+    :meth:`~neuromesh.emulator.Emulator.learning_words` (batch row 0), else a
+    dict naming region, core, word and both values."""
+    from neuromesh.chip import region_name
+    for region, want in emu_words.items():
+        a, b = np.asarray(chip_words[region], np.uint64), np.asarray(want[0], np.uint64)
+        if not np.array_equal(a, b):
+            core, word = (int(i[0]) for i in np.nonzero(a != b))
+            return {"step": step, "field": f"{region_name(int(region))} word", "core": core,
+                    "x": core % geometry.cols, "y": core // geometry.cols, "word": word,
+                    "chip": hex(int(a[core, word])), "emulator": hex(int(b[core, word]))}
+    return None
+
+
 def describe(d) -> str:
     """One line for a divergence dict."""
     if d is None:
         return "identical"
     where = ", ".join(f"{k} {d[k]}" for k in ("case", "core", "x", "y", "slot", "neuron",
-                                              "channel") if k in d and d[k] is not None)
+                                              "word", "channel")
+                      if k in d and d[k] is not None)
     return (f"first divergence at step {d['step']}: {d['field']} ({where}): "
             f"chip {d['chip']}, emulator {d['emulator']}")
 
 
-async def lockstep(driver, image, inputs, steps):
+async def write_reward(driver, geometry, rewards):
+    """The host's reward write (§11.4): LSTATE.reward of core ``k`` :=
+    ``rewards[k]``, keeping the core's ``epoch_phase`` (read first)."""
+    from neuromesh.chip import LEARN_WORD_LAYOUTS, LearnRegion, LearnWord, pack_address
+    g = geometry
+    lstate = LEARN_WORD_LAYOUTS[LearnWord.LSTATE]
+    for k in range(g.n_cores):
+        core = (k // g.cols) << 4 | (k % g.cols)
+        a = int(pack_address(core, LearnRegion.LEARN, LearnWord.LSTATE))
+        phase = int(lstate.unpack(await driver.read(a, 1))["epoch_phase"][0])
+        await driver.write(a, lstate.pack(reward=[int(rewards[k])], epoch_phase=[phase]))
+
+
+async def lockstep(driver, image, inputs, steps, rewards=None):
     """Load ``image`` through ``driver`` (a :class:`~neuromesh.host.HostDriver`
     on any simulator), then run it and the emulator side by side, comparing
-    outputs and the full read-back state after every step.
+    outputs and the full read-back state after every step. For a learning
+    image (§11) the state includes every word of SYNAPSE and of regions 8..13
+    (learned weights, tags, traces, LEARN registers, LGROUP, RULE), compared
+    with :meth:`~neuromesh.emulator.Emulator.learning_words`; the chip must be
+    a learning build (``Chip(..., learning=True)``). ``rewards``: ``{step:
+    [reward per core]}``, written by the host (:func:`write_reward`) and by
+    ``Emulator.set_reward`` before that step.
 
     Returns ``(steps run, first divergence or None)``.
     """
     from neuromesh.emulator import Emulator
     emu = Emulator(image)
     await driver.load_image(image)
+    rewards = {int(t): r for t, r in (rewards or {}).items()}
     for t in range(steps):
+        if t in rewards:
+            await write_reward(driver, image.geometry, rewards[t])
+            emu.set_reward(np.asarray(rewards[t]))
         chip_out = await driver.run_inputs(image, inputs[t:t + 1])
         r = emu.run(inputs[t:t + 1])
         chip_state = await driver.read_state(image.geometry)
         bad = first_divergence(t, chip_out[0], r.outputs[0, 0], chip_state,
                                emu.read_state(), image.geometry)
+        if bad is None and emu.learning:
+            want = emu.learning_words()
+            got = await read_learning(driver, image.geometry,
+                                      {region: w.shape[-1] for region, w in want.items()})
+            bad = learning_divergence(t, got, want, image.geometry)
         if bad:
             return t + 1, bad
     return steps, None

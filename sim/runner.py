@@ -27,7 +27,7 @@ from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
 __all__ = ["CosimResult", "cache_dir", "build_verilator", "run_verilator", "run_amaranth",
-           "write_case"]
+           "write_case", "learning_chip"]
 
 TOPLEVEL = WRAPPER_MODULE
 
@@ -66,6 +66,13 @@ def cache_dir() -> Path:
     """Where Verilator builds are kept (``$NEUROMESH_CACHE`` or ~/.cache/neuromesh)."""
     root = os.environ.get("NEUROMESH_CACHE") or Path.home() / ".cache" / "neuromesh"
     return Path(root) / "verilator"
+
+
+def learning_chip(geometry: Geometry):
+    """The chip with learning engines (``Chip(geometry, learning=True)``): the
+    ``chip_factory`` for images with the LEARNING flag (§11)."""
+    from neuromesh.rtl.chip import Chip
+    return Chip(geometry, learning=True)
 
 
 def _verilog(geometry: Geometry, chip_factory=None) -> str:
@@ -131,7 +138,10 @@ def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None =
                   stop_on_divergence=True, chip_factory=None, workdir=None,
                   mode: str = "compare") -> CosimResult:
     """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
-    Verilator simulation. ``waves``: write an FST waveform there."""
+    Verilator simulation. ``waves``: write an FST waveform there. ``mode``:
+    ``"compare"`` (lockstep with the emulator), ``"throughput"``, or
+    ``"learning-host"`` (:mod:`~neuromesh.sim.learning_host`; a case may add
+    ``reward_step`` and ``rewards``)."""
     from cocotb_tools.runner import get_runner
     build = build_verilator(geometry, chip_factory=chip_factory)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
