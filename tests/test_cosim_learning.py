@@ -113,6 +113,19 @@ def test_host_reward_reset_and_address_map(tmp_path):
     assert words[LearnRegion.LEARN][..., 3].all() and words[LearnRegion.LEARN][..., 4].all()
 
 
+@pytest.mark.slow
+def test_random_learning_chips_with_narrow_fields(tmp_path):
+    """Opt-in: the same random chips on a learning build whose cores store
+    narrowed words (``narrow_fields``, as the board builds do)."""
+    from neuromesh.rtl.chip import Chip
+
+    def narrow_learning_chip(geometry):
+        return Chip(geometry, learning=True, core_args={"narrow_fields": True})
+
+    result = run_verilator(G, cases(tmp_path, range(10)), chip_factory=narrow_learning_chip)
+    assert result.identical, result.summary()
+
+
 def load_example(name):
     import importlib.util
     import sys
