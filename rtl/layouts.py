@@ -11,8 +11,8 @@ from amaranth.lib import data, stream
 
 from neuromesh.chip import LAYOUTS, Geometry, Region
 
-__all__ = ["word_layout", "stored_layout", "PACKET", "MEM_REQUEST", "packet_stream",
-           "mem_request_stream", "mem_response_stream", "byte_stream"]
+__all__ = ["word_layout", "struct_layout", "stored_layout", "PACKET", "MEM_REQUEST",
+           "packet_stream", "mem_request_stream", "mem_response_stream", "byte_stream"]
 
 
 def word_layout(region: Region) -> data.StructLayout:
@@ -21,7 +21,12 @@ def word_layout(region: Region) -> data.StructLayout:
     Fields sit at the bit positions of the spec; reserved bits are padding
     (and are not stored).
     """
-    layout = LAYOUTS[region]
+    return struct_layout(LAYOUTS[region])
+
+
+def struct_layout(layout) -> data.StructLayout:
+    """A :class:`~neuromesh.chip.WordLayout` as an Amaranth struct: fields at
+    their bit positions, gaps as padding members."""
     fields = sorted(layout.fields.values(), key=lambda f: f.lsb)
     members, pos = {}, 0
     for i, f in enumerate(fields):

@@ -42,7 +42,7 @@ and one to accumulate. A step with the engine off takes 2 clocks.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -63,10 +63,9 @@ from neuromesh.chip import (
     LearnRegion,
     LearnWord,
     Region,
-    WordLayout,
 )
 
-from .layouts import word_layout
+from .layouts import struct_layout, word_layout
 from .lfsr import lfsr_draw
 
 __all__ = ["LearningEngine", "learn_layout", "learn_word_layout", "addr_width",
@@ -78,26 +77,15 @@ PRODUCT_BITS = 37
 FACTOR_BITS = 10
 
 
-def _struct(layout: WordLayout) -> data.StructLayout:
-    fields = sorted(layout.fields.values(), key=lambda f: f.lsb)
-    members, pos = {}, 0
-    for i, f in enumerate(fields):
-        if f.lsb > pos:
-            members[f"_pad{i}"] = unsigned(f.lsb - pos)
-        members[f.name] = signed(f.width) if f.signed else unsigned(f.width)
-        pos = f.lsb + f.width
-    return data.StructLayout(members)
-
-
 def learn_layout(region: LearnRegion) -> data.StructLayout:
     """The word of learning region ``region`` (LGROUP … TAG) at the spec's bit
     positions (reserved bits above the last field are not stored)."""
-    return _struct(LEARN_LAYOUTS[region])
+    return struct_layout(LEARN_LAYOUTS[region])
 
 
 def learn_word_layout(word: LearnWord) -> data.StructLayout:
     """Word ``word`` of the LEARN region."""
-    return _struct(LEARN_WORD_LAYOUTS[word])
+    return struct_layout(LEARN_WORD_LAYOUTS[word])
 
 
 def addr_width(depth: int) -> int:
