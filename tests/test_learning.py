@@ -161,9 +161,11 @@ def test_no_hidden_scaling_by_the_number_of_factors():
     assert results == [15, 15]
 
 
-def test_dependencies_x0_y0_u0():
-    # synapses: A axon 0 -> neuron 0 (pre hit, post spikes), B axon 1 -> neuron 0
-    # (pre silent), C axon 0 -> neuron 1 (post silent), D axon 1 -> neuron 1.
+def dependency_chip():
+    """One core, four plastic synapses under ``dw = x0 + 2*y0 + 4*u0 +
+    8*2^-1*x0*y0``: A axon 0 -> neuron 0 (pre hit, post spikes), B axon 1 ->
+    neuron 0 (pre silent), C axon 0 -> neuron 1 (post silent), D axon 1 ->
+    neuron 1; a static synapse on axon 0 makes neuron 0 fire."""
     b = ChipBuilder(G)
     c = b.core(0, 0)
     c.profile(0, du=4096, dv=4096, vth_mant=1)
@@ -176,7 +178,11 @@ def test_dependencies_x0_y0_u0():
     c.synapses(axon=[0, 1, 0, 1], target=[0, 0, 1, 1], w_mant=0, group=1)
     c.learning(t_epoch=1)
     b.input([0, 1], 0, 0, [0, 1])
-    e = Emulator(b.build())
+    return b.build()
+
+
+def test_dependencies_x0_y0_u0():
+    e = Emulator(dependency_chip())
     e.run(inputs(1, {0: [0]})[:, :2])
     w = e.read_state()["w_mant"][0, 0]
     # memory order: axon 0 (static, A, C), axon 1 (B, D)

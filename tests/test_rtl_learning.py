@@ -18,11 +18,11 @@ from amaranth.back import verilog
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 from test_learning import G as G_DIRECTED
-from test_learning import chip
+from test_learning import chip, dependency_chip
 from test_learning import inputs as pulses
 from test_learning_reference import random_chip
 
-from neuromesh import ChipBuilder, Geometry
+from neuromesh import Geometry
 from neuromesh.chip import (
     LAYOUTS,
     LEARN_LAYOUTS,
@@ -398,21 +398,7 @@ def test_clamp_by_precision_and_sign(w_bits, sign, up, down):
 
 
 def test_each_dependency():
-    # A axon 0 -> neuron 0 (pre hit, post spikes), B axon 1 -> neuron 0 (pre
-    # silent), C axon 0 -> neuron 1 (post silent), D axon 1 -> neuron 1.
-    b = ChipBuilder(G_DIRECTED)
-    c = b.core(0, 0)
-    c.profile(0, du=4096, dv=4096, vth_mant=1)
-    c.profile(1, du=4096, dv=4096, vth_mant=2**17 - 1)
-    c.neurons(0, profile=0)
-    c.neurons(1, profile=1)
-    c.group(0, w_shift=6)
-    c.group(1, rule="dw = x0 + 2*y0 + 4*u0 + 8*2^-1*x0*y0")
-    c.synapses(axon=0, target=0, w_mant=2, group=0)
-    c.synapses(axon=[0, 1, 0, 1], target=[0, 0, 1, 1], w_mant=0, group=1)
-    c.learning(t_epoch=1)
-    b.input([0, 1], 0, 0, [0, 1])
-    w = final(b.build(), 1, pulses(1, {0: [0]})[:, :2])[-1]
+    w = final(dependency_chip(), 1, pulses(1, {0: [0]})[:, :2])[-1]
     assert [w[i] for i in (1, 3, 2, 4)] == [1 + 2 + 4 + 4, 2 + 4, 1 + 4, 4]
 
 
