@@ -8,7 +8,8 @@ from neuromesh.chip import ChipError
 
 from .catalog import BOARDS
 
-__all__ = ["register", "cmd_build", "add_backend_arguments", "make_backend"]
+__all__ = ["register", "cmd_build", "add_backend_arguments", "add_timeout_argument",
+           "make_backend"]
 
 
 def cmd_build(args):
@@ -49,13 +50,22 @@ def register(subparsers):
 
 
 def add_backend_arguments(parser):
-    """``--backend {emulator,board}``, ``--port``, ``--baud`` for ``neuromesh run``."""
+    """``--backend {emulator,board}``, ``--port``, ``--baud``, ``--timeout`` for
+    ``neuromesh run``."""
     parser.add_argument("--backend", choices=["emulator", "board"], default="emulator",
                         help="run on the emulator or on a board over its serial port "
                              "(default: %(default)s)")
     parser.add_argument("--port", help="serial port of the board, e.g. /dev/ttyUSB1")
     parser.add_argument("--baud", type=int, default=1_000_000,
                         help="board UART rate (default: %(default)s)")
+    add_timeout_argument(parser)
+
+
+def add_timeout_argument(parser):
+    """``--timeout SECONDS``: how long the board may be silent or stop taking bytes."""
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="give up when the board sends nothing, or takes no bytes, for "
+                             "this long (default: %(default)s)")
 
 
 def make_backend(args, image, batch: int):
@@ -64,6 +74,7 @@ def make_backend(args, image, batch: int):
         if not args.port:
             raise ChipError("--backend board needs --port (e.g. /dev/ttyUSB1)")
         from .serial import BoardBackend
-        return BoardBackend(image, batch, port=args.port, baud=args.baud)
+        return BoardBackend(image, batch, port=args.port, baud=args.baud,
+                            response_timeout=getattr(args, "timeout", 10.0))
     from neuromesh.emulator import Emulator
     return Emulator(image, batch=batch)

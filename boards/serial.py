@@ -24,6 +24,9 @@ DEFAULT_BAUD = 1_000_000
 #: Longest RUN the backend sends: about 0.5 s of a 256-neuron core at 12 MHz.
 MAX_STEPS_PER_RUN = 10_000
 
+#: Bytes per serial write: the write timeout is a no-progress timeout per piece.
+WRITE_CHUNK = 64
+
 
 class SerialTransport:
     """Host-driver transport on a serial port.
@@ -36,21 +39,37 @@ class SerialTransport:
         Must match the bitstream's (docs/boards.md).
     read_timeout:
         Seconds one :meth:`read` waits for the first byte.
+    write_timeout:
+        Seconds a write may make no progress (no :data:`WRITE_CHUNK` bytes
+        taken) before it counts as failed.
     serial:
         An already open pyserial-like object instead of ``port``.
     """
 
     def __init__(self, port: str | None = None, baud: int = DEFAULT_BAUD, *,
-                 read_timeout: float = 0.02, serial=None):
+                 read_timeout: float = 0.02, write_timeout: float = 10.0, serial=None):
         if serial is None:
             import serial as pyserial
             serial = pyserial.serial_for_url(port, baudrate=baud, timeout=read_timeout,
-                                             write_timeout=10)
+                                             write_timeout=write_timeout)
         self.serial = serial
+        self.port = port
         self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
 
     async def write(self, data: bytes):
-        self.serial.write(data)
+        """Send ``data``. The timeout bounds each :data:`WRITE_CHUNK`-byte piece,
+        not the whole command: a long WRITE (an image load) to a slow receiver
+        (a simulated chip, a low baud rate) is fine while bytes keep moving."""
+        import serial as pyserial
+        for at in range(0, len(data), WRITE_CHUNK):
+            try:
+                self.serial.write(data[at:at + WRITE_CHUNK])
+            except pyserial.SerialTimeoutException:
+                raise TimeoutError(
+                    f"serial port {self.port or self.serial}: the receiver took no bytes for "
+                    f"{self.write_timeout:g} s (byte {at} of a {len(data)}-byte command); "
+                    f"is the neuromesh bitstream running at this baud rate?") from None
         self.serial.flush()
 
     async def read(self) -> bytes:
@@ -81,7 +100,8 @@ class BoardBackend:
     port, baud, transport:
         The serial port (see :class:`SerialTransport`), or a ready transport.
     response_timeout:
-        Seconds without a byte before a command counts as unanswered.
+        Seconds without a byte received, or without bytes taken by the board,
+        before a command counts as failed.
     """
 
     def __init__(self, image: ChipImage, batch: int = 1, *, port: str | None = None,
@@ -91,7 +111,8 @@ class BoardBackend:
         self.image = image
         self.geometry = image.geometry
         self.batch = 1
-        self.transport = transport or SerialTransport(port, baud)
+        self.transport = transport or SerialTransport(port, baud,
+                                                      write_timeout=response_timeout)
         reads = max(1, round(response_timeout / getattr(self.transport, "read_timeout", 0.02)))
         self.driver = HostDriver(self.transport, max_idle_reads=reads)
         self.step = 0

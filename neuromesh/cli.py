@@ -271,8 +271,8 @@ def _demo_on_board(args):
     compiled = compile_demo(args.geometry or board.geometry)
     print(image_summary(compiled.image))
     emu = run_digits(Emulator(compiled.image), compiled, args.limit)
-    chip = run_digits(BoardBackend(compiled.image, port=args.port, baud=args.baud), compiled,
-                      args.limit)
+    chip = run_digits(BoardBackend(compiled.image, port=args.port, baud=args.baud,
+                                   response_timeout=args.timeout), compiled, args.limit)
     same = (chip["predictions"] == emu["predictions"]).mean()
     print(f"emulator  accuracy {emu['accuracy']:.2%}")
     print(f"{board.name:<9} accuracy {chip['accuracy']:.2%}  "
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1")
     s.add_argument("--baud", type=int, default=1_000_000,
                    help="board UART rate (default: %(default)s)")
+    from .boards.cli import add_timeout_argument
+    add_timeout_argument(s)
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("compile", help="compile a NIR model onto a chip geometry",
