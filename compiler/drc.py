@@ -62,7 +62,9 @@ def design_rule_check(net: Network, geometry: Geometry) -> list[Violation]:
     Checked: synaptic delays against ``delay_slots - 2``; incoming
     projections per population against ``n_groups``; per-neuron needs
     (synapses, axons, fan-out) against one core; the total number of cores
-    the partition needs against the mesh; host channels against 65536.
+    the partition needs (after packing small clusters together when there
+    are more clusters than cores) against the mesh; host channels against
+    65536.
     """
     g = geometry
     out: list[Violation] = []
@@ -70,26 +72,32 @@ def design_rule_check(net: Network, geometry: Geometry) -> list[Violation]:
         d = int(p.delay.max(initial=0))
         if d > g.max_delay:
             out.append(Violation(f"projection {p.name!r}", "delay", g.max_delay, d))
-    cores = 0
-    for name, pop in net.populations.items():
+    needs_of = {}
+    for name in net.populations:
         n_in = sum(1 for p in net.projections if p.dst == name)
         if n_in > g.n_groups:
             out.append(Violation(f"population {name!r}", "incoming projections (n_groups)",
                                  g.n_groups, n_in))
         fanout = sum(1 for p in net.projections if p.src == name) + (name in net.outputs)
-        needs = population_needs(net, name, max(fanout, 1)).cluster_needs(1)
+        needs = population_needs(net, name, max(fanout, 1))
         fits = True
         for resource, attr in RESOURCES.items():
-            if needs[resource] > getattr(g, attr):
+            if needs.cluster_needs(1)[resource] > getattr(g, attr):
                 out.append(Violation(f"population {name!r} (one neuron)", f"{attr}",
-                                     getattr(g, attr), needs[resource]))
+                                     getattr(g, attr), needs.cluster_needs(1)[resource]))
                 fits = False
         if fits:
-            from .placement import max_neurons_per_core
-            k, _ = max_neurons_per_core(population_needs(net, name, max(fanout, 1)), g)
-            cores += -(-pop.size // k)
-    if cores > g.n_cores:
-        out.append(Violation("network", "cores", g.n_cores, cores))
+            needs_of[name] = needs
+    if needs_of:
+        from .placement import pack, partition
+        cores = len(partition(needs_of.values(), g, check_cores=False))
+        if cores > g.n_cores:       # then small clusters share cores
+            cores = len(pack(partition(needs_of.values(), g, check_cores=False), g,
+                             exclusive={p.dst for p in net.projections if p.plastic},
+                             groups={n: sum(1 for p in net.projections if p.dst == n)
+                                     for n in needs_of}, check_cores=False))
+        if cores > g.n_cores:
+            out.append(Violation("network", "cores", g.n_cores, cores))
     for what, total in (("input channels", sum(i.size for i in net.inputs.values())),
                         ("output channels", sum(net.populations[n].size for n in net.outputs))):
         if total > 1 << 16:

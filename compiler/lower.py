@@ -14,7 +14,16 @@ from neuromesh.image import ChipImage
 
 from .drc import DesignRuleError, design_rule_check, population_needs
 from .network import Network
-from .placement import HOST, Traffic, max_neurons_per_core, partition, place
+from .placement import (
+    HOST,
+    CoreGroup,
+    Traffic,
+    group_traffic,
+    max_neurons_per_core,
+    pack,
+    partition,
+    place,
+)
 from .quantize import (
     VTH_MANT_MAX,
     choose_scale,
@@ -55,8 +64,9 @@ class Compiled:
     input_channels, output_channels:
         ``{port or population: first host channel}``; a port of size ``n``
         uses channels ``first .. first + n - 1``.
-    clusters, positions:
-        The partition and where each cluster sits (x, y).
+    clusters, positions, offsets:
+        The partition, where each cluster sits (core x, y) and its first
+        neuron on that core (0 unless clusters share the core).
     scales:
         Chip units per float unit of each population.
     quantization:
@@ -77,6 +87,7 @@ class Compiled:
     naive_cost: float = 0.0
     synapse_sites: dict = field(default_factory=dict)
     w_shifts: dict = field(default_factory=dict)
+    offsets: dict = field(default_factory=dict)
 
     def chip_inputs(self, inputs: dict, steps: int | None = None) -> np.ndarray:
         """Pack per-port 0/1 arrays ``[steps, (batch,) size]`` into the image's
@@ -105,7 +116,7 @@ class Compiled:
             if c.population == population:
                 x, y = self.positions[c.name]
                 parts.append((c.start, (y * g.cols + x) * g.n_neurons
-                              + np.arange(c.stop - c.start)))
+                              + self.offsets.get(c.name, 0) + np.arange(c.stop - c.start)))
         if not parts:
             raise KeyError(f"no population {population!r} in this compiled network")
         return np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])])
@@ -233,7 +244,15 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     for n in pops:
         f = sum(-(-pops[p.dst].size // k_of[p.dst]) for p in net.projections if p.src == n)
         fanout[n] = max(1, f + (1 if n in net.outputs else 0))
-    clusters = partition([needs(n, fanout[n]) for n in pops], geometry)
+    clusters = partition([needs(n, fanout[n]) for n in pops], geometry, check_cores=False)
+    if len(clusters) > geometry.n_cores:
+        # Too many for a core each: small clusters share cores.
+        plastic = {p.dst for p in net.projections if p.plastic is not None}
+        core_groups = pack(clusters, geometry, exclusive=plastic,
+                           groups={n: len(incoming[n]) for n in pops})
+    else:
+        core_groups = [CoreGroup(c.name, (c,), (0,), len(incoming[c.population]))
+                       for c in clusters]
 
     # 3. Placement by expected traffic.
     if rates is None and sample_inputs is not None:
@@ -244,15 +263,20 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     rates.setdefault(HOST, 0.1 * sum(i.size for i in net.inputs.values()))
     pairs = [(HOST if p.src in net.inputs else p.src, p.dst) for p in net.projections]
     pairs += [(n, HOST) for n in net.outputs]
-    traffic = Traffic.from_rates(clusters, rates, pairs)
-    placement = place(clusters, traffic, geometry, seed=seed)
-    positions = {c.name: placement.positions[c.name] for c in clusters}
+    traffic = group_traffic(Traffic.from_rates(clusters, rates, pairs), core_groups)
+    placement = place([g.as_cluster() for g in core_groups], traffic, geometry, seed=seed)
+    positions, offsets = {}, {}
+    for g in core_groups:
+        for c, first in zip(g.members, g.offsets):
+            positions[c.name] = placement.positions[g.name]
+            offsets[c.name] = first
 
     # 4. Routing and emission.
     b = ChipBuilder(geometry)
-    home = {}        # population -> (core x, y, first neuron, count) per cluster
+    home = {}    # population -> (core x, y, first neuron, stop, first core neuron) per cluster
     for c in clusters:
-        home.setdefault(c.population, []).append((*positions[c.name], c.start, c.stop))
+        home.setdefault(c.population, []).append((*positions[c.name], c.start, c.stop,
+                                                  offsets[c.name]))
     input_channels, first = {}, 0
     for name, port in net.inputs.items():
         input_channels[name] = first
@@ -265,31 +289,45 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     b.n_outputs = first
 
     def locate(pop, idx):
-        """(cluster number, local index) of neurons ``idx`` of ``pop``."""
+        """(cluster number, neuron on its core) of neurons ``idx`` of ``pop``."""
         starts = np.array([h[2] for h in home[pop]])
+        firsts = np.array([h[4] for h in home[pop]])
         k = np.searchsorted(starts, idx, side="right") - 1
-        return k, idx - starts[k]
+        return k, idx - starts[k] + firsts[k]
+
+    # Per core, each population takes the next profile and the next weight
+    # groups (one per incoming projection); a lone population gets 0 and 0.
+    profile_of, group_of, used = {}, {}, {}
+    for g in core_groups:
+        xy = placement.positions[g.name]
+        for c in g.members:
+            if (xy, c.population) not in profile_of:
+                n_prof, n_grp = used.get(xy, (0, 0))
+                profile_of[xy, c.population] = n_prof
+                group_of[xy, c.population] = n_grp
+                used[xy] = (n_prof + 1, n_grp + len(incoming[c.population]))
 
     for n, pop in pops.items():
-        for x, y, start, stop in home[n]:
+        for x, y, start, stop, at in home[n]:
             c = b.core(x, y)
             pr = params[n]
-            c.profile(0, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
+            prof, g0 = profile_of[(x, y), n], group_of[(x, y), n]
+            c.profile(prof, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
                       refractory=pop.refractory, reset=pop.reset)
-            c.neurons(range(stop - start), profile=0, bias_mant=pr["bias_mant"][start:stop],
-                      bias_exp=pr["bias_exp"][start:stop])
+            c.neurons(at + np.arange(stop - start), profile=prof,
+                      bias_mant=pr["bias_mant"][start:stop], bias_exp=pr["bias_exp"][start:stop])
             for g, p in enumerate(incoming[n]):
                 if p.plastic is None:
-                    c.group(g, w_shift=proj_q[p.name].w_shift)
+                    c.group(g0 + g, w_shift=proj_q[p.name].w_shift)
                 else:
-                    c.group(g, w_shift=proj_q[p.name].w_shift, rule=p.plastic.rule,
+                    c.group(g0 + g, w_shift=proj_q[p.name].w_shift, rule=p.plastic.rule,
                             w_bits=p.plastic.w_bits, sign=p.plastic.sign)
             plastic = [p.plastic for p in incoming[n] if p.plastic is not None]
             if plastic:
                 c.learning(**plastic[0].engine())
         if n in output_channels:
-            for x, y, start, stop in home[n]:
-                b.core(x, y).to_host(np.arange(stop - start),
+            for x, y, start, stop, at in home[n]:
+                b.core(x, y).to_host(at + np.arange(stop - start),
                                      output_channels[n] + np.arange(start, stop))
 
     # Axons: one per (source neuron or input channel, target core), shared by
@@ -304,7 +342,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             k, local = locate(n, p.post)
             # a plastic synapse at zero can still grow, so it stays
             keep = q.w_mant != 0 if p.plastic is None else np.ones(q.w_mant.shape, bool)
-            for ci, (x, y, _start, _stop) in enumerate(home[n]):
+            for ci, (x, y, *_) in enumerate(home[n]):
                 sel = keep & (k == ci)
                 if not sel.any():
                     continue
@@ -315,7 +353,8 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                 table[new] = first_id + np.arange(new.size)
                 next_axon[(x, y)] = first_id + new.size
                 b.core(x, y).synapses(axon=table[p.pre[sel]], target=local[sel],
-                                      w_mant=q.w_mant[sel], delay=p.delay[sel], group=g)
+                                      w_mant=q.w_mant[sel], delay=p.delay[sel],
+                                      group=group_of[(x, y), n] + g)
                 calls.setdefault((x, y), []).append(
                     (p.name if p.plastic is not None else None, np.flatnonzero(sel),
                      table[p.pre[sel]]))
@@ -345,12 +384,13 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                              "rms_rel_error": float(v[2]), "flushed": int(v[3])}
                          for k, v in quant.items()},
         "placement": {"cost": float(placement.cost), "row_major_cost": float(placement.naive_cost),
-                      "clusters": {c.name: [*map(int, positions[c.name]), c.start, c.stop]
-                                   for c in clusters}},
+                      "clusters": {c.name: [*map(int, positions[c.name]), c.start, c.stop,
+                                            offsets[c.name]] for c in clusters}},
     }
     image = b.build(meta={"name": image_name, "compiler": report})
     return Compiled(image=image, network=net, input_channels=input_channels,
                     output_channels=output_channels, clusters=clusters, positions=positions,
+                    offsets=offsets,
                     scales=scales, quantization=quant, placement_cost=placement.cost,
                     naive_cost=placement.naive_cost, synapse_sites=sites,
                     w_shifts={k: int(v.w_shift) for k, v in proj_q.items()})

@@ -1,13 +1,16 @@
 """Partitioning of a spiking network into cores and placement on the mesh.
 
-Two steps of the compiler live here, both pure functions of plain data:
+Three steps of the compiler live here, all pure functions of plain data:
 
 1. :func:`partition` splits every population into the fewest *clusters*
    (contiguous neuron index ranges) such that each cluster fits one core under
    every per-core limit of the :class:`~neuromesh.chip.Geometry`
    (``n_neurons``, ``n_axons``, ``n_synapses``, ``n_fanout``,
    ``n_profiles``; ``docs/architecture.md`` §2.1).
-2. :func:`place` assigns the clusters to distinct cores of the
+2. :func:`pack`, only when the clusters outnumber the cores, puts several
+   small clusters on one core (a :class:`CoreGroup`) within the summed
+   limits; :func:`group_traffic` sums their traffic.
+3. :func:`place` assigns the clusters (or core groups) to distinct cores of the
    ``rows x cols`` mesh so that the expected routing load ::
 
        cost = sum_ij T[i, j] * hops(p_i, p_j)
@@ -45,7 +48,8 @@ from neuromesh.chip import ChipError, Geometry
 
 __all__ = [
     "HOST", "RESOURCES", "PlacementError", "PopulationNeeds", "Cluster", "Traffic",
-    "Placement", "max_neurons_per_core", "partition", "hops", "host_hops",
+    "Placement", "CoreGroup", "max_neurons_per_core", "partition", "pack", "group_traffic",
+    "hops", "host_hops",
     "naive_placement", "placement_cost", "place",
 ]
 
@@ -470,7 +474,8 @@ def max_neurons_per_core(needs: PopulationNeeds, geometry: Geometry) -> tuple[in
     return int(per[resource]), resource
 
 
-def partition(populations: Iterable[PopulationNeeds], geometry: Geometry) -> list[Cluster]:
+def partition(populations: Iterable[PopulationNeeds], geometry: Geometry, *,
+              check_cores: bool = True) -> list[Cluster]:
     """Split populations into the fewest clusters that each fit one core.
 
     Each population is cut into ``ceil(size / k)`` contiguous index ranges of
@@ -496,15 +501,13 @@ def partition(populations: Iterable[PopulationNeeds], geometry: Geometry) -> lis
     PlacementError
         If a population cannot fit even one neuron per core (the message names
         the population, the resource, the limit and the need), if names repeat,
-        or if the clusters outnumber the cores ("needs K cores, the mesh has
-        M").
+        or, with ``check_cores``, if the clusters outnumber the cores ("needs K
+        cores, the mesh has M").
 
     Notes
     -----
-    Simplification: a core holds neurons of one population only; clusters of
-    different populations never share a core, even when both are small. This
-    wastes cores on networks with many small populations, but keeps profiles,
-    axons and fan-out of a core those of a single population.
+    Each cluster holds neurons of one population. When there are more
+    clusters than cores, :func:`pack` puts several small clusters on one core.
     """
     populations = list(populations)
     seen = set()
@@ -539,12 +542,129 @@ def partition(populations: Iterable[PopulationNeeds], geometry: Geometry) -> lis
         summary.append(f"{p.name!r}: {count} (at most {k} neurons/core, "
                        f"limited by {RESOURCES[binding]})")
 
-    if len(clusters) > geometry.n_cores:
+    if check_cores and len(clusters) > geometry.n_cores:
         raise PlacementError(
             f"partition needs {len(clusters)} cores, the mesh has {geometry.n_cores} "
             f"({geometry.rows}x{geometry.cols}); clusters per population: "
             + ", ".join(summary))
     return clusters
+
+
+@dataclass(frozen=True)
+class CoreGroup:
+    """Clusters that share one core (:func:`pack`).
+
+    Attributes
+    ----------
+    name : str
+        The member names joined by ``"+"`` (a lone cluster keeps its name).
+    members : tuple of Cluster
+        In the order their neurons sit on the core: member ``i`` starts at
+        core neuron ``offsets[i]``.
+    offsets : tuple of int
+    groups : int
+        Weight groups (``n_groups``) the members' incoming projections take.
+    """
+
+    name: str
+    members: tuple[Cluster, ...]
+    offsets: tuple[int, ...]
+    groups: int = 0
+
+    def needs(self) -> dict[str, int]:
+        """Summed ``{resource: need}`` of the members (an upper bound: members
+        that hear the same source share its axon on the core)."""
+        return {r: sum(getattr(c, r) for c in self.members) for r in RESOURCES}
+
+    def as_cluster(self) -> Cluster:
+        """A :class:`Cluster` standing for the whole core in :func:`place`."""
+        if len(self.members) == 1:
+            return self.members[0]
+        return Cluster(name=self.name, population="+".join(c.population for c in self.members),
+                       start=0, stop=self.offsets[-1] + self.members[-1].neurons,
+                       **self.needs())
+
+
+def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
+         groups: Mapping[str, int] | None = None, exclusive: Iterable[str] = (),
+         check_cores: bool = True) -> list[CoreGroup]:
+    """Put clusters on the fewest cores this heuristic finds: first-fit
+    decreasing, largest share of a core first.
+
+    A core takes clusters while the sums of their needs stay within every
+    per-core limit, including ``n_groups`` (``groups[population]``: incoming
+    projections, one weight group each; 0 if not given). Clusters of a
+    population in ``exclusive`` share a core with no other population's
+    (plastic populations: a core has one learning engine configuration).
+
+    Returns one :class:`CoreGroup` per core, in the order of their first
+    clusters in ``clusters``. (The compiler packs only when the clusters
+    outnumber the cores: a core to itself per cluster spreads the load.)
+
+    Raises
+    ------
+    PlacementError
+        With ``check_cores``, if the cores still outnumber the mesh; the
+        message gives the count and what the clusters need in total.
+    """
+    clusters = list(clusters)
+    groups = dict(groups or {})
+    exclusive = set(exclusive)
+    limits = {r: getattr(geometry, attr) for r, attr in RESOURCES.items()}
+    limits["groups"] = geometry.n_groups
+
+    def need(c):
+        d = c.needs()
+        d["groups"] = groups.get(c.population, 0)
+        return d
+
+    def share(c):
+        return max(v / limits[r] for r, v in need(c).items())
+
+    order = sorted(range(len(clusters)), key=lambda i: (-share(clusters[i]), i))
+    bins: list[dict] = []       # {"members": [index], "used": {...}, "pops": set}
+    for i in order:
+        c, d = clusters[i], need(clusters[i])
+        for b in bins:
+            pops = b["pops"] | {c.population}
+            if len(pops) > 1 and pops & exclusive:
+                continue
+            # a population's weight groups are counted once per core
+            extra = dict(d, groups=0 if c.population in b["pops"] else d["groups"])
+            if all(b["used"][r] + extra[r] <= limits[r] for r in limits):
+                b["members"].append(i)
+                b["pops"].add(c.population)
+                for r in limits:
+                    b["used"][r] += extra[r]
+                break
+        else:
+            bins.append({"members": [i], "used": dict(d), "pops": {c.population}})
+    if check_cores and len(bins) > geometry.n_cores:
+        total = {r: sum(need(c)[r] for c in clusters) for r in limits}
+        raise PlacementError(
+            f"the network needs {len(bins)} cores even with small clusters sharing cores, "
+            f"the mesh has {geometry.n_cores} ({geometry.rows}x{geometry.cols}); "
+            f"{len(clusters)} clusters need in total "
+            + ", ".join(f"{v} {r} (per core {limits[r]})" for r, v in total.items()))
+    out = []
+    for b in sorted(bins, key=lambda b: min(b["members"])):
+        members = tuple(clusters[i] for i in sorted(b["members"]))
+        offsets = tuple(int(x) for x in np.cumsum([0] + [c.neurons for c in members[:-1]]))
+        out.append(CoreGroup(name="+".join(c.name for c in members), members=members,
+                             offsets=offsets, groups=b["used"]["groups"]))
+    return out
+
+
+def group_traffic(traffic: Traffic, core_groups: Sequence[CoreGroup]) -> Traffic:
+    """``traffic`` between clusters summed into traffic between cores; packets
+    between clusters of one core stay on it (the diagonal, no hops)."""
+    index = {name: i for i, name in enumerate(traffic.names)}
+    member = np.zeros((len(traffic.names), len(core_groups)))
+    for k, g in enumerate(core_groups):
+        for c in g.members:
+            member[index[c.name], k] = 1.0
+    return Traffic(tuple(g.name for g in core_groups), member.T @ traffic.matrix @ member,
+                   traffic.from_host @ member, traffic.to_host @ member)
 
 
 # --- Cost ---------------------------------------------------------------------------

@@ -68,8 +68,9 @@ def compile_report(image) -> str:
     lines.append(f"{'population':<24} {'neurons':>7} {'scale':>10} {'du':>5} {'dv':>5} "
                  f"{'u err':>8} {'v err':>8} {'latency':>7}  cores (x,y: neurons)")
     for pop, size in rep["populations"].items():
-        where = [f"{v[0]},{v[1]}: {v[3] - v[2]}" for k, v in rep["placement"]["clusters"].items()
-                 if k.rsplit("[", 1)[0] == pop]
+        # v = [x, y, start, stop(, first neuron on the core: images since packing)]
+        where = [f"{v[0]},{v[1]}: {v[3] - v[2]}" + (f" at neuron {v[4]}" if v[4:] > [0] else "")
+                 for k, v in rep["placement"]["clusters"].items() if k.rsplit("[", 1)[0] == pop]
         d = decays.get(pop)
         dec = (f"{d['du']:>5} {d['dv']:>5} {d['u_error']:>8.1e} {d['v_error']:>8.1e}" if d
                else f"{'':>5} {'':>5} {'':>8} {'':>8}")

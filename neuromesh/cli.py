@@ -37,7 +37,7 @@ def image_summary(image) -> str:
     """Geometry and per-core memory use of a chip image, as printable text."""
     from .compiler.report import utilization
     g = image.geometry
-    lines = [f"geometry   {g}  ({g.n_cores} cores)",
+    lines = [f"geometry   {g}  ({g.n_cores} core{'s' if g.n_cores != 1 else ''})",
              f"per core   {g.n_neurons} neurons, {g.n_axons} axons, {g.n_synapses} synapses, "
              f"{g.n_fanout} fan-out, {g.n_profiles} profiles, {g.n_groups} groups, "
              f"{g.delay_slots} delay slots",

@@ -8,6 +8,7 @@ from neuromesh.chip import ChipError, Geometry
 from neuromesh.compiler import Network, NetworkError, compile_network
 from neuromesh.compiler.drc import DesignRuleError, design_rule_check
 from neuromesh.compiler.reference import simulate
+from neuromesh.compiler.report import compile_report
 from neuromesh.emulator import Emulator
 
 
@@ -45,6 +46,43 @@ def test_results_do_not_depend_on_partition_and_placement():
     for pop in ("h", "o"):
         np.testing.assert_array_equal(ra[pop], rb[pop])
     assert ra["h"].sum() > 100 and ra["o"].sum() > 10
+
+
+def test_small_populations_share_a_core_when_cores_run_out():
+    """h (60) and o (10) on one core: o's neurons start at 60, its profile and
+    weight group follow h's; spikes and potentials equal the two-core chip."""
+    net = make_net(1)
+    x = np.random.default_rng(7).random((60, 2, 40)) < 0.15
+    one = Geometry(rows=1, cols=1, n_neurons=128, n_axons=256, n_synapses=4096,
+                   n_fanout=256, n_groups=3, delay_slots=4)
+    two = Geometry(rows=1, cols=2, n_neurons=64, n_axons=128, n_synapses=4096,
+                   n_fanout=256, n_groups=2, delay_slots=4)
+    a, b = compile_network(net, one), compile_network(net, two)
+    assert a.offsets == {"h[0]": 0, "o[0]": 60} and set(b.offsets.values()) == {0}
+    np.testing.assert_array_equal(a.neurons("o"), 60 + np.arange(10))
+    runs = []
+    for c in (a, b):
+        probe = np.concatenate([c.neurons("h"), c.neurons("o")])
+        r = Emulator(c.image, batch=2).run(c.chip_inputs({"x": x}), probe=probe,
+                                           record=("spikes", "u", "v"))
+        runs.append((c.outputs(r), r.probes))
+    for pop in ("h", "o"):
+        np.testing.assert_array_equal(runs[0][0][pop], runs[1][0][pop])
+    for k in ("spikes", "u", "v"):
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+    assert runs[0][0]["o"].sum() > 10
+    # (had o taken h's profile or weight group, its potentials would differ)
+    assert "0,0: 10 at neuron 60" in compile_report(a.image)
+
+
+def test_cores_violation_counts_cores_after_sharing():
+    net = make_net(1)
+    one = Geometry(rows=1, cols=1, n_neurons=64, n_axons=256, n_synapses=4096,
+                   n_fanout=256, n_groups=3, delay_slots=4)     # 70 neurons: two cores
+    assert [(v.resource, v.limit, v.value) for v in design_rule_check(net, one)] == [
+        ("cores", 1, 2)]
+    with pytest.raises(DesignRuleError, match="cores = 2 exceeds the limit 1"):
+        compile_network(net, one)
 
 
 def test_chip_tracks_the_float_reference():

@@ -71,6 +71,27 @@ def test_a_few_digits_pass_rtl_cosimulation(tmp_path):
     assert np.array_equal(small.labels, digits.load_split()[3][:3])
 
 
+ICEBREAKER = "1x1,n_neurons=256,n_axons=256,n_synapses=16384,n_fanout=256,n_profiles=8," \
+             "n_groups=4,delay_slots=4"
+
+
+def test_digits_fit_the_one_icebreaker_core(tmp_path):
+    """Both layers (128 + 10 neurons) share the iCEBreaker's single core; the
+    whole test split gives the 2x2 chip's predictions and counts, and two
+    images are identical on the RTL."""
+    from neuromesh.boards.catalog import get_board
+    assert get_board("icebreaker").geometry == ICEBREAKER
+    one, four = run_demo(geometry=ICEBREAKER), run_demo()
+    c = one.compiled
+    assert set(c.positions.values()) == {(0, 0)}
+    assert c.offsets == {"lif1[0]": 0, "lif2[0]": 128}
+    np.testing.assert_array_equal(one.chip_predictions, four.chip_predictions)
+    assert one.synaptic_ops_per_inference == four.synaptic_ops_per_inference
+    assert one.chip_accuracy == four.chip_accuracy
+    result = cosim_samples(one, 2, tmp_path)
+    assert result.cases == 2 and result.identical, result.summary()
+
+
 def test_demo_on_a_board_needs_its_port(capsys):
     assert main(["demo", "--board", "ulx3s-85f"]) == 2
     assert "--board needs --port" in capsys.readouterr().err

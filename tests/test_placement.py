@@ -20,10 +20,12 @@ from neuromesh.compiler.placement import (
     PlacementError,
     PopulationNeeds,
     Traffic,
+    group_traffic,
     hops,
     host_hops,
     max_neurons_per_core,
     naive_placement,
+    pack,
     partition,
     place,
     placement_cost,
@@ -234,9 +236,59 @@ def test_partition_error_when_clusters_outnumber_cores():
                        match=r"partition needs 5 cores, the mesh has 4 \(2x2\).*'hidden': 5 "
                              r"\(at most 218 neurons/core, limited by n_synapses\)"):
         partition([PopulationNeeds("hidden", 1000, fan_in=300)], g)
-    # one population per core: two tiny populations need two cores
+    # one population per cluster: two tiny populations make two clusters
     with pytest.raises(PlacementError, match="needs 2 cores, the mesh has 1"):
         partition([PopulationNeeds("a", 1), PopulationNeeds("b", 1)], Geometry())
+    assert len(partition([PopulationNeeds("a", 1), PopulationNeeds("b", 1)], Geometry(),
+                         check_cores=False)) == 2
+
+
+def test_pack_shares_cores_first_fit_decreasing():
+    g = Geometry(rows=1, cols=2, n_neurons=10, n_axons=64, n_synapses=100, n_fanout=64,
+                 n_profiles=4, n_groups=3)
+    cl = partition([PopulationNeeds("a", 4, fan_in=10), PopulationNeeds("b", 6, fan_in=5),
+                    PopulationNeeds("c", 5, fan_in=2), PopulationNeeds("d", 3)], g,
+                   check_cores=False)
+    # largest share of a core first: c (2/3 groups), b (6/10 neurons), a (0.4), d (0.3);
+    # c opens core 0, b does not fit next to it (11 neurons), a does, d joins b
+    cores = pack(cl, g, groups={"a": 1, "b": 1, "c": 2, "d": 0})
+    assert [[m.name for m in k.members] for k in cores] == [["a[0]", "c[0]"],
+                                                            ["b[0]", "d[0]"]]
+    assert [k.offsets for k in cores] == [(0, 4), (0, 6)]
+    assert [k.groups for k in cores] == [3, 1]
+    assert cores[0].needs() == {"neurons": 9, "axons": 12, "synapses": 50, "fanout": 9,
+                                "profiles": 2}
+    whole = cores[0].as_cluster()
+    assert (whole.name, whole.population, whole.neurons) == ("a[0]+c[0]", "a+c", 9)
+    # n_groups binds: c's two groups do not fit next to b's and a's
+    tight = Geometry(rows=1, cols=3, n_neurons=10, n_axons=64, n_synapses=100,
+                     n_fanout=64, n_profiles=4, n_groups=2)
+    cores = pack(cl, tight, groups={"a": 1, "b": 1, "c": 2, "d": 1})
+    assert all(k.groups <= 2 for k in cores) and len(cores) == 3
+    # an exclusive (plastic) population shares with nobody
+    cores = pack(cl, g, groups={}, exclusive={"c"}, check_cores=False)
+    assert ["c[0]"] in [[m.name for m in k.members] for k in cores]
+    with pytest.raises(PlacementError, match=r"needs 3 cores even with small clusters sharing "
+                                             r"cores, the mesh has 2 \(1x2\); 4 clusters need "
+                                             r"in total 18 neurons \(per core 10\)"):
+        pack(cl, g, exclusive={"c", "d"})
+    assert len(pack(cl, g, exclusive={"c", "d"}, check_cores=False)) == 3
+
+
+def test_group_traffic_sums_clusters_on_one_core():
+    g = Geometry(rows=1, cols=2, n_neurons=10)
+    cl = [Cluster("a", "a", 0, 4, 4), Cluster("b", "b", 0, 6, 6), Cluster("c", "c", 0, 5, 5)]
+    t = Traffic.from_edges(cl, [(HOST, "a", 2.0), ("a", "b", 3.0), ("b", "c", 1.0),
+                                ("c", HOST, 0.5), ("c", "a", 4.0)])
+    cores = pack(cl, g)
+    assert [k.name for k in cores] == ["a+b", "c"]
+    m = group_traffic(t, cores)
+    np.testing.assert_array_equal(m.matrix, [[3.0, 1.0], [4.0, 0.0]])
+    np.testing.assert_array_equal(m.from_host, [2.0, 0.0])
+    np.testing.assert_array_equal(m.to_host, [0.0, 0.5])
+    p = place([k.as_cluster() for k in cores], m, g)
+    # a+b next to the host port: host 2*1 + 0.5*2, mesh (1 + 4)*1
+    assert p.cost == 8.0
 
 
 def test_bad_needs_and_clusters():
