@@ -86,6 +86,7 @@ class BuildReport:
     geometry: str
     family: str
     clock_mhz: float                     #: target clock
+    learning: bool = False               #: built with a learning engine per core
     fmax_mhz: float | None = None        #: achieved (nextpnr's estimate)
     resources: dict = field(default_factory=dict)   #: name -> [used, available]
     netlist: dict = field(default_factory=dict)     #: post-synthesis cell counts
@@ -112,7 +113,8 @@ class BuildReport:
         return d
 
     def summary(self) -> str:
-        lines = [f"board     {self.board} ({self.family}), geometry {self.geometry}"]
+        lines = [f"board     {self.board} ({self.family}), geometry {self.geometry}"
+                 + (", with learning engines" if self.learning else "")]
         if self.error:
             lines.append(f"error     {self.error}")
         lines.append(f"{'resource':<20} {'used':>8} {'available':>10} {'%':>7}")
@@ -165,12 +167,14 @@ def _parse_report(report: BuildReport, path: Path):
 
 def build(board: str | Board, geometry: Geometry | str | None = None,
           out_dir: str | os.PathLike = "build", *, baud: int | None = None,
-          seed: int | None = None, verbose: bool = False) -> BuildReport:
+          seed: int | None = None, verbose: bool = False,
+          learning: bool = False) -> BuildReport:
     """Build the bitstream of ``board`` for ``geometry`` (default: the
     board's) into ``out_dir``; writes ``neuromesh.report.json`` and
     ``neuromesh.report.txt`` there and returns the report (it does not
     raise when the design does not fit or misses timing: see
-    :attr:`BuildReport.passed`)."""
+    :attr:`BuildReport.passed`). ``learning``: every core gets a learning
+    engine (``Chip(learning=True)``), for images with plastic synapses."""
     b = board if isinstance(board, Board) else get_board(board)
     if geometry is None:
         geometry = b.geometry
@@ -181,7 +185,7 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
     platform = b.make_platform()
     family = "ice40" if b.tools[1] == "nextpnr-ice40" else "ecp5"
     report = BuildReport(board=b.name, geometry=str(geometry), family=family,
-                         clock_mhz=b.clk_hz / 1e6)
+                         clock_mhz=b.clk_hz / 1e6, learning=learning)
     nextpnr_opts = ["--report", f"{NAME}.report-nextpnr.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
@@ -193,8 +197,8 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
         overrides["synth_opts"] = "-dsp -dff"
 
     t0 = time.perf_counter()
-    plan = platform.build(BoardTop(b, geometry, baud=baud), name=NAME, build_dir=str(out),
-                          do_build=False, **overrides)
+    top = BoardTop(b, geometry, baud=baud, learning=learning)
+    plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, **overrides)
     report.seconds["elaborate"] = time.perf_counter() - t0
     env = {**os.environ, **tool_env(family)}
     root = out.resolve()

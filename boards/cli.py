@@ -23,7 +23,7 @@ def cmd_build(args):
     geometry = Geometry.parse(args.geometry or board.geometry)
     print(f"building {board.name} for {geometry} in {args.output} ...", flush=True)
     report = build(board, geometry, args.output, baud=args.baud, seed=args.seed,
-                   verbose=args.verbose)
+                   verbose=args.verbose, learning=args.learning)
     print(report.summary())
     print(f"wrote {args.output}/neuromesh.report.txt and neuromesh.report.json")
     if not report.passed:
@@ -44,6 +44,9 @@ def register(subparsers):
                    help="build directory (default: %(default)s)")
     s.add_argument("--baud", type=int, help="UART baud rate (default: the board's, 1000000)")
     s.add_argument("--seed", type=int, help="nextpnr placement seed")
+    s.add_argument("--learning", action="store_true",
+                   help="a learning engine per core, for images with plastic synapses "
+                        "(fits the ULX3S-85F, not the iCEBreaker)")
     s.add_argument("--verbose", action="store_true", help="show the tools' output")
     s.set_defaults(func=cmd_build)
     return s

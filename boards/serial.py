@@ -89,7 +89,9 @@ class BoardBackend:
 
     Constructing it checks the board's geometry against the image's and loads
     the image (RESET ALL, then every word). One batch row: a chip runs one
-    input stream.
+    input stream. A learning image (§11) needs a bitstream built with
+    ``--learning``; then :meth:`learning_words` and :meth:`set_reward` work
+    as the emulator's.
 
     Parameters
     ----------
@@ -116,20 +118,84 @@ class BoardBackend:
         reads = max(1, round(response_timeout / getattr(self.transport, "read_timeout", 0.02)))
         self.driver = HostDriver(self.transport, max_idle_reads=reads)
         self.step = 0
-        run_sync(self.driver.load_image(image))
+        try:
+            if image.learning:
+                run_sync(self._check_learning_build())
+            run_sync(self.driver.load_image(image))
+        except BaseException:
+            if transport is None:       # the port we opened
+                self.close()
+            raise
+
+    async def _check_learning_build(self):
+        """Before anything is written: a learning image needs a bitstream
+        with the learning engine (only that maps regions 8..13)."""
+        from neuromesh.chip import LearnRegion
+        from neuromesh.host import HostLinkError
+        from neuromesh.protocol import ErrorCode
+        try:
+            await self.driver.read(int(pack_address(0, LearnRegion.LEARN, 0)), 1)
+        except HostLinkError as e:
+            if e.code != ErrorCode.BAD_ADDRESS:
+                raise
+            raise ValueError(
+                f"image {self.image.meta.get('name', '')!r} uses on-chip learning, but the "
+                f"board's bitstream has no learning engine (region LEARN is not mapped); "
+                f"build it with `neuromesh build --learning`") from None
+
+    @property
+    def learning(self) -> bool:
+        """The image uses the learning engine (see :meth:`learning_words`)."""
+        return self.image.learning
+
+    def learning_words(self) -> dict:
+        """SYNAPSE and learning regions 8..13 read from the chip, uint64
+        ``[1, n_cores, size]`` by region: the arrays of
+        :meth:`Emulator.learning_words <neuromesh.emulator.Emulator.learning_words>`."""
+        from neuromesh.chip import LearnRegion, region_words
+        if not self.learning:
+            raise ValueError("this image does not use the learning engine")
+        g = self.geometry
+        out = {}
+        for region in (Region.SYNAPSE, *LearnRegion):
+            size = region_words(g, region, True)
+            rows = [run_sync(self.driver.read(int(pack_address(
+                (k // g.cols) << 4 | (k % g.cols), region, 0)), size)) for k in range(g.n_cores)]
+            out[region] = np.stack(rows).astype(np.uint64)[None]
+        return out
+
+    def set_reward(self, reward):
+        """Write the reward register (s8) of every core -- one value, or one
+        per core (the host WRITE of LSTATE.reward, keeping epoch_phase; like
+        :meth:`Emulator.set_reward <neuromesh.emulator.Emulator.set_reward>`)."""
+        from neuromesh.sim.compare import write_reward
+        if not self.learning:
+            raise ValueError("this image does not use the learning engine (no reward register)")
+        r = np.broadcast_to(np.asarray(reward, dtype=np.int64).reshape(-1),
+                            (self.geometry.n_cores,))
+        if ((r < -128) | (r > 127)).any():
+            raise ValueError(f"reward {r.tolist()} outside the s8 range [-128, 127]")
+        run_sync(write_reward(self.driver, self.geometry, r))
 
     def close(self):
         if hasattr(self.transport, "close"):
             self.transport.close()
 
     def reset(self):
-        """Back to the image's initial state at step 0 (RESET STATE, then the
-        image's STATE and ACCUM words again, §9.7)."""
+        """Back to the image's initial state at step 0, like ``Emulator.reset``:
+        RESET STATE, then the image's STATE and ACCUM words again (§9.7) and,
+        for a learning image, its SYNAPSE and learning words (learned weights,
+        traces, tags, reward and LFSR as loaded)."""
+        again = {Region.STATE, Region.ACCUM}
+        if self.learning:
+            from neuromesh.chip import LearnRegion
+            again |= {Region.SYNAPSE, *LearnRegion}
+
         async def go():
             await self.driver.reset(ResetMode.STATE)
             for start, words in self.image.runs():
                 region = (start >> 20) & 0xF
-                if region in (Region.STATE, Region.ACCUM):
+                if region in again:
                     await self.driver.write(start, words)
         run_sync(go())
         self.step = 0

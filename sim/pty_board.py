@@ -31,15 +31,17 @@ __all__ = ["PtyBoard", "serve"]
 IDLE_CYCLES = 20_000
 
 
-def serve(geometry, *, timeout_cycles: int = 1_000_000, out=sys.stdout):
+def serve(geometry, *, learning: bool = False, timeout_cycles: int = 1_000_000,
+          out=sys.stdout):
     """Open a pseudo-terminal, print its serial port's path to ``out`` and
-    serve the host protocol there until the process is killed."""
+    serve the host protocol there until the process is killed. ``learning``:
+    the build with a learning engine per core (``Chip(learning=True)``)."""
     from amaranth.sim import Simulator
 
     from neuromesh.rtl.chip import Chip
 
     master, slave = os.openpty()
-    dut = Chip(geometry, timeout_cycles=timeout_cycles)
+    dut = Chip(geometry, learning=learning, timeout_cycles=timeout_cycles)
     os.set_blocking(master, False)
 
     async def testbench(ctx):
@@ -78,18 +80,19 @@ class PtyBoard:
 
     ``with PtyBoard(geometry) as board:`` gives ``board.port``; leaving the
     block stops the simulator and raises :class:`RuntimeError` with its
-    traceback if it failed on its own.
+    traceback if it failed on its own. ``learning``: as in :func:`serve`.
     """
 
-    def __init__(self, geometry, *, start_timeout: float = 120.0):
+    def __init__(self, geometry, *, learning: bool = False):
         self.geometry = geometry
-        self.start_timeout = start_timeout
+        self.learning = learning
         self.process = None
         self.port = None
 
     def __enter__(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "neuromesh.sim.pty_board", str(self.geometry)],
+            [sys.executable, "-m", "neuromesh.sim.pty_board", str(self.geometry),
+             *(["--learning"] if self.learning else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # The first line is the port; it comes after the imports and the
         # elaboration (a second or two, more on a busy machine).
@@ -126,11 +129,14 @@ def main(argv=None):
         prog="python -m neuromesh.sim.pty_board", description=main.__doc__ +
         " Prints the serial port, then serves until interrupted.")
     parser.add_argument("geometry", help="RxC[,name=value...], as in `neuromesh info`")
+    parser.add_argument("--learning", action="store_true",
+                        help="the build with a learning engine per core")
     parser.add_argument("--timeout-cycles", type=int, default=1_000_000,
                         help="host link timeout in clock cycles (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        serve(Geometry.parse(args.geometry), timeout_cycles=args.timeout_cycles)
+        serve(Geometry.parse(args.geometry), learning=args.learning,
+              timeout_cycles=args.timeout_cycles)
     except KeyboardInterrupt:
         pass
 

@@ -48,6 +48,17 @@ def test_ulx3s_bitstream_fits_and_meets_timing(tmp_path):
     assert (tmp_path / "neuromesh.bit").exists()
 
 
+@pytest.mark.slow
+def test_ulx3s_learning_bitstream_fits_and_meets_timing(tmp_path):
+    """`neuromesh build --board ulx3s-85f --learning`: eight cores, each with
+    its learning engine (docs/boards.md records the numbers)."""
+    args = parse(["build", "--board", "ulx3s-85f", "--learning", "-o", str(tmp_path)])
+    cmd_build(args)                         # raises ChipError unless it passed
+    report = json.loads((tmp_path / "neuromesh.report.json").read_text())
+    assert report["passed"] and report["learning"]
+    assert (tmp_path / "neuromesh.bit").exists()
+
+
 def test_report_fails_when_over_or_slow(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({
@@ -80,6 +91,10 @@ def test_board_defaults_and_options():
         small = Geometry(rows=1, cols=1, n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4,
                          n_profiles=2, n_groups=2, delay_slots=4)
         Fragment.get(board_chip(name, small), None)    # the options elaborate
+        # --learning reaches every core (its LearningUnit elaborates too)
+        chip = board_chip(name, small, learning=True)
+        Fragment.get(chip, None)
+        assert chip.learning
     assert Geometry.parse(BOARDS["ulx3s-85f"].geometry).n_cores >= 8
     args = parse(["build", "--board", "ulx3s-85f", "--geometry", "2x2", "-o", "out"])
     assert (args.board, args.geometry, args.output) == ("ulx3s-85f", "2x2", "out")

@@ -108,3 +108,60 @@ def test_neuromesh_run_backend_board(tmp_path, capsys):
     assert want.sum() >= 10
     with np.load(tmp_path / "out.npz") as f:
         np.testing.assert_array_equal(f["outputs"], want)
+
+
+def assert_same_learning_words(board, emu, when):
+    got, want = board.learning_words(), emu.learning_words()
+    assert set(got) == set(want)
+    for region in want:
+        np.testing.assert_array_equal(got[region], want[region], err_msg=f"{when}: {region!r}")
+
+
+def test_board_backend_learns_like_the_emulator():
+    """A learning image on the learning build behind a pty: after each run,
+    a host reward write and reset(), SYNAPSE and regions 8..13 read from the
+    chip equal Emulator.learning_words()."""
+    from test_learning_reference import G, random_chip
+    image = random_chip(3, True)
+    x = np.random.default_rng(7).random((12, 6)) < 0.5
+    emu = Emulator(image)
+    before = emu.learning_words()
+    with PtyBoard(G, learning=True) as chip:
+        board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=30)
+        try:
+            assert board.learning
+            assert_same_learning_words(board, emu, "loaded")
+            for t, part in enumerate((x[:5], x[5:])):
+                np.testing.assert_array_equal(board.run(part).outputs, emu.run(part).outputs)
+                assert_same_learning_words(board, emu, f"run {t}")
+                board.set_reward([-77, 27])
+                emu.set_reward(np.array([-77, 27]))
+            # the runs did learn: weights and traces moved
+            after = emu.learning_words()
+            assert any((after[r] != before[r]).any() for r in after)
+            board.reset()
+            emu.reset()
+            assert_same_learning_words(board, emu, "reset")
+            np.testing.assert_array_equal(board.run(x[:4]).outputs, emu.run(x[:4]).outputs)
+            assert_same_learning_words(board, emu, "after reset")
+            with pytest.raises(ValueError, match="s8 range"):
+                board.set_reward(200)
+        finally:
+            board.close()
+
+
+def test_learning_image_on_a_board_without_the_engine_is_refused():
+    from test_learning_reference import G, random_chip
+    with PtyBoard(G) as chip:
+        with pytest.raises(ValueError, match="no learning engine.*neuromesh build --learning"):
+            BoardBackend(random_chip(3, True), port=chip.port, baud=115200,
+                         response_timeout=30).close()
+        plain = random_image(4, G, n_inputs=3)
+        board = BoardBackend(plain, port=chip.port, baud=115200, response_timeout=30)
+        try:
+            x = random_inputs(4, plain, 6)
+            np.testing.assert_array_equal(board.run(x).outputs, Emulator(plain).run(x).outputs)
+            with pytest.raises(ValueError, match="does not use the learning engine"):
+                board.learning_words()
+        finally:
+            board.close()
