@@ -274,8 +274,8 @@ def _demo_on_board(args):
     chip = run_digits(BoardBackend(compiled.image, port=args.port, baud=args.baud,
                                    response_timeout=args.timeout), compiled, args.limit)
     same = (chip["predictions"] == emu["predictions"]).mean()
-    print(f"emulator  accuracy {emu['accuracy']:.2%}")
-    print(f"{board.name:<9} accuracy {chip['accuracy']:.2%}  "
+    print(f"emulator   accuracy {emu['accuracy']:.2%}")
+    print(f"{board.name:<10} accuracy {chip['accuracy']:.2%}  "
           f"(predictions identical to the emulator: {same:.1%})")
     if same < 1:
         raise SystemExit(1)

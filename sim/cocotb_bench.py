@@ -57,6 +57,10 @@ class CocotbTransport:
         dut.tx_clear.value = 1
         await RisingEdge(dut.clk)
         dut.tx_clear.value = 0
+        # Signals sampled at an edge hold their values from before it: one
+        # more edge, so that a read right after this one sees the cleared
+        # buffer rather than these bytes again.
+        await RisingEdge(dut.clk)
         return buf.to_bytes(n, "big")
 
 
@@ -98,6 +102,34 @@ async def measure_throughput(dut, drv, job):
                   f)
 
 
+async def serve_pty(transport, job):
+    """Mode ``pty``: serve the host protocol on a new pseudo-terminal, whose
+    path goes to the file ``job["port_file"]``, until ``job["stop_file"]``
+    exists (:mod:`neuromesh.sim.pty_board`)."""
+    import time
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    with open(job["port_file"] + ".tmp", "w") as f:
+        f.write(os.ttyname(slave))
+    os.replace(job["port_file"] + ".tmp", job["port_file"])
+    idle = 0
+    while not os.path.exists(job["stop_file"]):
+        try:
+            data = os.read(master, 4096)
+        except BlockingIOError:
+            data = b""
+        if data:
+            await transport.write(data)
+        out = await transport.read()        # waits up to READ_WAIT_CYCLES simulated
+        if out:
+            os.write(master, out)
+        idle = 0 if (data or out) else idle + 1
+        if idle > 100:                      # an idle host: stop spinning the clock
+            time.sleep(0.002)
+    os.close(master)
+    os.close(slave)
+
+
 @cocotb.test()
 async def cosim(dut):
     """Run every case of the job; fail on the first divergence."""
@@ -118,6 +150,9 @@ async def cosim(dut):
     result = {"cases": 0, "steps": 0, "divergences": []}
     if job.get("mode") == "throughput":
         await measure_throughput(dut, drv, job)
+        return
+    if job.get("mode") == "pty":
+        await serve_pty(drv.transport, job)
         return
     for case in job["cases"]:
         if job.get("mode") == "learning-host":

@@ -26,8 +26,8 @@ from .compare import describe, lockstep
 from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
-__all__ = ["CosimResult", "cache_dir", "build_verilator", "run_verilator", "run_amaranth",
-           "write_case", "learning_chip"]
+__all__ = ["CosimResult", "cache_dir", "build_verilator", "run_verilator", "serve_pty",
+           "run_amaranth", "write_case", "learning_chip"]
 
 TOPLEVEL = WRAPPER_MODULE
 
@@ -142,28 +142,15 @@ def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None =
     ``"compare"`` (lockstep with the emulator), ``"throughput"``, or
     ``"learning-host"`` (:mod:`~neuromesh.sim.learning_host`; a case may add
     ``reward_step`` and ``rewards``)."""
-    from cocotb_tools.runner import get_runner
     build = build_verilator(geometry, chip_factory=chip_factory)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         job = {"cases": cases, "result": str(tmp / "result.json"),
                "stop_on_divergence": stop_on_divergence, "mode": mode}
-        (tmp / "job.json").write_text(json.dumps(job))
-        os.environ.update(verilator_env())
-        runner = get_runner("verilator")
         if waves:
             # Trace-enabled builds are separate; they are only for debugging.
             build = _trace_build(geometry, chip_factory)
-        try:
-            runner.test(test_module="neuromesh.sim.cocotb_bench", hdl_toplevel=TOPLEVEL,
-                        hdl_toplevel_lang="verilog",
-                        build_dir=build, test_dir=tmp, waves=bool(waves),
-                        extra_env={"NEUROMESH_COSIM_JOB": str(tmp / "job.json")},
-                        results_xml=str(tmp / "results.xml"), log_file=tmp / "sim.log")
-        except SystemExit:
-            # cocotb's runner exits when the bench's test fails; a divergence
-            # is in result.json, anything else is reported below.
-            pass
+        _run_bench(build, job, tmp, waves=bool(waves))
         if not (tmp / "result.json").exists():
             raise RuntimeError("co-simulation produced no result:\n" +
                                (tmp / "sim.log").read_text()[-3000:])
@@ -174,6 +161,41 @@ def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None =
     return CosimResult(cases=data["cases"], steps=data["steps"], cycles=data["cycles"],
                        divergences=data["divergences"], wall=data.get("wall", 0.0),
                        sim_cycles=data.get("sim_cycles", 0))
+
+
+def _run_bench(build: Path, job: dict, tmp: Path, *, waves: bool = False):
+    """Run the cocotb bench (:mod:`~neuromesh.sim.cocotb_bench`) on the
+    Verilator ``build`` with ``job`` (written to ``tmp/job.json``)."""
+    from cocotb_tools.runner import get_runner
+    (tmp / "job.json").write_text(json.dumps(job))
+    os.environ.update(verilator_env())
+    runner = get_runner("verilator")
+    try:
+        runner.test(test_module="neuromesh.sim.cocotb_bench", hdl_toplevel=TOPLEVEL,
+                    hdl_toplevel_lang="verilog",
+                    build_dir=build, test_dir=tmp, waves=waves,
+                    extra_env={"NEUROMESH_COSIM_JOB": str(tmp / "job.json")},
+                    results_xml=str(tmp / "results.xml"), log_file=tmp / "sim.log")
+    except SystemExit:
+        # cocotb's runner exits when the bench's test fails; a divergence
+        # is in result.json, anything else is reported by the caller.
+        pass
+
+
+def serve_pty(geometry: Geometry, port_file: Path, stop_file: Path, *, chip_factory=None,
+              workdir=None):
+    """Serve the chip's Verilog (Verilator) on a new pseudo-terminal: its
+    path is written to ``port_file``; returns once ``stop_file`` exists.
+    :mod:`neuromesh.sim.pty_board` runs this in a process of its own."""
+    build = build_verilator(geometry, chip_factory=chip_factory)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        _run_bench(build, {"mode": "pty", "cases": [], "port_file": str(port_file),
+                           "stop_file": str(stop_file), "result": str(tmp / "result.json")},
+                   tmp)
+        if not Path(port_file).exists():
+            raise RuntimeError("the Verilator pty board did not start:\n" +
+                               (tmp / "sim.log").read_text()[-3000:])
 
 
 def _trace_build(geometry, chip_factory):

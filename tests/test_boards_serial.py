@@ -117,16 +117,18 @@ def assert_same_learning_words(board, emu, when):
         np.testing.assert_array_equal(got[region], want[region], err_msg=f"{when}: {region!r}")
 
 
-def test_board_backend_learns_like_the_emulator():
-    """A learning image on the learning build behind a pty: after each run,
-    a host reward write and reset(), SYNAPSE and regions 8..13 read from the
+@pytest.mark.parametrize("simulator, board", [("amaranth", None), ("verilator", "ulx3s-85f")])
+def test_board_backend_learns_like_the_emulator(simulator, board):
+    """A learning image on the learning build behind a pty (Amaranth's
+    simulator; Verilator with the ULX3S's RTL options): after each run, a
+    host reward write and reset(), SYNAPSE and regions 8..13 read from the
     chip equal Emulator.learning_words()."""
     from test_learning_reference import G, random_chip
     image = random_chip(3, True)
     x = np.random.default_rng(7).random((12, 6)) < 0.5
     emu = Emulator(image)
     before = emu.learning_words()
-    with PtyBoard(G, learning=True) as chip:
+    with PtyBoard(G, learning=True, simulator=simulator, board=board) as chip:
         board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=30)
         try:
             assert board.learning
@@ -165,3 +167,20 @@ def test_learning_image_on_a_board_without_the_engine_is_refused():
                 board.learning_words()
         finally:
             board.close()
+
+
+def test_verilator_pty_board_and_bad_simulator():
+    g = Geometry(rows=1, cols=2, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
+                 n_profiles=2, n_groups=2, delay_slots=4)
+    image = random_image(11, g, n_inputs=3, density=0.7)
+    x = random_inputs(11, image, 30)
+    with PtyBoard(g, simulator="verilator") as chip:
+        board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=60)
+        try:
+            r, e = board.run(x), Emulator(image).run(x)
+            np.testing.assert_array_equal(r.outputs, e.outputs)
+            assert e.outputs.sum() > 10
+        finally:
+            board.close()
+    with pytest.raises(ValueError, match="simulator 'iverilog'"):
+        PtyBoard(g, simulator="iverilog")

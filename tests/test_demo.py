@@ -92,6 +92,23 @@ def test_digits_fit_the_one_icebreaker_core(tmp_path):
     assert result.cases == 2 and result.identical, result.summary()
 
 
+def test_demo_on_a_simulated_icebreaker(capsys):
+    """`neuromesh demo --board icebreaker --port PTY` against the iCEBreaker's
+    RTL options in Verilator behind a pseudo-terminal: the board path end to
+    end (pyserial, BoardBackend, reset per image), predictions identical."""
+    pytest.importorskip("serial")
+    from neuromesh.chip import Geometry
+    from neuromesh.sim.pty_board import PtyBoard
+    with PtyBoard(Geometry.parse(ICEBREAKER), simulator="verilator",
+                  board="icebreaker") as chip:
+        rc = main(["demo", "--board", "icebreaker", "--port", chip.port, "--limit", "20",
+                   "--timeout", "120"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "icebreaker accuracy" in out
+    assert "(predictions identical to the emulator: 100.0%)" in out
+
+
 def test_demo_on_a_board_needs_its_port(capsys):
     assert main(["demo", "--board", "ulx3s-85f"]) == 2
     assert "--board needs --port" in capsys.readouterr().err
