@@ -48,13 +48,14 @@ def workload(rows, cols, n, e, n_max, e_max):
     return b.build()
 
 
-def cycles_per_step(image, n_active, steps=3):
-    """Cycles of one RUN 1, averaged over ``steps`` RUNs after a warm-up.
+def cycles_per_step(image, n_active, steps=3, *, learning=False):
+    """Cycles of one RUN 1, the same in each of ``steps`` RUNs after a warm-up.
 
     The pass length is ``n_neurons`` of the geometry, so ``n_active`` only
-    documents the workload; the caller varies the geometry.
+    documents the workload; the caller varies the geometry. ``learning``:
+    the build with learning engines.
     """
-    dut = Chip(image.geometry)
+    dut = Chip(image.geometry, learning=learning)
     out = {}
 
     async def testbench(ctx):

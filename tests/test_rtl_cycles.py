@@ -1,12 +1,16 @@
 """Throughput of the RTL in clock cycles (deterministic, not timed): each
-extra neuron costs one clock, each extra synaptic operation one clock."""
+extra neuron costs one clock, each extra synaptic operation one clock; the
+learning phase costs what docs/rtl.md says."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
+import numpy as np  # noqa: E402
 from rtl_cycles import cycles_per_step, workload  # noqa: E402
+
+from neuromesh import ChipBuilder, Geometry  # noqa: E402
 
 
 def test_one_neuron_update_and_one_synaptic_op_per_clock():
@@ -16,3 +20,39 @@ def test_one_neuron_update_and_one_synaptic_op_per_clock():
     base = cycles(8, 8)
     assert cycles(16, 8) - base == 8       # 8 more neurons: 8 more clocks
     assert cycles(8, 40) - base == 32      # 32 more synapses in the run: 32 more clocks
+
+
+def learning_workload(n, axons, t_epoch):
+    """rtl_cycles' one-core workload (neuron 0 fires every step and sends a
+    packet to axon 0, whose run holds 4 static synapses) on a geometry of
+    ``n`` neurons and ``axons`` axons, with the learning engine at
+    ``t_epoch`` (None: no learning configuration at all)."""
+    g = Geometry(rows=1, cols=1, n_neurons=n, n_axons=axons, n_synapses=8, n_fanout=4,
+                 n_profiles=2, n_groups=1, delay_slots=4)
+    b = ChipBuilder(g)
+    c = b.core(0, 0)
+    c.profile(0, du=4096, dv=4096, vth_mant=0)
+    c.profile(1, du=4096, dv=4096, vth_mant=2**17 - 1)
+    c.group(0, w_shift=0)
+    c.neurons(0, profile=0, bias_mant=1)
+    c.neurons(range(1, n), profile=1)
+    c.synapses(axon=0, target=np.arange(4) % n, w_mant=1)
+    c.route(0, 0, 0, 0)
+    if t_epoch is not None:
+        c.learning(t_epoch=t_epoch)
+    return b.build()
+
+
+def test_learning_phase_costs_the_engine_plus_one_clock():
+    """docs/rtl.md: engine off -> no learning phase, cycles as the default
+    build; each step's trace update n_neurons + n_axons + 3 clocks plus one
+    controller clock; a step that ends an epoch adds epoch - 2, with
+    epoch = 3 + n_axons + max(n_axons, n_neurons) + 2 * S_static."""
+    for n, axons in ((8, 4), (16, 8)):
+        plain = cycles_per_step(learning_workload(n, axons, None), n)
+        assert cycles_per_step(learning_workload(n, axons, 0), n, learning=True) == plain
+        traces = cycles_per_step(learning_workload(n, axons, 63), n, learning=True)
+        assert traces - plain == n + axons + 3 + 1
+        epoch = 3 + axons + max(axons, n) + 2 * 4
+        every = cycles_per_step(learning_workload(n, axons, 1), n, learning=True)
+        assert every - traces == epoch - 2
