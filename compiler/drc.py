@@ -16,7 +16,8 @@ from neuromesh.chip import ChipError, Geometry
 from .network import Network
 from .placement import RESOURCES, PopulationNeeds
 
-__all__ = ["Violation", "DesignRuleError", "design_rule_check"]
+__all__ = ["Violation", "DesignRuleError", "design_rule_check", "cluster_sources",
+           "sharing_args"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,32 @@ def population_needs(net: Network, name: str, fanout: int = 1) -> PopulationNeed
                            n_sources=max(sources, 1) if fan_in else 0, fanout=fanout, profiles=1)
 
 
+def cluster_sources(net: Network, clusters) -> dict[str, np.ndarray]:
+    """``{cluster name: ids of the distinct sources its neurons hear}`` (input
+    channels and neurons of every port and population, numbered one after
+    another), for :func:`~neuromesh.compiler.placement.pack`: on a shared
+    core each source takes one axon."""
+    first, n = {}, 0
+    for name, size in [*((k, v.size) for k, v in net.inputs.items()),
+                       *((k, v.size) for k, v in net.populations.items())]:
+        first[name] = n
+        n += size
+    out = {}
+    for c in clusters:
+        parts = [first[p.src] + p.pre[(p.post >= c.start) & (p.post < c.stop)]
+                 for p in net.projections if p.dst == c.population]
+        out[c.name] = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    return out
+
+
+def sharing_args(net: Network, clusters) -> dict:
+    """The network's keyword arguments of :func:`~neuromesh.compiler.placement.pack`."""
+    return dict(exclusive={p.dst for p in net.projections if p.plastic is not None},
+                groups={n: sum(1 for p in net.projections if p.dst == n)
+                        for n in net.populations},
+                sources=cluster_sources(net, clusters))
+
+
 def design_rule_check(net: Network, geometry: Geometry) -> list[Violation]:
     """All violations of ``net`` on ``geometry`` (empty list: it can be compiled).
 
@@ -90,12 +117,10 @@ def design_rule_check(net: Network, geometry: Geometry) -> list[Violation]:
             needs_of[name] = needs
     if needs_of:
         from .placement import pack, partition
-        cores = len(partition(needs_of.values(), g, check_cores=False))
+        clusters = partition(needs_of.values(), g, check_cores=False)
+        cores = len(clusters)
         if cores > g.n_cores:       # then small clusters share cores
-            cores = len(pack(partition(needs_of.values(), g, check_cores=False), g,
-                             exclusive={p.dst for p in net.projections if p.plastic},
-                             groups={n: sum(1 for p in net.projections if p.dst == n)
-                                     for n in needs_of}, check_cores=False))
+            cores = len(pack(clusters, g, **sharing_args(net, clusters), check_cores=False))
         if cores > g.n_cores:
             out.append(Violation("network", "cores", g.n_cores, cores))
     for what, total in (("input channels", sum(i.size for i in net.inputs.values())),

@@ -12,7 +12,7 @@ from neuromesh.builder import ChipBuilder
 from neuromesh.chip import DECAY_ONE, Geometry
 from neuromesh.image import ChipImage
 
-from .drc import DesignRuleError, design_rule_check, population_needs
+from .drc import DesignRuleError, design_rule_check, population_needs, sharing_args
 from .network import Network
 from .placement import (
     HOST,
@@ -247,9 +247,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     clusters = partition([needs(n, fanout[n]) for n in pops], geometry, check_cores=False)
     if len(clusters) > geometry.n_cores:
         # Too many for a core each: small clusters share cores.
-        plastic = {p.dst for p in net.projections if p.plastic is not None}
-        core_groups = pack(clusters, geometry, exclusive=plastic,
-                           groups={n: len(incoming[n]) for n in pops})
+        core_groups = pack(clusters, geometry, **sharing_args(net, clusters))
     else:
         core_groups = [CoreGroup(c.name, (c,), (0,), len(incoming[c.population]))
                        for c in clusters]

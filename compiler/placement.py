@@ -564,17 +564,24 @@ class CoreGroup:
     offsets : tuple of int
     groups : int
         Weight groups (``n_groups``) the members' incoming projections take.
+    axons : int or None
+        Axons of the core when known exactly (sources counted once, see
+        :func:`pack`); ``None``: the members' sum, an upper bound.
     """
 
     name: str
     members: tuple[Cluster, ...]
     offsets: tuple[int, ...]
     groups: int = 0
+    axons: int | None = None
 
     def needs(self) -> dict[str, int]:
-        """Summed ``{resource: need}`` of the members (an upper bound: members
-        that hear the same source share its axon on the core)."""
-        return {r: sum(getattr(c, r) for c in self.members) for r in RESOURCES}
+        """Summed ``{resource: need}`` of the members, with :attr:`axons` if
+        known."""
+        d = {r: sum(getattr(c, r) for c in self.members) for r in RESOURCES}
+        if self.axons is not None:
+            d["axons"] = self.axons
+        return d
 
     def as_cluster(self) -> Cluster:
         """A :class:`Cluster` standing for the whole core in :func:`place`."""
@@ -587,6 +594,7 @@ class CoreGroup:
 
 def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
          groups: Mapping[str, int] | None = None, exclusive: Iterable[str] = (),
+         sources: Mapping[str, np.ndarray] | None = None,
          check_cores: bool = True) -> list[CoreGroup]:
     """Put clusters on the fewest cores this heuristic finds: first-fit
     decreasing, largest share of a core first.
@@ -596,6 +604,10 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
     projections, one weight group each; 0 if not given). Clusters of a
     population in ``exclusive`` share a core with no other population's
     (plastic populations: a core has one learning engine configuration).
+    ``sources[cluster name]``: ids of the distinct sources its neurons hear;
+    then a core needs one axon per source in the union of its clusters'
+    (a source's axon serves all its synapses in the core), otherwise the
+    sum of the clusters' ``axons`` (an upper bound).
 
     Returns one :class:`CoreGroup` per core, in the order of their first
     clusters in ``clusters``. (The compiler packs only when the clusters
@@ -622,23 +634,32 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
         return max(v / limits[r] for r, v in need(c).items())
 
     order = sorted(range(len(clusters)), key=lambda i: (-share(clusters[i]), i))
-    bins: list[dict] = []       # {"members": [index], "used": {...}, "pops": set}
+    bins: list[dict] = []       # {"members", "used", "pops", "sources"}
     for i in order:
         c, d = clusters[i], need(clusters[i])
+        src = None if sources is None else np.asarray(sources[c.name], dtype=np.int64)
         for b in bins:
             pops = b["pops"] | {c.population}
             if len(pops) > 1 and pops & exclusive:
                 continue
             # a population's weight groups are counted once per core
             extra = dict(d, groups=0 if c.population in b["pops"] else d["groups"])
+            union = None
+            if src is not None:
+                union = np.union1d(b["sources"], src)
+                extra["axons"] = union.size - b["used"]["axons"]
             if all(b["used"][r] + extra[r] <= limits[r] for r in limits):
                 b["members"].append(i)
                 b["pops"].add(c.population)
+                b["sources"] = union
                 for r in limits:
                     b["used"][r] += extra[r]
                 break
         else:
-            bins.append({"members": [i], "used": dict(d), "pops": {c.population}})
+            if src is not None:
+                d["axons"] = np.unique(src).size
+            bins.append({"members": [i], "used": dict(d), "pops": {c.population},
+                         "sources": None if src is None else np.unique(src)})
     if check_cores and len(bins) > geometry.n_cores:
         total = {r: sum(need(c)[r] for c in clusters) for r in limits}
         raise PlacementError(
@@ -651,7 +672,8 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
         members = tuple(clusters[i] for i in sorted(b["members"]))
         offsets = tuple(int(x) for x in np.cumsum([0] + [c.neurons for c in members[:-1]]))
         out.append(CoreGroup(name="+".join(c.name for c in members), members=members,
-                             offsets=offsets, groups=b["used"]["groups"]))
+                             offsets=offsets, groups=b["used"]["groups"],
+                             axons=None if sources is None else b["used"]["axons"]))
     return out
 
 

@@ -75,6 +75,30 @@ def test_small_populations_share_a_core_when_cores_run_out():
     assert "0,0: 10 at neuron 60" in compile_report(a.image)
 
 
+def test_a_shared_input_takes_one_axon_on_a_shared_core():
+    """x feeds both h and o: on one core its 40 channels take 40 axons, not 80
+    (h also hears h and o hears h: 100 axons in all, the limit); the design
+    rule check and the compiler agree, and the chip equals the two-core one."""
+    net = make_net(2)
+    net.connect("x", "o", np.random.default_rng(3).normal(0.1, 0.2, (40, 10)), name="skip")
+    one = Geometry(rows=1, cols=1, n_neurons=128, n_axons=100, n_synapses=8192,
+                   n_fanout=256, n_groups=4, delay_slots=4)
+    assert design_rule_check(net, one) == []
+    a = compile_network(net, one)
+    assert set(a.positions.values()) == {(0, 0)}
+    b = compile_network(net, Geometry(rows=1, cols=2, n_neurons=64, n_axons=128,
+                                      n_synapses=8192, n_fanout=256, n_groups=3,
+                                      delay_slots=4))
+    x = np.random.default_rng(8).random((40, 2, 40)) < 0.15
+    ra, rb = run_chip(a, x, 40), run_chip(b, x, 40)
+    for pop in ("h", "o"):
+        np.testing.assert_array_equal(ra[pop], rb[pop])
+    # counting each cluster's sources separately (h 100, o 100) needs two cores
+    from neuromesh.compiler.placement import pack
+    assert [c.axons for c in a.clusters] == [100, 100]
+    assert len(pack(a.clusters, one, check_cores=False)) == 2
+
+
 def test_cores_violation_counts_cores_after_sharing():
     net = make_net(1)
     one = Geometry(rows=1, cols=1, n_neurons=64, n_axons=256, n_synapses=4096,

@@ -275,6 +275,21 @@ def test_pack_shares_cores_first_fit_decreasing():
     assert len(pack(cl, g, exclusive={"c", "d"}, check_cores=False)) == 3
 
 
+def test_pack_counts_a_shared_source_once():
+    """Two clusters hearing the same 40 sources need 40 axons on one core,
+    not 80; a third source set makes the union too big."""
+    g = Geometry(rows=1, cols=2, n_neurons=16, n_axons=48, n_synapses=1024, n_fanout=64)
+    cl = [Cluster("a", "a", 0, 4, 4, axons=40, synapses=160),
+          Cluster("b", "b", 0, 4, 4, axons=40, synapses=160)]
+    assert len(pack(cl, g, check_cores=False)) == 2              # 80 > 48 as a sum
+    shared = {"a": np.arange(40), "b": np.arange(5, 45)}          # union: 45 sources
+    (core,) = pack(cl, g, sources=shared)
+    assert core.axons == 45 and core.needs()["axons"] == 45
+    assert core.as_cluster().axons == 45
+    apart = {"a": np.arange(40), "b": np.arange(30, 70)}          # union: 70 > 48
+    assert len(pack(cl, g, sources=apart)) == 2
+
+
 def test_group_traffic_sums_clusters_on_one_core():
     g = Geometry(rows=1, cols=2, n_neurons=10)
     cl = [Cluster("a", "a", 0, 4, 4), Cluster("b", "b", 0, 6, 6), Cluster("c", "c", 0, 5, 5)]
