@@ -97,6 +97,7 @@ class Emulator:
         active = np.zeros(n_total, dtype=bool)
         active[edges.tgt] = True
         active |= (params.bias != 0) | (self._u0 != 0) | (self._v0 != 0) | (self._ref0 != 0)
+        active |= params.fires_at_rest()
         active |= (acc0 != 0).any(axis=0)
         self.active = np.flatnonzero(active)
         compact = np.full(n_total, -1, dtype=np.int64)
@@ -157,8 +158,7 @@ class Emulator:
         out_ok = active[edges.out_neuron]
         self._out_neuron = compact[edges.out_neuron[out_ok]]
         self._out_channel = edges.out_channel[out_ok]
-        self._reset_mode = (None if self.params.subtract.any() and not self.params.subtract.all()
-                            else "subtract" if self.params.subtract.any() else "zero")
+        self._modes = self.params.modes()
         self.reset()
 
     # -- state ------------------------------------------------------------------
@@ -297,7 +297,8 @@ class Emulator:
         # Gather the input channels that feed axons once for the whole run.
         xin = None if x is None else np.ascontiguousarray(x[:, :, self._row_inputs])
         neuron_rows = self._row_neuron_slice
-        refractory_always = bool(self.params.refractory.any())
+        modes = dict(self._modes)
+        refractory_always = modes.pop("refractory")
         d_slots = self.geometry.delay_slots
         acc = self._acc
         learn = self._learn
@@ -317,7 +318,7 @@ class Emulator:
             q = acc[slot].astype(np.int64)
             acc[slot] = 0
             spikes = neuron_step(
-                self.state, q, self.params, reset_mode=self._reset_mode,
+                self.state, q, self.params, **modes,
                 refractory=refractory_always or self.step < self._refractory_until)
             spike_counts += spikes
             if self._out_neuron.size:

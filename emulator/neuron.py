@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuromesh.chip import DECAY_BITS, DECAY_ONE, U_BITS, V_MAX, VTH_SHIFT, Region
+from neuromesh.chip import DECAY_BITS, DECAY_ONE, FLOOR_SHIFT, U_BITS, V_MAX, VTH_SHIFT, Region
 
 __all__ = ["wrap24", "decay", "NeuronParams", "NeuronState", "neuron_step"]
 
@@ -43,8 +43,8 @@ def decay(x, factor):
 class NeuronParams:
     """Per-neuron parameters, already resolved through each neuron's profile.
 
-    All arrays are int64 of one shape (the neuron axis), except ``subtract``
-    (bool).
+    All arrays are int64 of one shape (the neuron axis), except the flags
+    ``subtract`` and ``delayed`` (bool).
 
     Attributes
     ----------
@@ -58,6 +58,14 @@ class NeuronParams:
         Steps v is held at 0 after a spike.
     subtract:
         True for subtract reset, False for reset to zero.
+    fire_above:
+        A neuron spikes when ``v > fire_above``: ``vth`` for the strict
+        test, ``vth - 1`` with ``threshold_ge`` (``v >= vth``).
+    floor:
+        Lower clamp of v: ``-(floor_mant << 14)`` with ``floor_on``,
+        otherwise ``-V_MAX``.
+    delayed:
+        ``reset_delay``: a spike's reset is applied in the next step.
     """
 
     u_factor: np.ndarray
@@ -66,6 +74,19 @@ class NeuronParams:
     vth: np.ndarray
     refractory: np.ndarray
     subtract: np.ndarray
+    fire_above: np.ndarray | None = None
+    floor: np.ndarray | None = None
+    delayed: np.ndarray | None = None
+
+    def __post_init__(self):
+        # The defaults are the profile fields at zero: strict test, no floor,
+        # immediate reset.
+        if self.fire_above is None:
+            self.fire_above = np.asarray(self.vth, dtype=np.int64)
+        if self.floor is None:
+            self.floor = np.full(np.shape(self.vth), -V_MAX, dtype=np.int64)
+        if self.delayed is None:
+            self.delayed = np.zeros(np.shape(self.vth), dtype=bool)
 
     @classmethod
     def from_config(cls, config) -> NeuronParams:
@@ -77,17 +98,36 @@ class NeuronParams:
         def per_neuron(field):
             return prof[field][core, neur["profile"]].reshape(-1)
 
+        vth = per_neuron("vth_mant") << VTH_SHIFT
         return cls(
             u_factor=DECAY_ONE - per_neuron("du"),
             v_factor=DECAY_ONE - per_neuron("dv"),
             bias=(neur["bias_mant"] << neur["bias_exp"]).reshape(-1),
-            vth=per_neuron("vth_mant") << VTH_SHIFT,
+            vth=vth,
             refractory=per_neuron("refractory"),
-            subtract=per_neuron("reset_subtract").astype(bool))
+            subtract=per_neuron("reset_subtract").astype(bool),
+            fire_above=vth - per_neuron("threshold_ge"),
+            floor=np.where(per_neuron("floor_on") != 0,
+                           -(per_neuron("floor_mant") << FLOOR_SHIFT), -V_MAX),
+            delayed=per_neuron("reset_delay").astype(bool))
 
     def take(self, index) -> NeuronParams:
         """The parameters of a subset of neurons."""
         return NeuronParams(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
+
+    def fires_at_rest(self) -> np.ndarray:
+        """Neurons that spike with u = v = 0 and no input: ``v >= 0`` with a
+        zero threshold. Every other neuron with zero state stays inert."""
+        return self.fire_above < 0
+
+    def modes(self) -> dict:
+        """Which optional parts of the update these parameters use (for
+        :func:`neuron_step`'s shortcuts)."""
+        return dict(refractory=bool(self.refractory.any()),
+                    reset_mode=(None if self.subtract.any() and not self.subtract.all()
+                                else "subtract" if self.subtract.any() else "zero"),
+                    floor=bool((self.floor != -V_MAX).any()),
+                    delayed=bool(self.delayed.any()))
 
 
 @dataclass
@@ -103,15 +143,18 @@ class NeuronState:
 
 
 def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
-                reset_mode=None):
+                reset_mode=None, floor=True, delayed=True):
     """Advance ``state`` by one timestep in place; return the spikes (bool).
 
     ``q`` is the accumulated synaptic input of this step (any int64 values;
-    only its low 24 bits matter). ``refractory=False`` skips the refractory
-    logic, which is exact when no counter is running and no profile in ``p``
-    has a refractory delay. ``reset_mode`` may be ``"zero"`` or
-    ``"subtract"`` when every neuron in ``p`` uses that mode (a shortcut);
-    ``None`` handles a mix.
+    only its low 24 bits matter). The keyword flags are shortcuts for
+    parameter sets that do not use a part of the update (all default to the
+    general form; :meth:`NeuronParams.modes` computes them):
+    ``refractory=False`` skips the refractory logic, which is exact when no
+    counter is running and no profile in ``p`` has a refractory delay;
+    ``reset_mode`` may be ``"zero"`` or ``"subtract"`` when every neuron in
+    ``p`` uses that mode (``None`` handles a mix); ``floor=False`` when no
+    neuron has a floor; ``delayed=False`` when no neuron delays its reset.
     """
     u = decay(state.u, p.u_factor)
     u += q
@@ -120,18 +163,24 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     v = decay(state.v, p.v_factor)
     v += u
     v += p.bias
-    np.clip(v, -V_MAX, V_MAX, out=v)
-    spikes = v > p.vth
+    if delayed:
+        # The reset of last step's spike: the stored v still passed the test.
+        pending = p.delayed & (state.v > p.fire_above)
+        if pending.any():
+            v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
+    np.clip(v, p.floor if floor else -V_MAX, V_MAX, out=v)
+    spikes = v > p.fire_above
     if refractory:
         held = state.refractory > 0
         v[held] = 0
         spikes &= ~held
+    now = spikes & ~p.delayed if delayed else spikes
     if reset_mode == "zero":
-        v[spikes] = 0
+        v[now] = 0
     elif reset_mode == "subtract":
-        v -= np.where(spikes, p.vth, 0)
+        v -= np.where(now, p.vth, 0)
     else:
-        v -= np.where(spikes, np.where(p.subtract, p.vth, v), 0)
+        v -= np.where(now, np.where(p.subtract, p.vth, v), 0)
     if refractory:
         ref = state.refractory - held
         np.copyto(ref, np.broadcast_to(p.refractory, ref.shape), where=spikes)

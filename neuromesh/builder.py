@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from .chip import (
+    FLOOR_MANT_MAX,
+    FLOOR_SHIFT,
     LAYOUTS,
     LEARN_LAYOUTS,
     LEARN_WORD_LAYOUTS,
@@ -98,15 +100,34 @@ class CoreBuilder:
 
     # -- parameters and state -----------------------------------------------
 
-    def profile(self, index, *, du=0, dv=0, vth_mant=0, refractory=0, reset="zero"):
-        """Set neuron profile ``index``: decays ``du``/``dv`` (0..4096), threshold
-        mantissa (``vth = vth_mant << 6``), refractory steps and reset mode
-        (``"zero"`` or ``"subtract"``)."""
+    def profile(self, index, *, du=0, dv=0, vth_mant=0, refractory=0, reset="zero",
+                reset_delay=False, threshold_ge=False, v_floor=None):
+        """Set neuron profile ``index`` (docs/architecture.md §3.2).
+
+        ``du``/``dv``: decays (0..4096); ``vth_mant``: threshold mantissa
+        (``vth = vth_mant << 6``); ``refractory``: steps held after a spike;
+        ``reset``: ``"zero"`` or ``"subtract"``; ``reset_delay``: apply a
+        spike's reset in the next step (snnTorch's default); ``threshold_ge``:
+        spike when ``v >= vth`` instead of ``v > vth`` (Sinabs); ``v_floor``:
+        lower clamp of ``v`` in chip units, a multiple of ``2**14`` in
+        ``[-(511 << 14), 0]`` (``None``: ``-V_MAX``, no floor).
+        """
+        where = f"core ({self.x},{self.y}) profile {index}"
         if reset not in ("zero", "subtract"):
-            raise ChipError(f"core ({self.x},{self.y}) profile {index}: reset must be "
-                            f"'zero' or 'subtract', got {reset!r}")
+            raise ChipError(f"{where}: reset must be 'zero' or 'subtract', got {reset!r}")
+        floor_on, floor_mant = 0, 0
+        if v_floor is not None:
+            v_floor = int(v_floor)
+            step = 1 << FLOOR_SHIFT
+            if v_floor > 0 or v_floor % step or -v_floor // step > FLOOR_MANT_MAX:
+                raise ChipError(f"{where}: v_floor = {v_floor} must be a multiple of {step} "
+                                f"in [{-(FLOOR_MANT_MAX << FLOOR_SHIFT)}, 0]")
+            floor_on, floor_mant = 1, -v_floor // step
         return self._set(Region.PROFILE, index, du=du, dv=dv, vth_mant=vth_mant,
-                         refractory=refractory, reset_subtract=int(reset == "subtract"))
+                         refractory=refractory, reset_subtract=int(reset == "subtract"),
+                         reset_delay=int(bool(reset_delay)),
+                         threshold_ge=int(bool(threshold_ge)), floor_on=floor_on,
+                         floor_mant=floor_mant)
 
     def group(self, index, *, w_shift=0, rule=None, w_bits=8, sign="mixed"):
         """Set synapse group ``index``: a synapse contributes ``w_mant << w_shift``.

@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = [
     "ChipError", "Geometry", "Field", "WordLayout", "Region", "LAYOUTS",
-    "U_BITS", "V_MAX", "VTH_SHIFT", "DECAY_ONE", "DECAY_BITS",
+    "U_BITS", "V_MAX", "VTH_SHIFT", "DECAY_ONE", "DECAY_BITS", "FLOOR_SHIFT", "FLOOR_MANT_MAX",
     "pack_address", "unpack_address", "core_id", "core_xy",
     "LearnRegion", "LEARN_LAYOUTS", "LEARN_WORD_LAYOUTS", "LearnWord", "learn_region_size",
     "region_words",
@@ -35,6 +35,8 @@ V_MAX = (1 << (U_BITS - 1)) - 1  #: v clamps to [-V_MAX, V_MAX]
 DECAY_BITS = 12                #: decays are fractions of DECAY_ONE
 DECAY_ONE = 1 << DECAY_BITS    #: du = dv = DECAY_ONE means "forget at once"
 VTH_SHIFT = 6                  #: threshold = vth_mant << VTH_SHIFT
+FLOOR_SHIFT = 14               #: lower clamp of v = -(floor_mant << FLOOR_SHIFT)
+FLOOR_MANT_MAX = 511           #: floor_mant is u9: the floor reaches -(511 << 14) > -V_MAX
 
 
 # --- Geometry ----------------------------------------------------------------
@@ -274,7 +276,9 @@ LAYOUTS: dict[Region, WordLayout] = {
     Region.PROFILE: WordLayout(
         "profile",
         Field("du", 0, 13), Field("dv", 13, 13), Field("vth_mant", 26, 17),
-        Field("refractory", 43, 8), Field("reset_subtract", 51, 1)),
+        Field("refractory", 43, 8), Field("reset_subtract", 51, 1),
+        Field("reset_delay", 52, 1), Field("threshold_ge", 53, 1),
+        Field("floor_on", 54, 1), Field("floor_mant", 55, 9)),
     Region.NEURON: WordLayout(
         "neuron",
         Field("profile", 0, 4), Field("bias_mant", 4, 13, signed=True),

@@ -11,7 +11,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from neuromesh.chip import DECAY_BITS, DECAY_ONE, U_BITS, V_MAX, VTH_SHIFT
+from neuromesh.chip import DECAY_BITS, DECAY_ONE, FLOOR_SHIFT, U_BITS, V_MAX, VTH_SHIFT
 
 __all__ = ["NEURON_IN", "NEURON_OUT", "NeuronDatapath"]
 
@@ -27,6 +27,10 @@ NEURON_IN = data.StructLayout({
     "vth_mant": unsigned(17),
     "refractory_delay": unsigned(8),
     "reset_subtract": unsigned(1),
+    "reset_delay": unsigned(1),
+    "threshold_ge": unsigned(1),
+    "floor_on": unsigned(1),
+    "floor_mant": unsigned(9),
     "bias_mant": signed(13),
     "bias_exp": unsigned(3),
 })
@@ -42,10 +46,11 @@ NEURON_OUT = data.StructLayout({
 class NeuronDatapath(wiring.Component):
     """Pipelined neuron update, one per clock, fixed latency.
 
-    Stage 1 registers magnitudes and decay factors, stage 2 the two products
-    ``|x| * (4096 - d)`` (the only multipliers, 24 x 13 bits), stage 3
-    finishes the update: truncation toward zero, the 24-bit wrap of u, the
-    v clamp, the strict threshold, reset and refractory.
+    Stage 1 registers magnitudes and decay factors, and folds a delayed
+    subtract reset into the bias; stage 2 the two products ``|x| * (4096 -
+    d)`` (the only multipliers, 24 x 13 bits); stage 3 finishes the update:
+    truncation toward zero, the 24-bit wrap of u, the v clamp (with the
+    profile's floor), the threshold test, reset and refractory.
 
     Attributes
     ----------
@@ -81,18 +86,34 @@ class NeuronDatapath(wiring.Component):
             "valid": 1, "tag": self.tag_width,
             "u_mag": unsigned(U_BITS), "u_neg": 1, "v_mag": unsigned(U_BITS), "v_neg": 1,
             "u_factor": unsigned(13), "v_factor": unsigned(13),
-            "q": signed(U_BITS), "bias": signed(21), "vth": unsigned(17 + VTH_SHIFT),
+            "q": signed(U_BITS), "bias": signed(25), "vth": unsigned(17 + VTH_SHIFT),
             "refractory": unsigned(8), "refractory_delay": unsigned(8), "reset_subtract": 1,
+            "reset_delay": 1, "threshold_ge": 1, "pending_zero": 1, "floor": signed(U_BITS),
         }))
+        # A delayed reset is pending when the stored v passed the threshold
+        # test (it fired last step and kept its potential). Subtract mode
+        # takes vth off the sum: folded into the bias here, so stage 3 keeps
+        # its adders; zero mode replaces the sum by 0 (pending_zero).
+        vth = Signal(unsigned(17 + VTH_SHIFT))
+        fired = Signal()
+        pending = Signal()
+        m.d.comb += [
+            vth.eq(i.vth_mant << VTH_SHIFT),
+            fired.eq(Mux(i.threshold_ge, i.v >= vth, i.v > vth)),
+            pending.eq(i.reset_delay & fired),
+        ]
         m.d.sync += [
             s1.valid.eq(self.i_valid), s1.tag.eq(self.tag_in),
             s1.u_neg.eq(i.u < 0), s1.u_mag.eq(Mux(i.u < 0, -i.u, i.u)),
             s1.v_neg.eq(i.v < 0), s1.v_mag.eq(Mux(i.v < 0, -i.v, i.v)),
             s1.u_factor.eq(DECAY_ONE - i.du), s1.v_factor.eq(DECAY_ONE - i.dv),
-            s1.q.eq(i.q), s1.bias.eq(i.bias_mant << i.bias_exp),
-            s1.vth.eq(i.vth_mant << VTH_SHIFT),
+            s1.q.eq(i.q),
+            s1.bias.eq((i.bias_mant << i.bias_exp) - Mux(pending & i.reset_subtract, vth, 0)),
+            s1.vth.eq(vth),
             s1.refractory.eq(i.refractory), s1.refractory_delay.eq(i.refractory_delay),
-            s1.reset_subtract.eq(i.reset_subtract),
+            s1.reset_subtract.eq(i.reset_subtract), s1.reset_delay.eq(i.reset_delay),
+            s1.threshold_ge.eq(i.threshold_ge), s1.pending_zero.eq(pending & ~i.reset_subtract),
+            s1.floor.eq(Mux(i.floor_on, -(i.floor_mant << FLOOR_SHIFT), -V_MAX)),
         ]
 
         # Stage 2: the products (|x| < 2**24, factor <= 4096: 36 bits).
@@ -100,8 +121,9 @@ class NeuronDatapath(wiring.Component):
             "valid": 1, "tag": self.tag_width,
             "u_prod": unsigned(U_BITS + 13), "u_neg": 1,
             "v_prod": unsigned(U_BITS + 13), "v_neg": 1,
-            "q": signed(U_BITS), "bias": signed(21), "vth": unsigned(17 + VTH_SHIFT),
+            "q": signed(U_BITS), "bias": signed(25), "vth": unsigned(17 + VTH_SHIFT),
             "refractory": unsigned(8), "refractory_delay": unsigned(8), "reset_subtract": 1,
+            "reset_delay": 1, "threshold_ge": 1, "pending_zero": 1, "floor": signed(U_BITS),
         }))
         m.d.sync += [
             s2.valid.eq(s1.valid), s2.tag.eq(s1.tag),
@@ -109,11 +131,14 @@ class NeuronDatapath(wiring.Component):
             s2.v_prod.eq(s1.v_mag * s1.v_factor), s2.v_neg.eq(s1.v_neg),
             s2.q.eq(s1.q), s2.bias.eq(s1.bias), s2.vth.eq(s1.vth),
             s2.refractory.eq(s1.refractory), s2.refractory_delay.eq(s1.refractory_delay),
-            s2.reset_subtract.eq(s1.reset_subtract),
+            s2.reset_subtract.eq(s1.reset_subtract), s2.reset_delay.eq(s1.reset_delay),
+            s2.threshold_ge.eq(s1.threshold_ge), s2.pending_zero.eq(s1.pending_zero),
+            s2.floor.eq(s1.floor),
         ]
 
         # Stage 3: truncate toward zero (shift the magnitude, then restore the
-        # sign), wrap u, clamp v, threshold, reset, refractory.
+        # sign), wrap u, clamp v between the floor and V_MAX, threshold, reset,
+        # refractory.
         u_dec = Signal(signed(U_BITS + 1))
         v_dec = Signal(signed(U_BITS + 1))
         round_up = 0 if self.round_toward_zero else (1 << DECAY_BITS) - 1
@@ -122,18 +147,21 @@ class NeuronDatapath(wiring.Component):
         u_new = Signal(signed(U_BITS))
         m.d.comb += u_new.eq(u_dec + s2.q)                 # truncation = the 24-bit wrap
         v_sum = Signal(signed(U_BITS + 3))
-        m.d.comb += v_sum.eq(v_dec + u_new + s2.bias)
+        m.d.comb += v_sum.eq(Mux(s2.pending_zero, 0, v_dec + u_new + s2.bias))
         v_clamped = Signal(signed(U_BITS))
-        m.d.comb += v_clamped.eq(Mux(v_sum > V_MAX, V_MAX, Mux(v_sum < -V_MAX, -V_MAX, v_sum)))
+        m.d.comb += v_clamped.eq(Mux(v_sum > V_MAX, V_MAX,
+                                     Mux(v_sum < s2.floor, s2.floor, v_sum)))
         held = s2.refractory != 0
         spike = Signal()
-        m.d.comb += spike.eq(~held & (v_clamped > s2.vth))
+        m.d.comb += spike.eq(~held & Mux(s2.threshold_ge, v_clamped >= s2.vth,
+                                         v_clamped > s2.vth))
         v_out = Signal(signed(U_BITS))
         ref_out = Signal(8)
         with m.If(held):
             m.d.comb += [v_out.eq(0), ref_out.eq(s2.refractory - 1)]
         with m.Elif(spike):
-            m.d.comb += [v_out.eq(Mux(s2.reset_subtract, v_clamped - s2.vth, 0)),
+            m.d.comb += [v_out.eq(Mux(s2.reset_delay, v_clamped,
+                                      Mux(s2.reset_subtract, v_clamped - s2.vth, 0))),
                          ref_out.eq(s2.refractory_delay)]
         with m.Else():
             m.d.comb += [v_out.eq(v_clamped), ref_out.eq(0)]

@@ -41,7 +41,8 @@ GEOMETRIES = {
 def corner_cases(g: Geometry) -> list[tuple[str, ChipImage, np.ndarray]]:
     """Directed cases for ``g``: u wrapping both ways, v clamping both ways,
     round-toward-zero decays of negative values, the strict threshold,
-    refractory holds, subtract reset, the extreme bias, every delay, and a
+    refractory holds, subtract reset, the extreme bias, every delay, the
+    delayed resets, the ``>=`` threshold (also at zero), the floor, and a
     spike chain through every core."""
     cases = []
     n = g.n_neurons
@@ -76,6 +77,16 @@ def corner_cases(g: Geometry) -> list[tuple[str, ChipImage, np.ndarray]]:
         bias=(100, 0))
     one("bias-extremes", profile=dict(vth_mant=2**17 - 1, dv=1), bias=(-4096, 7))
     one("every-delay", profile=dict(du=4096, dv=4096, vth_mant=1), w=(2, 6), every=5)
+    one("delayed-subtract-reset", profile=dict(du=4096, dv=1024, vth_mant=20,
+                                               reset="subtract", reset_delay=True),
+        bias=(5, 7), w=(9, 6), every=2)
+    one("delayed-zero-reset", profile=dict(du=4096, dv=1024, vth_mant=20, reset_delay=True),
+        bias=(5, 7), v=2000, w=(-9, 6), every=4)
+    one("threshold-ge", profile=dict(du=4096, dv=4096, vth_mant=8, threshold_ge=True),
+        bias=(4, 7), w=(-1, 6), every=3)
+    one("threshold-ge-zero-fires-at-rest", profile=dict(vth_mant=0, threshold_ge=True))
+    one("floor", profile=dict(vth_mant=2**17 - 1, v_floor=-(3 << 14), reset="subtract"),
+        u=-2**20, w=(100, 15), every=6)
     # A chain through every core, one hop per step.
     b = ChipBuilder(g)
     cores = [(x, y) for y in range(g.rows) for x in range(g.cols)]

@@ -54,7 +54,11 @@ def random_image(seed: int, geometry: Geometry | None = None, *, n_inputs: int |
                       vth_mant=int(rng.choice([0, rng.integers(0, 300), rng.integers(0, 2**17)],
                                               p=[0.1, 0.7, 0.2])),
                       refractory=int(rng.choice([0, rng.integers(1, 4), 255], p=[0.5, 0.4, 0.1])),
-                      reset=["zero", "subtract"][int(rng.integers(0, 2))])
+                      reset=["zero", "subtract"][int(rng.integers(0, 2))],
+                      reset_delay=bool(rng.random() < 0.3),
+                      threshold_ge=bool(rng.random() < 0.3),
+                      v_floor=(None if rng.random() < 0.7
+                               else -(int(_extreme(rng, 0, 511, 1)[0]) << 14)))
         for k in range(g.n_groups):
             c.group(k, w_shift=int(_extreme(rng, 0, 15, 1)[0]))
         c.neurons(range(n), profile=rng.integers(0, g.n_profiles, n),

@@ -75,3 +75,20 @@ def test_corner_cases_exercise_their_corners():
     r = Emulator(image).run(x, probe=[0], record=("refractory",))
     assert r.probes["refractory"].max() == 3
 
+    # The optional profile fields (§3.2): the delayed resets leave the fired
+    # potential in place for one step, >= fires at equality, the floor holds.
+    for name in ("delayed-subtract-reset", "delayed-zero-reset"):
+        image, x = cases[name]
+        r = Emulator(image).run(x, probe=[0])
+        fired = r.probes["spikes"][:, 0, 0]
+        assert fired.sum() >= 2, name
+        assert (r.probes["v"][:, 0, 0][fired] > 20 << 6).all(), name
+    image, x = cases["threshold-ge"]
+    r = Emulator(image).run(x, probe=[0])
+    assert r.probes["spikes"].any()
+    image, x = cases["threshold-ge-zero-fires-at-rest"]
+    assert Emulator(image).run(x, probe=[0]).probes["spikes"].all()
+    image, x = cases["floor"]
+    r = Emulator(image).run(x, probe=[0])
+    assert (r.probes["v"][:, 0, 0] == -(3 << 14)).any()
+    assert r.probes["v"].min() == -(3 << 14)

@@ -15,11 +15,13 @@ VMAX = 2**23 - 1
 
 
 def one_neuron(*, du=0, dv=0, vth_mant=2**17 - 1, refractory=0, reset="zero",
-               bias_mant=0, bias_exp=0, u=0, v=0, ref=0, w_mant=0, w_shift=0):
-    """Neuron 0 of a 1x1 chip; host input channel 0 adds ``w_mant << w_shift``."""
+               bias_mant=0, bias_exp=0, u=0, v=0, ref=0, w_mant=0, w_shift=0, **profile):
+    """Neuron 0 of a 1x1 chip; host input channel 0 adds ``w_mant << w_shift``;
+    ``profile``: the optional profile fields (``reset_delay``, ...)."""
     b = ChipBuilder(GEOM)
     c = b.core(0, 0)
-    c.profile(0, du=du, dv=dv, vth_mant=vth_mant, refractory=refractory, reset=reset)
+    c.profile(0, du=du, dv=dv, vth_mant=vth_mant, refractory=refractory, reset=reset,
+              **profile)
     c.neurons(0, profile=0, bias_mant=bias_mant, bias_exp=bias_exp)
     c.state(0, u=u, v=v, refractory=ref)
     c.group(0, w_shift=w_shift)
@@ -155,22 +157,86 @@ def test_lava_bias_spikes():
     assert [i + 1 for i, s in enumerate(t["spikes"]) if s] == [5, 10]
 
 
+# --- the optional profile fields: reset timing, threshold test, floor (§3.6 e) --
+
+@pytest.mark.parametrize("profile, v, spikes", [
+    (dict(reset="subtract"),
+     [640, 1120, 200, 790, 1232, 284, 853, 1279, 319, 879, 19, 654], [2, 5, 8, 10]),
+    (dict(reset="subtract", reset_delay=True),
+     [640, 1120, 1480, 470, 992, 1384, 398, 938, 1343, 367, 915, 1326], [2, 5, 8, 11]),
+    (dict(reset="zero", reset_delay=True),
+     [640, 1120, 1480, 0, 640, 1120, 1480, 0, 640, 1120, 1480, 0], [2, 6, 10]),
+])
+def test_delayed_reset_known_values(profile, v, spikes):
+    t = trace(one_neuron(du=1, dv=1024, bias_mant=5, bias_exp=7, vth_mant=20, **profile), 12)
+    assert t["v"] == v
+    assert [i for i, s in enumerate(t["spikes"]) if s] == spikes
+
+
+def test_threshold_ge_fires_at_equality():
+    t = trace(one_neuron(du=1, bias_mant=2, bias_exp=6, vth_mant=8, threshold_ge=True), 12)
+    assert t["v"] == [128, 256, 384, 0] * 3
+    assert [i for i, s in enumerate(t["spikes"]) if s] == [3, 7, 11]
+
+
+def test_threshold_ge_with_zero_threshold_fires_at_rest():
+    # The only profile that fires with zero state; the emulator must not
+    # drop such a neuron as inactive.
+    t = trace(one_neuron(vth_mant=0, threshold_ge=True), 3)
+    assert t["spikes"] == [True, True, True] and t["v"] == [0, 0, 0]
+    assert trace(one_neuron(vth_mant=0), 3)["spikes"] == [False] * 3
+
+
+def test_floor_clamps_v_from_below():
+    assert trace(one_neuron(u=-20000, v_floor=-16384), 4)["v"] == [-16384] * 4
+    assert trace(one_neuron(u=-20000), 4)["v"] == [-20000, -40000, -60000, -80000]
+    # the deepest floor and a floor at 0
+    assert trace(one_neuron(u=-2**23, v_floor=-(511 << 14)), 2)["v"] == [-(511 << 14)] * 2
+    assert trace(one_neuron(u=-5, v_floor=0), 2)["v"] == [0, 0]
+
+
+def test_delayed_reset_from_a_loaded_state_and_after_refractory():
+    # A stored v above the threshold is reset by the next update.
+    t = trace(one_neuron(vth_mant=20, v=2000, reset="subtract", reset_delay=True), 2)
+    assert t["v"] == [2000 - 1280, 2000 - 1280]
+    # A refractory step holds v at 0, so nothing is pending after it.
+    t = trace(one_neuron(vth_mant=1, bias_mant=100, refractory=1, reset="subtract",
+                         reset_delay=True), 5)
+    assert t["spikes"] == [True, False, True, False, True]
+    assert t["v"] == [100, 0, 100, 0, 100]
+
+
+@pytest.mark.parametrize("v_floor", [1, -1, 16384, -(512 << 14)])
+def test_bad_floor_is_refused(v_floor):
+    with pytest.raises(ValueError, match="v_floor"):
+        one_neuron(v_floor=v_floor)
+
+
 # --- the raw step function against a scalar reference -------------------------
 
-def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract):
-    """The spec's pseudo-code, one neuron, Python ints."""
+def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=False, ge=False,
+                     floor=-VMAX):
+    """The spec's pseudo-code (§3.2), one neuron, Python ints."""
     def trunc0(x, f):
         return (1 if x >= 0 else -1) * ((abs(x) * f) >> 12)
 
     def w24(x):
         return ((x + 2**23) % 2**24) - 2**23
 
+    def fires(x):
+        return x >= vth if ge else x > vth
+
     u = w24(trunc0(u, 4096 - du) + q)
     if ref > 0:
         return u, 0, ref - 1, False
-    v = max(-VMAX, min(VMAX, trunc0(v, 4096 - dv) + u + bias))
-    if v > vth:
-        return u, (v - vth if subtract else 0), rdelay, True
+    x = trunc0(v, 4096 - dv) + u + bias
+    if delay and fires(v):                       # last step's reset, applied now
+        x = x - vth if subtract else 0
+    v = max(floor, min(VMAX, x))
+    if fires(v):
+        if not delay:
+            v = v - vth if subtract else 0
+        return u, v, rdelay, True
     return u, v, ref, False
 
 
@@ -190,11 +256,20 @@ def test_neuron_step_matches_scalar_reference_on_random_vectors():
     # Extremes that hit wrap, clamp and rounding edges.
     u[:8] = [2**23 - 1, -2**23, 2**23 - 1, -2**23, -1, 1, 0, -4096]
     q[:8] = [1, -1, 2**23 - 1, -2**23, -1, 1, 0, 0]
-    params = NeuronParams(4096 - du, 4096 - dv, bias, vth, rdelay, subtract)
+    # The optional profile fields: delayed reset, v >= vth, a floor (each in
+    # about a third of the neurons, independently).
+    delay = rng.random(n) < 0.3
+    ge = rng.random(n) < 0.3
+    floor = np.where(rng.random(n) < 0.3, -(rng.integers(0, 512, n) << 14), -VMAX)
+    vth[8:12] = 0
+    ge[8:12] = True
+    params = NeuronParams(4096 - du, 4096 - dv, bias, vth, rdelay, subtract,
+                          fire_above=vth - ge, floor=floor, delayed=delay)
     state = NeuronState(u.copy(), v.copy(), ref.copy())
     spikes = neuron_step(state, q, params)
-    expected = [scalar_reference(*map(int, a), bool(s))
-                for *a, s in zip(u, v, ref, q, du, dv, bias, vth, rdelay, subtract)]
+    expected = [scalar_reference(*map(int, a), bool(s), bool(d), bool(g), int(f))
+                for *a, s, d, g, f in zip(u, v, ref, q, du, dv, bias, vth, rdelay, subtract,
+                                          delay, ge, floor)]
     eu, ev, eref, es = map(np.array, zip(*expected))
     np.testing.assert_array_equal(state.u, eu)
     np.testing.assert_array_equal(state.v, ev)
