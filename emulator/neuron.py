@@ -62,10 +62,13 @@ class NeuronParams:
         A neuron spikes when ``v > fire_above``: ``vth`` for the strict
         test, ``vth - 1`` with ``threshold_ge`` (``v >= vth``).
     floor:
-        Lower clamp of v: ``-(floor_mant << 14)`` with ``floor_on``,
-        otherwise ``-V_MAX``.
+        Lower clamp of v: ``-(floor_mant << 14)``, or ``-V_MAX`` when
+        ``floor_mant`` is 0.
     delayed:
         ``reset_delay``: a spike's reset is applied in the next step.
+    stored:
+        ``reset_stored``: a delayed reset acts on the stored v before its
+        decay (instead of on the new sum).
     """
 
     u_factor: np.ndarray
@@ -77,6 +80,7 @@ class NeuronParams:
     fire_above: np.ndarray | None = None
     floor: np.ndarray | None = None
     delayed: np.ndarray | None = None
+    stored: np.ndarray | None = None
 
     def __post_init__(self):
         # The defaults are the profile fields at zero: strict test, no floor,
@@ -87,6 +91,8 @@ class NeuronParams:
             self.floor = np.full(np.shape(self.vth), -V_MAX, dtype=np.int64)
         if self.delayed is None:
             self.delayed = np.zeros(np.shape(self.vth), dtype=bool)
+        if self.stored is None:
+            self.stored = np.zeros(np.shape(self.vth), dtype=bool)
 
     @classmethod
     def from_config(cls, config) -> NeuronParams:
@@ -107,9 +113,10 @@ class NeuronParams:
             refractory=per_neuron("refractory"),
             subtract=per_neuron("reset_subtract").astype(bool),
             fire_above=vth - per_neuron("threshold_ge"),
-            floor=np.where(per_neuron("floor_on") != 0,
+            floor=np.where(per_neuron("floor_mant") != 0,
                            -(per_neuron("floor_mant") << FLOOR_SHIFT), -V_MAX),
-            delayed=per_neuron("reset_delay").astype(bool))
+            delayed=per_neuron("reset_delay").astype(bool),
+            stored=per_neuron("reset_stored").astype(bool))
 
     def take(self, index) -> NeuronParams:
         """The parameters of a subset of neurons."""
@@ -160,14 +167,21 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     u += q
     u <<= _WRAP_SHIFT
     u >>= _WRAP_SHIFT
-    v = decay(state.v, p.v_factor)
-    v += u
-    v += p.bias
+    v_prev, pending = state.v, None
     if delayed:
         # The reset of last step's spike: the stored v still passed the test.
         pending = p.delayed & (state.v > p.fire_above)
-        if pending.any():
-            v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
+        if not pending.any():
+            pending = None
+        elif p.stored.any():           # ... applied to the stored v, before its decay
+            early = pending & p.stored
+            v_prev = np.where(early, np.where(p.subtract, state.v - p.vth, 0), state.v)
+            pending &= ~p.stored
+    v = decay(v_prev, p.v_factor)
+    v += u
+    v += p.bias
+    if pending is not None:             # ... or to the new sum
+        v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
     np.clip(v, p.floor if floor else -V_MAX, V_MAX, out=v)
     spikes = v > p.fire_above
     if refractory:

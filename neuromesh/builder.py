@@ -101,33 +101,35 @@ class CoreBuilder:
     # -- parameters and state -----------------------------------------------
 
     def profile(self, index, *, du=0, dv=0, vth_mant=0, refractory=0, reset="zero",
-                reset_delay=False, threshold_ge=False, v_floor=None):
+                reset_delay=False, reset_stored=False, threshold_ge=False, v_floor=None):
         """Set neuron profile ``index`` (docs/architecture.md §3.2).
 
         ``du``/``dv``: decays (0..4096); ``vth_mant``: threshold mantissa
         (``vth = vth_mant << 6``); ``refractory``: steps held after a spike;
         ``reset``: ``"zero"`` or ``"subtract"``; ``reset_delay``: apply a
-        spike's reset in the next step (snnTorch's default); ``threshold_ge``:
-        spike when ``v >= vth`` instead of ``v > vth`` (Sinabs); ``v_floor``:
-        lower clamp of ``v`` in chip units, a multiple of ``2**14`` in
-        ``[-(511 << 14), 0]`` (``None``: ``-V_MAX``, no floor).
+        spike's reset in the next step (snnTorch's default), to the new sum
+        or, with ``reset_stored``, to the stored v before its decay;
+        ``threshold_ge``: spike when ``v >= vth`` instead of ``v > vth``
+        (Sinabs); ``v_floor``: lower clamp of ``v`` in chip units, a multiple
+        of ``2**14`` in ``[-(511 << 14), -(1 << 14)]`` (``None``: ``-V_MAX``,
+        no floor).
         """
         where = f"core ({self.x},{self.y}) profile {index}"
         if reset not in ("zero", "subtract"):
             raise ChipError(f"{where}: reset must be 'zero' or 'subtract', got {reset!r}")
-        floor_on, floor_mant = 0, 0
+        floor_mant = 0
         if v_floor is not None:
             v_floor = int(v_floor)
             step = 1 << FLOOR_SHIFT
-            if v_floor > 0 or v_floor % step or -v_floor // step > FLOOR_MANT_MAX:
+            if v_floor >= 0 or v_floor % step or -v_floor // step > FLOOR_MANT_MAX:
                 raise ChipError(f"{where}: v_floor = {v_floor} must be a multiple of {step} "
-                                f"in [{-(FLOOR_MANT_MAX << FLOOR_SHIFT)}, 0]")
-            floor_on, floor_mant = 1, -v_floor // step
+                                f"in [{-(FLOOR_MANT_MAX << FLOOR_SHIFT)}, {-step}]")
+            floor_mant = -v_floor // step
         return self._set(Region.PROFILE, index, du=du, dv=dv, vth_mant=vth_mant,
                          refractory=refractory, reset_subtract=int(reset == "subtract"),
                          reset_delay=int(bool(reset_delay)),
-                         threshold_ge=int(bool(threshold_ge)), floor_on=floor_on,
-                         floor_mant=floor_mant)
+                         reset_stored=int(bool(reset_stored)),
+                         threshold_ge=int(bool(threshold_ge)), floor_mant=floor_mant)
 
     def group(self, index, *, w_shift=0, rule=None, w_bits=8, sign="mixed"):
         """Set synapse group ``index``: a synapse contributes ``w_mant << w_shift``.

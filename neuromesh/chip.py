@@ -35,7 +35,7 @@ V_MAX = (1 << (U_BITS - 1)) - 1  #: v clamps to [-V_MAX, V_MAX]
 DECAY_BITS = 12                #: decays are fractions of DECAY_ONE
 DECAY_ONE = 1 << DECAY_BITS    #: du = dv = DECAY_ONE means "forget at once"
 VTH_SHIFT = 6                  #: threshold = vth_mant << VTH_SHIFT
-FLOOR_SHIFT = 14               #: lower clamp of v = -(floor_mant << FLOOR_SHIFT)
+FLOOR_SHIFT = 14               #: lower clamp of v = -(floor_mant << FLOOR_SHIFT), if floor_mant
 FLOOR_MANT_MAX = 511           #: floor_mant is u9: the floor reaches -(511 << 14) > -V_MAX
 
 
@@ -278,7 +278,7 @@ LAYOUTS: dict[Region, WordLayout] = {
         Field("du", 0, 13), Field("dv", 13, 13), Field("vth_mant", 26, 17),
         Field("refractory", 43, 8), Field("reset_subtract", 51, 1),
         Field("reset_delay", 52, 1), Field("threshold_ge", 53, 1),
-        Field("floor_on", 54, 1), Field("floor_mant", 55, 9)),
+        Field("reset_stored", 54, 1), Field("floor_mant", 55, 9)),
     Region.NEURON: WordLayout(
         "neuron",
         Field("profile", 0, 4), Field("bias_mant", 4, 13, signed=True),

@@ -247,7 +247,8 @@ class NeuronCore(wiring.Component):
             dp.i.reset_subtract.eq(prof.data.reset_subtract),
             dp.i.reset_delay.eq(prof.data.reset_delay),
             dp.i.threshold_ge.eq(prof.data.threshold_ge),
-            dp.i.floor_on.eq(prof.data.floor_on), dp.i.floor_mant.eq(prof.data.floor_mant),
+            dp.i.reset_stored.eq(prof.data.reset_stored),
+            dp.i.floor_mant.eq(prof.data.floor_mant),
             dp.i.bias_mant.eq(s2.bias_mant), dp.i.bias_exp.eq(s2.bias_exp),
             dp.tag_in.eq(s2.n | (s2.fanout_base << 10) | (s2.fanout_len << 25)),
         ]

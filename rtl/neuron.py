@@ -28,8 +28,8 @@ NEURON_IN = data.StructLayout({
     "refractory_delay": unsigned(8),
     "reset_subtract": unsigned(1),
     "reset_delay": unsigned(1),
+    "reset_stored": unsigned(1),
     "threshold_ge": unsigned(1),
-    "floor_on": unsigned(1),
     "floor_mant": unsigned(9),
     "bias_mant": signed(13),
     "bias_exp": unsigned(3),
@@ -91,29 +91,37 @@ class NeuronDatapath(wiring.Component):
             "reset_delay": 1, "threshold_ge": 1, "pending_zero": 1, "floor": signed(U_BITS),
         }))
         # A delayed reset is pending when the stored v passed the threshold
-        # test (it fired last step and kept its potential). Subtract mode
-        # takes vth off the sum: folded into the bias here, so stage 3 keeps
-        # its adders; zero mode replaces the sum by 0 (pending_zero).
+        # test (it fired last step and kept its potential). With reset_stored
+        # it acts on the stored v before the decay (v - vth >= 0, or 0).
+        # Otherwise subtract mode takes vth off the new sum: folded into the
+        # bias here, so stage 3 keeps its adders; zero mode replaces the sum
+        # by 0 (pending_zero).
         vth = Signal(unsigned(17 + VTH_SHIFT))
         fired = Signal()
         pending = Signal()
+        early = Signal()
+        late = Signal()
+        v_in = Signal(signed(U_BITS))
         m.d.comb += [
             vth.eq(i.vth_mant << VTH_SHIFT),
             fired.eq(Mux(i.threshold_ge, i.v >= vth, i.v > vth)),
             pending.eq(i.reset_delay & fired),
+            early.eq(pending & i.reset_stored),
+            late.eq(pending & ~i.reset_stored),
+            v_in.eq(Mux(early, Mux(i.reset_subtract, i.v - vth, 0), i.v)),
         ]
         m.d.sync += [
             s1.valid.eq(self.i_valid), s1.tag.eq(self.tag_in),
             s1.u_neg.eq(i.u < 0), s1.u_mag.eq(Mux(i.u < 0, -i.u, i.u)),
-            s1.v_neg.eq(i.v < 0), s1.v_mag.eq(Mux(i.v < 0, -i.v, i.v)),
+            s1.v_neg.eq(v_in < 0), s1.v_mag.eq(Mux(v_in < 0, -v_in, v_in)),
             s1.u_factor.eq(DECAY_ONE - i.du), s1.v_factor.eq(DECAY_ONE - i.dv),
             s1.q.eq(i.q),
-            s1.bias.eq((i.bias_mant << i.bias_exp) - Mux(pending & i.reset_subtract, vth, 0)),
+            s1.bias.eq((i.bias_mant << i.bias_exp) - Mux(late & i.reset_subtract, vth, 0)),
             s1.vth.eq(vth),
             s1.refractory.eq(i.refractory), s1.refractory_delay.eq(i.refractory_delay),
             s1.reset_subtract.eq(i.reset_subtract), s1.reset_delay.eq(i.reset_delay),
-            s1.threshold_ge.eq(i.threshold_ge), s1.pending_zero.eq(pending & ~i.reset_subtract),
-            s1.floor.eq(Mux(i.floor_on, -(i.floor_mant << FLOOR_SHIFT), -V_MAX)),
+            s1.threshold_ge.eq(i.threshold_ge), s1.pending_zero.eq(late & ~i.reset_subtract),
+            s1.floor.eq(Mux(i.floor_mant != 0, -(i.floor_mant << FLOOR_SHIFT), -V_MAX)),
         ]
 
         # Stage 2: the products (|x| < 2**24, factor <= 4096: 36 bits).

@@ -82,6 +82,9 @@ def corner_cases(g: Geometry) -> list[tuple[str, ChipImage, np.ndarray]]:
         bias=(5, 7), w=(9, 6), every=2)
     one("delayed-zero-reset", profile=dict(du=4096, dv=1024, vth_mant=20, reset_delay=True),
         bias=(5, 7), v=2000, w=(-9, 6), every=4)
+    one("delayed-resets-on-the-stored-v",
+        profile=dict(du=4096, dv=1024, vth_mant=20, reset_delay=True, reset_stored=True),
+        bias=(5, 7), w=(9, 6), every=3)
     one("threshold-ge", profile=dict(du=4096, dv=4096, vth_mant=8, threshold_ge=True),
         bias=(4, 7), w=(-1, 6), every=3)
     one("threshold-ge-zero-fires-at-rest", profile=dict(vth_mant=0, threshold_ge=True))

@@ -56,9 +56,10 @@ def random_image(seed: int, geometry: Geometry | None = None, *, n_inputs: int |
                       refractory=int(rng.choice([0, rng.integers(1, 4), 255], p=[0.5, 0.4, 0.1])),
                       reset=["zero", "subtract"][int(rng.integers(0, 2))],
                       reset_delay=bool(rng.random() < 0.3),
+                      reset_stored=bool(rng.random() < 0.5),
                       threshold_ge=bool(rng.random() < 0.3),
                       v_floor=(None if rng.random() < 0.7
-                               else -(int(_extreme(rng, 0, 511, 1)[0]) << 14)))
+                               else -(int(_extreme(rng, 1, 511, 1)[0]) << 14)))
         for k in range(g.n_groups):
             c.group(k, w_shift=int(_extreme(rng, 0, 15, 1)[0]))
         c.neurons(range(n), profile=rng.integers(0, g.n_profiles, n),

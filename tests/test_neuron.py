@@ -166,6 +166,10 @@ def test_lava_bias_spikes():
      [640, 1120, 1480, 470, 992, 1384, 398, 938, 1343, 367, 915, 1326], [2, 5, 8, 11]),
     (dict(reset="zero", reset_delay=True),
      [640, 1120, 1480, 0, 640, 1120, 1480, 0, 640, 1120, 1480, 0], [2, 6, 10]),
+    (dict(reset="subtract", reset_delay=True, reset_stored=True),
+     [640, 1120, 1480, 790, 1232, 1564, 853, 1279, 1599, 879, 1299, 654], [2, 5, 8, 10]),
+    (dict(reset="zero", reset_delay=True, reset_stored=True),
+     [640, 1120, 1480] * 4, [2, 5, 8, 11]),
 ])
 def test_delayed_reset_known_values(profile, v, spikes):
     t = trace(one_neuron(du=1, dv=1024, bias_mant=5, bias_exp=7, vth_mant=20, **profile), 12)
@@ -192,7 +196,7 @@ def test_floor_clamps_v_from_below():
     assert trace(one_neuron(u=-20000), 4)["v"] == [-20000, -40000, -60000, -80000]
     # the deepest floor and a floor at 0
     assert trace(one_neuron(u=-2**23, v_floor=-(511 << 14)), 2)["v"] == [-(511 << 14)] * 2
-    assert trace(one_neuron(u=-5, v_floor=0), 2)["v"] == [0, 0]
+    assert trace(one_neuron(u=-5, v_floor=-16384), 2)["v"] == [-5, -10]
 
 
 def test_delayed_reset_from_a_loaded_state_and_after_refractory():
@@ -206,7 +210,7 @@ def test_delayed_reset_from_a_loaded_state_and_after_refractory():
     assert t["v"] == [100, 0, 100, 0, 100]
 
 
-@pytest.mark.parametrize("v_floor", [1, -1, 16384, -(512 << 14)])
+@pytest.mark.parametrize("v_floor", [0, 1, -1, 16384, -(512 << 14)])
 def test_bad_floor_is_refused(v_floor):
     with pytest.raises(ValueError, match="v_floor"):
         one_neuron(v_floor=v_floor)
@@ -215,7 +219,7 @@ def test_bad_floor_is_refused(v_floor):
 # --- the raw step function against a scalar reference -------------------------
 
 def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=False, ge=False,
-                     floor=-VMAX):
+                     floor=-VMAX, stored=False):
     """The spec's pseudo-code (§3.2), one neuron, Python ints."""
     def trunc0(x, f):
         return (1 if x >= 0 else -1) * ((abs(x) * f) >> 12)
@@ -229,8 +233,11 @@ def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=Fa
     u = w24(trunc0(u, 4096 - du) + q)
     if ref > 0:
         return u, 0, ref - 1, False
+    pending = delay and fires(v)                 # last step's reset, applied now:
+    if pending and stored:                       # to the stored v, before the decay
+        v = v - vth if subtract else 0
     x = trunc0(v, 4096 - dv) + u + bias
-    if delay and fires(v):                       # last step's reset, applied now
+    if pending and not stored:                   # or to the new sum
         x = x - vth if subtract else 0
     v = max(floor, min(VMAX, x))
     if fires(v):
@@ -259,17 +266,18 @@ def test_neuron_step_matches_scalar_reference_on_random_vectors():
     # The optional profile fields: delayed reset, v >= vth, a floor (each in
     # about a third of the neurons, independently).
     delay = rng.random(n) < 0.3
+    stored = rng.random(n) < 0.5
     ge = rng.random(n) < 0.3
-    floor = np.where(rng.random(n) < 0.3, -(rng.integers(0, 512, n) << 14), -VMAX)
+    floor = np.where(rng.random(n) < 0.3, -(rng.integers(1, 512, n) << 14), -VMAX)
     vth[8:12] = 0
     ge[8:12] = True
     params = NeuronParams(4096 - du, 4096 - dv, bias, vth, rdelay, subtract,
-                          fire_above=vth - ge, floor=floor, delayed=delay)
+                          fire_above=vth - ge, floor=floor, delayed=delay, stored=stored)
     state = NeuronState(u.copy(), v.copy(), ref.copy())
     spikes = neuron_step(state, q, params)
-    expected = [scalar_reference(*map(int, a), bool(s), bool(d), bool(g), int(f))
-                for *a, s, d, g, f in zip(u, v, ref, q, du, dv, bias, vth, rdelay, subtract,
-                                          delay, ge, floor)]
+    expected = [scalar_reference(*map(int, a), bool(s), bool(d), bool(g), int(f), bool(st))
+                for *a, s, d, g, f, st in zip(u, v, ref, q, du, dv, bias, vth, rdelay, subtract,
+                                              delay, ge, floor, stored)]
     eu, ev, eref, es = map(np.array, zip(*expected))
     np.testing.assert_array_equal(state.u, eu)
     np.testing.assert_array_equal(state.v, ev)

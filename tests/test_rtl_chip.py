@@ -53,7 +53,7 @@ def compare(image, inputs, check_every=None):
     return outputs
 
 
-@pytest.mark.parametrize("seed,rows,cols", [(1, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize("seed,rows,cols", [(2, 1, 1), (2, 2, 2)])
 def test_chip_matches_emulator(seed, rows, cols):
     g = Geometry(rows=rows, cols=cols, n_neurons=6, n_axons=10, n_synapses=24, n_fanout=12,
                  n_profiles=2, n_groups=2, delay_slots=4)

@@ -22,8 +22,8 @@ def random_vectors(n, seed):
         "reset_subtract": rng.integers(0, 2, n),
         "reset_delay": (rng.random(n) < 0.3).astype(np.int64),
         "threshold_ge": (rng.random(n) < 0.3).astype(np.int64),
-        "floor_on": (rng.random(n) < 0.3).astype(np.int64),
-        "floor_mant": rng.integers(0, 512, n),
+        "reset_stored": (rng.random(n) < 0.3).astype(np.int64),
+        "floor_mant": rng.integers(0, 512, n) * (rng.random(n) < 0.3),
         "bias_mant": rng.integers(-4096, 4096, n), "bias_exp": rng.integers(0, 8, n),
     }
     edges = {
@@ -40,9 +40,10 @@ def random_vectors(n, seed):
     # v >= 0 with a zero threshold; the deepest floor; a pending delayed
     # reset in both modes next to the clamp.
     f["vth_mant"][12:14], f["threshold_ge"][12:14] = 0, 1
-    f["floor_on"][14], f["floor_mant"][14] = 1, 511
-    f["v"][15:17], f["vth_mant"][15:17], f["reset_delay"][15:17] = VMAX, 2**17 - 1, 1
-    f["reset_subtract"][15:17], f["refractory"][15:17] = [0, 1], 0
+    f["floor_mant"][14] = 511
+    f["v"][15:19], f["vth_mant"][15:19], f["reset_delay"][15:19] = VMAX, 2**17 - 1, 1
+    f["reset_subtract"][15:19], f["refractory"][15:19] = [0, 1, 0, 1], 0
+    f["reset_stored"][15:19] = [0, 0, 1, 1]
     return f
 
 
@@ -51,8 +52,8 @@ def reference(f):
                      bias=f["bias_mant"] << f["bias_exp"], vth=f["vth_mant"] << 6,
                      refractory=f["refractory_delay"], subtract=f["reset_subtract"].astype(bool),
                      fire_above=(f["vth_mant"] << 6) - f["threshold_ge"],
-                     floor=np.where(f["floor_on"] == 1, -(f["floor_mant"] << 14), -VMAX),
-                     delayed=f["reset_delay"].astype(bool))
+                     floor=np.where(f["floor_mant"] != 0, -(f["floor_mant"] << 14), -VMAX),
+                     delayed=f["reset_delay"].astype(bool), stored=f["reset_stored"].astype(bool))
     s = NeuronState(f["u"].copy(), f["v"].copy(), f["refractory"].copy())
     spikes = neuron_step(s, f["q"], p)
     return s.u, s.v, s.refractory, spikes
