@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from neuromesh import digits
-from neuromesh.demo import chip_window
 
 __all__ = ["compile_digits", "run_digits"]
 
@@ -24,9 +23,8 @@ def run_digits(backend, compiled, limit: int | None = None, progress=None) -> di
     :class:`~neuromesh.emulator.Emulator` of ``compiled.image``), resetting
     it before each image. Returns accuracy, predictions and labels."""
     net = compiled.network
-    (port,) = net.inputs
+    (port,) = net.host_inputs()
     (out,) = net.outputs
-    lag = net.latency.get(out, 0)
     _, x_test, _, y_test = digits.load_split()
     if limit is not None:
         x_test, y_test = x_test[:limit], y_test[:limit]
@@ -34,11 +32,11 @@ def run_digits(backend, compiled, limit: int | None = None, progress=None) -> di
     size = net.populations[out].size
     preds = []
     for i in range(len(y_test)):
-        s = chip_window(digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0], lag)
+        s = compiled.padded({port: digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0]})
         backend.reset()
-        r = backend.run(compiled.chip_inputs({port: s})[:, :1])
-        spikes = r.outputs[:, :1, first:first + size]
-        preds.append(int(digits.decode(spikes, lag, lag + digits.STEPS)[0]))
+        r = backend.run(compiled.chip_inputs(s)[:, :1])
+        spikes = compiled.read_window(r.outputs[:, :1, first:first + size], out, digits.STEPS)
+        preds.append(int(digits.decode(spikes)[0]))
         if progress:
             progress(i + 1, len(y_test))
     preds = np.array(preds)

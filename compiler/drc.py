@@ -47,14 +47,18 @@ def population_needs(net: Network, name: str, fanout: int = 1) -> PopulationNeed
     """Per-neuron resource needs of population ``name`` (for partitioning)."""
     pop = net.populations[name]
     count = np.zeros(pop.size, dtype=np.int64)
-    sources = 0
+    sources, bias = 0, 0
     for p in net.projections:
         if p.dst == name:
             np.add.at(count, p.post, 1)
-            sources += np.unique(p.pre).size
+            if net.inputs.get(p.src) is not None and net.inputs[p.src].always_on:
+                bias = 1                      # every always-on port shares one axon
+            else:
+                sources += np.unique(p.pre).size
     fan_in = int(count.max(initial=0))
     return PopulationNeeds(name, pop.size, fan_in=fan_in,
-                           n_sources=max(sources, 1) if fan_in else 0, fanout=fanout, profiles=1)
+                           n_sources=max(sources + bias, 1) if fan_in else 0, fanout=fanout,
+                           profiles=1, bias=bias)
 
 
 def cluster_sources(net: Network, clusters) -> dict[str, np.ndarray]:
@@ -62,14 +66,19 @@ def cluster_sources(net: Network, clusters) -> dict[str, np.ndarray]:
     channels and neurons of every port and population, numbered one after
     another), for :func:`~neuromesh.compiler.placement.pack`: on a shared
     core each source takes one axon."""
-    first, n = {}, 0
-    for name, size in [*((k, v.size) for k, v in net.inputs.items()),
+    first, n = {}, 1            # id 0: every always-on port (one signal, one axon)
+    for name, size in [*((k, v.size) for k, v in net.inputs.items() if not v.always_on),
                        *((k, v.size) for k, v in net.populations.items())]:
         first[name] = n
         n += size
+    for name, port in net.inputs.items():
+        if port.always_on:
+            first[name] = 0
     out = {}
     for c in clusters:
-        parts = [first[p.src] + p.pre[(p.post >= c.start) & (p.post < c.stop)]
+        parts = [first[p.src] + (0 if net.inputs.get(p.src) is not None
+                                 and net.inputs[p.src].always_on else 1) *
+                 p.pre[(p.post >= c.start) & (p.post < c.stop)]
                  for p in net.projections if p.dst == c.population]
         out[c.name] = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     return out
@@ -123,7 +132,7 @@ def design_rule_check(net: Network, geometry: Geometry) -> list[Violation]:
             cores = len(pack(clusters, g, **sharing_args(net, clusters), check_cores=False))
         if cores > g.n_cores:
             out.append(Violation("network", "cores", g.n_cores, cores))
-    for what, total in (("input channels", sum(i.size for i in net.inputs.values())),
+    for what, total in (("input channels", sum(i.size for i in net.host_inputs().values())),
                         ("output channels", sum(net.populations[n].size for n in net.outputs))):
         if total > 1 << 16:
             out.append(Violation("network", what, 1 << 16, total))

@@ -4,16 +4,17 @@ quantize, partition into cores, place on the mesh, route, emit the image.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from neuromesh.builder import ChipBuilder
-from neuromesh.chip import DECAY_ONE, Geometry
+from neuromesh.chip import DECAY_ONE, FLOOR_MANT_MAX, FLOOR_SHIFT, U_BITS, V_MAX, Geometry
 from neuromesh.image import ChipImage
 
 from .drc import DesignRuleError, design_rule_check, population_needs, sharing_args
-from .network import Network
+from .network import Network, NetworkError
 from .placement import (
     HOST,
     CoreGroup,
@@ -88,6 +89,9 @@ class Compiled:
     synapse_sites: dict = field(default_factory=dict)
     w_shifts: dict = field(default_factory=dict)
     offsets: dict = field(default_factory=dict)
+    #: ``{(x, y): core neuron}`` of every core's bias neuron (the always-on
+    #: source, fires every step).
+    bias_neurons: dict = field(default_factory=dict)
 
     def chip_inputs(self, inputs: dict, steps: int | None = None) -> np.ndarray:
         """Pack per-port 0/1 arrays ``[steps, (batch,) size]`` into the image's
@@ -101,6 +105,36 @@ class Compiled:
             first = self.input_channels[name]
             x[:, :, first:first + a.shape[2]] = a[:steps]
         return x
+
+    @property
+    def lag(self) -> int:
+        """Steps the chip's outputs and readouts run behind the source model
+        (the largest latency among them, ``Network.latency``)."""
+        lat = self.network.latency
+        return max((int(lat.get(p, 0)) for p in (*self.network.outputs,
+                                                  *self.network.readouts)), default=0)
+
+    def padded(self, inputs: dict) -> dict:
+        """The source model's per-port inputs ``[steps, ...]`` followed by
+        :attr:`lag` silent steps, so that every output's window fits in the
+        run (use with :meth:`chip_inputs`, then :meth:`read_window`)."""
+        lag = self.lag
+        return {k: np.concatenate([np.asarray(v), np.zeros((lag, *np.shape(v)[1:]),
+                                                         dtype=np.asarray(v).dtype)])
+                for k, v in inputs.items()}
+
+    def read_window(self, record, population: str, steps: int) -> np.ndarray:
+        """The ``steps`` steps of ``record`` (``[run steps, ...]``, e.g. from
+        :meth:`outputs`, :meth:`readouts` or the float reference) that
+        correspond to the source model's steps ``0 .. steps - 1`` for
+        ``population``: ``record[latency : latency + steps]``."""
+        lat = int(self.network.latency.get(population, 0))
+        record = np.asarray(record)
+        if record.shape[0] < lat + steps:
+            raise ValueError(f"read_window: {population!r} runs {lat} step(s) behind the "
+                             f"source model, so {steps} steps need a run of {lat + steps}, "
+                             f"got {record.shape[0]} (pad the input with padded())")
+        return record[lat:lat + steps]
 
     def outputs(self, result) -> dict:
         """``{population: bool [steps, batch, size]}`` from an emulator result."""
@@ -216,16 +250,17 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             win.append(dense)
         if pop.spiking:
             choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
-            vth_mant = int(quantize_threshold(pop.threshold, choice.scale, name=n).vth_mant)
         else:
             choice = choose_scale(0.0, win, pop.bias_array(), name=n,
                                   headroom=readout_headroom(alpha, beta))
-            vth_mant = VTH_MANT_MAX
-        s = choice.scale
+        s = _population_scale(pop, choice.scale)
+        vth_mant = (int(quantize_threshold(pop.threshold, s, name=n).vth_mant) if pop.spiking
+                    else VTH_MANT_MAX)
         scales[n] = s
         b = quantize_bias(pop.bias_array(), s, name=n)
         params[n] = dict(du=du, dv=dv, vth_mant=vth_mant, bias_mant=b.bias_mant,
-                         bias_exp=b.bias_exp)
+                         bias_exp=b.bias_exp, v_floor=_floor(pop, s),
+                         state=_initial_state(pop, s))
         decay_err[n] = (abs((1 - du / DECAY_ONE) - alpha), abs((1 - dv / DECAY_ONE) - beta))
         for p in incoming[n]:
             extra = {} if p.plastic is None else dict(w_bits=p.plastic.w_bits,
@@ -259,7 +294,9 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     for n in pops:
         rates.setdefault(n, 0.1)
     rates.setdefault(HOST, 0.1 * sum(i.size for i in net.inputs.values()))
-    pairs = [(HOST if p.src in net.inputs else p.src, p.dst) for p in net.projections]
+    # (a bias neuron's packets stay on its core: no traffic)
+    pairs = [(HOST if p.src in net.inputs else p.src, p.dst) for p in net.projections
+             if p.src not in net.inputs or not net.inputs[p.src].always_on]
     pairs += [(n, HOST) for n in net.outputs]
     traffic = group_traffic(Traffic.from_rates(clusters, rates, pairs), core_groups)
     placement = place([g.as_cluster() for g in core_groups], traffic, geometry, seed=seed)
@@ -276,7 +313,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         home.setdefault(c.population, []).append((*positions[c.name], c.start, c.stop,
                                                   offsets[c.name]))
     input_channels, first = {}, 0
-    for name, port in net.inputs.items():
+    for name, port in net.host_inputs().items():
         input_channels[name] = first
         first += port.size
     b.n_inputs = first
@@ -311,9 +348,15 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             pr = params[n]
             prof, g0 = profile_of[(x, y), n], group_of[(x, y), n]
             c.profile(prof, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
-                      refractory=pop.refractory, reset=pop.reset)
+                      refractory=pop.refractory, reset=pop.reset,
+                      reset_delay=pop.reset_delay and pop.spiking,
+                      reset_stored=pop.reset_stored,
+                      threshold_ge=pop.threshold_ge and pop.spiking, v_floor=pr["v_floor"])
             c.neurons(at + np.arange(stop - start), profile=prof,
                       bias_mant=pr["bias_mant"][start:stop], bias_exp=pr["bias_exp"][start:stop])
+            if pr["state"] is not None:
+                u0, v0 = pr["state"]
+                c.state(at + np.arange(stop - start), u=u0[start:stop], v=v0[start:stop])
             for g, p in enumerate(incoming[n]):
                 if p.plastic is None:
                     c.group(g0 + g, w_shift=proj_q[p.name].w_shift)
@@ -329,7 +372,14 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                                      output_channels[n] + np.arange(start, stop))
 
     # Axons: one per (source neuron or input channel, target core), shared by
-    # every synapse from that source into the core.
+    # every synapse from that source into the core. Every always-on port is
+    # the same signal: one axon per core, fed by the core's bias neuron,
+    # which fires at every step from step 0. Its spike of step t arrives at
+    # t + 1 + delay, so a synapse of network delay d >= 1 gets delay d - 1;
+    # one of delay 0 gets delay 0 (steps 1, 2, ...) and its weight is
+    # preloaded into the accumulator of step 0.
+    always_on = {k for k, v in net.inputs.items() if v.always_on}
+    preload: dict = {}     # (x, y) -> {core neuron: summed contribution for step 0}
     size_of = {**{k: v.size for k, v in net.inputs.items()}, **{k: v.size for k, v in pops.items()}}
     calls: dict = {}       # (x, y) -> [(plastic projection or None, its synapses, axons)]
     axon_of: dict = {}     # (x, y) -> {source name: axon id per source index, -1 = none}
@@ -344,14 +394,24 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                 sel = keep & (k == ci)
                 if not sel.any():
                     continue
+                src_key, pre = p.src, p.pre[sel]
+                delay = p.delay[sel]
+                if p.src in always_on:
+                    src_key, pre = _ALWAYS_ON, np.zeros_like(pre)
+                    w0 = (q.w_mant[sel] << q.w_shift)[delay == 0]
+                    at0 = preload.setdefault((x, y), {})
+                    for t, w in zip(local[sel][delay == 0].tolist(), w0.tolist()):
+                        at0[t] = at0.get(t, 0) + int(w)
+                    delay = np.maximum(delay - 1, 0)
                 table = axon_of.setdefault((x, y), {}).setdefault(
-                    p.src, np.full(size_of[p.src], -1, dtype=np.int64))
-                new = np.unique(p.pre[sel][table[p.pre[sel]] < 0])
+                    src_key, np.full(1 if src_key == _ALWAYS_ON else size_of[p.src], -1,
+                                     dtype=np.int64))
+                new = np.unique(pre[table[pre] < 0])
                 first_id = next_axon.get((x, y), 0)
                 table[new] = first_id + np.arange(new.size)
                 next_axon[(x, y)] = first_id + new.size
-                b.core(x, y).synapses(axon=table[p.pre[sel]], target=local[sel],
-                                      w_mant=q.w_mant[sel], delay=p.delay[sel],
+                b.core(x, y).synapses(axon=table[pre], target=local[sel],
+                                      w_mant=q.w_mant[sel], delay=delay,
                                       group=group_of[(x, y), n] + g)
                 calls.setdefault((x, y), []).append(
                     (p.name if p.plastic is not None else None, np.flatnonzero(sel),
@@ -359,9 +419,14 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     sites = _synapse_sites(calls, geometry, {p.name: p.weight.size for p in net.projections
                                              if p.plastic is not None})
     # Fan-out entries and input ports from the axon tables.
+    bias_neurons = {}
     for (x, y), tables in axon_of.items():
         for src, table in tables.items():
             idx = np.flatnonzero(table >= 0)
+            if src == _ALWAYS_ON:
+                bias_neurons[(x, y)] = _bias_neuron(b.core(x, y), home, used.get((x, y), (0, 0))[0],
+                                                    int(table[0]), preload.get((x, y), {}), (x, y))
+                continue
             if src in net.inputs:
                 b.input(input_channels[src] + idx, x, y, table[idx])
                 continue
@@ -377,6 +442,10 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                        "u_error": float(decay_err[n][0]), "v_error": float(decay_err[n][1])}
                    for n in pops},
         "latency": {n: int(net.latency.get(n, 0)) for n in pops},
+        "conventions": {n: p.conventions() for n, p in pops.items()},
+        "floors": {n: {"float": float(p.v_floor), "chip": params[n]["v_floor"] / scales[n]}
+                   for n, p in pops.items() if params[n]["v_floor"] is not None},
+        "bias_neurons": {f"{x},{y}": int(k) for (x, y), k in sorted(bias_neurons.items())},
         "readouts": list(net.readouts),
         "quantization": {k: {"w_shift": int(v[0]), "max_abs_error": float(v[1]),
                              "rms_rel_error": float(v[2]), "flushed": int(v[3])}
@@ -391,7 +460,8 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                     offsets=offsets,
                     scales=scales, quantization=quant, placement_cost=placement.cost,
                     naive_cost=placement.naive_cost, synapse_sites=sites,
-                    w_shifts={k: int(v.w_shift) for k, v in proj_q.items()})
+                    w_shifts={k: int(v.w_shift) for k, v in proj_q.items()},
+                    bias_neurons=bias_neurons)
 
 
 def _synapse_sites(calls, geometry, plastic_sizes) -> dict:
@@ -411,3 +481,75 @@ def _synapse_sites(calls, geometry, plastic_sizes) -> dict:
             first += a.size
     return sites
 
+
+
+#: The axon-table key of the always-on signal (not a valid population name:
+#: names never start with a NUL).
+_ALWAYS_ON = "\0always-on"
+
+
+def _bias_neuron(core, home, profile, axon, preload, xy) -> int:
+    """Put the bias neuron on ``core``: the next free neuron and profile;
+    it fires at every step from step 0 (u and v forget at once, bias 1 >
+    threshold 0) and feeds the always-on ``axon``. ``preload``: ``{core
+    neuron: contribution}`` for step 0 (accumulator slot 0). Returns the
+    bias neuron's index."""
+    index = max((at + stop - start for entries in home.values()
+                 for x, y, start, stop, at in entries if (x, y) == xy), default=0)
+    core.profile(profile, du=DECAY_ONE, dv=DECAY_ONE, vth_mant=0)
+    core.neurons(index, profile=profile, bias_mant=1, bias_exp=0)
+    core.route(index, xy[0], xy[1], axon)
+    if preload:
+        targets = np.array(sorted(preload))
+        half = 1 << (U_BITS - 1)
+        values = (np.array([preload[t] for t in targets]) + half) % (1 << U_BITS) - half
+        core.accum(0, targets, values)
+    return index
+
+
+def _population_scale(pop, chosen: float) -> float:
+    """The scale of ``pop``: the user's if given, else the compiler's choice,
+    lowered so that a floor fits ``floor_mant`` and falls on its grid."""
+    s = float(pop.scale) if pop.scale is not None else float(chosen)
+    if pop.v_floor is None or pop.v_floor == 0:
+        return s
+    step = float(1 << FLOOR_SHIFT)
+    top = FLOOR_MANT_MAX * step / -pop.v_floor
+    if pop.scale is not None:
+        if s > top * (1 + 1e-12):
+            raise NetworkError(f"population {pop.name!r}: v_floor {pop.v_floor:g} x scale "
+                               f"{s:g} is below the deepest floor -{FLOOR_MANT_MAX} << "
+                               f"{FLOOR_SHIFT}; the scale must be <= {top:g}")
+        return s
+    # The largest scale <= s at which the floor is a whole number of steps
+    # (Sinabs' usual min_v_mem = -threshold then keeps both exact), unless
+    # that would cost more than half the scale.
+    k = math.floor(min(s, top) * -pop.v_floor / step)
+    aligned = k * step / -pop.v_floor
+    return aligned if aligned >= 0.5 * s else min(s, top)
+
+
+def _floor(pop, scale) -> int | None:
+    """The chip floor (``v_floor`` argument of the profile) of ``pop``."""
+    if pop.v_floor is None or not pop.spiking:
+        return None
+    step = 1 << FLOOR_SHIFT
+    # floor_mant = 0 means "no floor": the shallowest floor is one step
+    mant = max(1, min(int(round(-pop.v_floor * scale / step)), FLOOR_MANT_MAX))
+    return -mant * step
+
+
+def _initial_state(pop, scale):
+    """``(u0, v0)`` in chip units, or ``None`` when both are zero."""
+    u0, v0 = pop.initial_state()
+    if not (u0.any() or v0.any()):
+        return None
+    u, v = np.rint(u0 * scale).astype(np.int64), np.rint(v0 * scale).astype(np.int64)
+    for what, a, lo in (("u0", u, -(1 << (U_BITS - 1))), ("v0", v, -V_MAX)):
+        bad = (a < lo) | (a > V_MAX)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise NetworkError(f"population {pop.name!r}: {what}[{i}] x scale {scale:g} = "
+                               f"{int(a[i])} does not fit the 24-bit state "
+                               f"[{lo}, {V_MAX}]")
+    return u, v

@@ -32,10 +32,17 @@ class NetworkError(ChipError):
 
 @dataclass(frozen=True)
 class Input:
-    """A host input port of ``size`` channels."""
+    """A host input port of ``size`` channels.
+
+    ``always_on``: a constant source that spikes on every channel at every
+    step (biases into the synaptic current go through it). It is not a host
+    channel: the compiler puts a neuron that fires every step on each core
+    that needs it, so every backend feeds it alike.
+    """
 
     name: str
     size: int
+    always_on: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,21 @@ class Population:
     """A population of identical neurons (one parameter set).
 
     Parameters are float time constants in units of ``dt`` of the network
-    (or seconds when ``dt`` is in seconds). ``du``/``dv`` override the decays
-    with raw 12-bit chip values. ``bias`` may be one value or one per neuron.
+    (or seconds when ``dt`` is in seconds). ``alpha``/``beta`` override the
+    per-step retentions of u and v that the time constants give, and
+    ``du``/``dv`` the decays, with raw 12-bit chip values. ``bias`` may be
+    one value or one per neuron.
     ``spiking=False`` makes a readout that integrates without ever firing
     (NIR's LI / CubaLI); its membrane potential is read by probing ``v``.
+
+    The spike and reset conventions (docs/architecture.md §3.2):
+    ``threshold_ge`` fires when ``v >= threshold`` (Sinabs) instead of ``v >
+    threshold``; ``reset_delay`` applies a spike's reset (``reset``: zero or
+    subtract) in the next step, snnTorch's default; ``v_floor`` clamps ``v``
+    from below (Sinabs' ``min_v_mem``; ``None``: no floor). ``scale``: chip
+    units per float unit, fixed by the user instead of chosen by the
+    compiler. ``u0``/``v0``: the initial state (float, one value or one per
+    neuron).
     """
 
     name: str
@@ -60,10 +78,38 @@ class Population:
     reset: str = "zero"
     du: int | None = None
     dv: int | None = None
+    alpha: float | None = None
+    beta: float | None = None
     spiking: bool = True
+    reset_delay: bool = False
+    reset_stored: bool = False
+    threshold_ge: bool = False
+    v_floor: float | None = None
+    scale: float | None = None
+    u0: object = 0.0
+    v0: object = 0.0
 
     def bias_array(self) -> np.ndarray:
+        """The v bias, one float per neuron."""
         return np.broadcast_to(np.asarray(self.bias, dtype=np.float64), (self.size,)).copy()
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(u0, v0)``, one float per neuron each."""
+        return tuple(np.broadcast_to(np.asarray(x, dtype=np.float64), (self.size,)).copy()
+                     for x in (self.u0, self.v0))
+
+    def conventions(self) -> str:
+        """The spike and reset conventions in words (for reports)."""
+        parts = [f"{self.reset} reset"]
+        if self.reset_delay:
+            parts[0] += (", delayed a step (on the stored v)" if self.reset_stored
+                         else ", delayed a step")
+        parts.append("v >= threshold" if self.threshold_ge else "v > threshold")
+        if self.v_floor is not None:
+            parts.append(f"v floor {self.v_floor:g}")
+        if self.refractory:
+            parts.append(f"refractory {self.refractory}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -152,18 +198,26 @@ class Network:
     #: the frameworks have no per-layer latency, the chip adds one step per
     #: hop); set by the NIR importer, 0 for populations not listed.
     latency: dict = field(default_factory=dict)
+    #: What an importer could not carry over exactly, in words (shown by
+    #: ``neuromesh compile``).
+    notes: list = field(default_factory=list)
 
     def _new_name(self, name):
         if name in self.inputs or name in self.populations:
             raise NetworkError(f"the name {name!r} is used twice")
 
-    def input(self, name: str, size: int) -> Input:
-        """Add a host input port of ``size`` channels."""
+    def input(self, name: str, size: int, *, always_on: bool = False) -> Input:
+        """Add a host input port of ``size`` channels (``always_on``: a
+        constant source, see :class:`Input`)."""
         self._new_name(name)
         if size < 1:
             raise NetworkError(f"input {name!r}: size {size} < 1")
-        self.inputs[name] = port = Input(name, int(size))
+        self.inputs[name] = port = Input(name, int(size), bool(always_on))
         return port
+
+    def host_inputs(self) -> dict:
+        """The input ports fed by the host (not the always-on sources)."""
+        return {k: v for k, v in self.inputs.items() if not v.always_on}
 
     def population(self, name: str, size: int, **params) -> Population:
         """Add a population; see :class:`Population` for the parameters."""
@@ -183,6 +237,21 @@ class Network:
         for t in ("tau_mem", "tau_syn"):
             if not getattr(pop, t) > 0:
                 raise NetworkError(f"{where}: {t} = {getattr(pop, t)} must be > 0")
+        for r in ("alpha", "beta"):
+            if getattr(pop, r) is not None and not 0 <= getattr(pop, r) <= 1:
+                raise NetworkError(f"{where}: {r} = {getattr(pop, r)} must be in [0, 1]")
+        if pop.v_floor is not None and not (math.isfinite(pop.v_floor) and pop.v_floor <= 0):
+            raise NetworkError(f"{where}: v_floor = {pop.v_floor} must be finite and <= 0")
+        if pop.scale is not None and not (math.isfinite(pop.scale) and pop.scale > 0):
+            raise NetworkError(f"{where}: scale = {pop.scale} must be finite and > 0")
+        for what, value in zip(("u0", "v0"), (pop.u0, pop.v0)):
+            try:
+                a = np.broadcast_to(np.asarray(value, dtype=np.float64), (pop.size,))
+            except (ValueError, TypeError):
+                raise NetworkError(f"{where}: {what} must be one number or {pop.size} "
+                                   f"(one per neuron), got shape {np.shape(value)}") from None
+            if not np.isfinite(a).all():
+                raise NetworkError(f"{where}: {what} is not finite")
         self.populations[name] = pop
         return pop
 
@@ -317,6 +386,10 @@ class Network:
 
         alpha = {"cuba": keep(pop.tau_syn), "lif": 0.0, "if": 0.0}[pop.kind]
         beta = 1.0 if pop.kind == "if" else keep(pop.tau_mem)
+        if pop.alpha is not None:
+            alpha = float(pop.alpha)
+        if pop.beta is not None:
+            beta = float(pop.beta)
         if pop.du is not None:
             alpha = 1.0 - pop.du / 4096
         if pop.dv is not None:

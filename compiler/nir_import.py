@@ -21,9 +21,21 @@ Mapping (``method="euler"``; ``"exact"`` uses ``1 - exp(-dt/tau)`` for the
 gains): CubaLIF ``tau_syn dI/dt = -I + w_in x``, ``tau_mem dv/dt = v_leak -
 v + r I`` becomes ``u = (1 - dt/tau_syn) u + q``, ``v = (1 - dt/tau_mem) v +
 u + (dt/tau_mem) v_leak`` with the incoming weights multiplied by
-``(dt/tau_syn) w_in (dt/tau_mem) r``; LIF and IF likewise with ``u = q``. An
-Affine/convolution bias is exact for LIF and IF (it becomes the v bias) and
-rejected for CubaLIF (it would enter the decaying current).
+``(dt/tau_syn) w_in (dt/tau_mem) r``; LIF and IF likewise with ``u = q``.
+
+Biases
+------
+An Affine or convolution bias is a constant input. Into a LIF or IF at
+latency 0 it is the neuron's v bias (13-bit mantissa). Into a CubaLIF it
+enters the decaying synaptic current, and into any population at latency
+``L > 0`` it must start at step ``L`` (before that the population is at
+rest in the source model): both are a projection from an *always-on* input
+(:class:`~neuromesh.compiler.network.Input`), whose spikes the chip makes
+with one bias neuron per core that needs it (``bias_source=False`` rejects
+such biases instead, naming every node that carries one). A LIF's
+``v_leak`` goes the same way; a CubaLIF's ``v_leak`` adds to ``v`` directly,
+so at latency ``L > 0`` it starts ``L`` steps early (noted in
+``Network.notes``).
 
 Timing
 ------
@@ -43,6 +55,7 @@ several populations cannot be aligned and is an error unless
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -51,12 +64,16 @@ import numpy as np
 from .convolution import conv1d_synapses, conv2d_synapses, pool2d_synapses
 from .network import Network, NetworkError
 
-__all__ = ["NIROptions", "FRAMEWORKS", "from_nir", "SUPPORTED"]
+__all__ = ["NIROptions", "FRAMEWORKS", "BIAS_INPUT", "from_nir", "SUPPORTED"]
 
 
 @dataclass(frozen=True)
 class NIROptions:
-    """How the source framework discretised its NIR graph.
+    """How the source framework discretised and ran its NIR graph.
+
+    NIR stores neither the discretisation nor the spike and reset
+    conventions, so they are options (with per-framework presets in
+    :data:`FRAMEWORKS`), never guessed.
 
     Attributes
     ----------
@@ -68,9 +85,34 @@ class NIROptions:
         ``"zero"`` or ``"subtract"`` (NIR has no subtract node).
     reset_delay:
         True when a spiking neuron keeps its potential for the step and is
-        reset on the next one (snnTorch's default). With zero reset this is
-        exactly a one-step refractory period; with subtract reset it has no
-        chip equivalent and is rejected.
+        reset on the next one (snnTorch's default ``reset_delay=True``); the
+        chip does this exactly for both reset modes (docs/architecture.md §3.2).
+    delayed_zero:
+        With zero reset and ``reset_delay``: ``"sum"`` zeroes the next
+        step's potential (``v = 0``), ``"stored"`` zeroes the stored one
+        before the decay (``v = input``), ``"snntorch"`` does what snnTorch
+        1.0 does: ``"stored"`` for ``Leaky`` (a LIF without a recurrent
+        projection onto itself), ``"sum"`` for ``RLeaky``, ``Synaptic`` and
+        ``RSynaptic``.
+    threshold_ge:
+        The neuron fires when ``v >= threshold`` (Sinabs) instead of ``v >
+        threshold`` (snnTorch, Norse, Lava).
+    v_floor:
+        Lower clamp of the membrane potential (Sinabs' ``min_v_mem``), in
+        the graph's units; ``None``: no clamp.
+    multi_spike:
+        The source emits ``floor(v / threshold)`` spikes in one step
+        (Sinabs' ``MultiSpike``). The chip emits at most one, so this is
+        refused unless ``approximate_multi_spike``.
+    approximate_multi_spike:
+        Accept the chip's one spike per step for a multi-spike model: with
+        subtract reset, charge above the threshold stays in ``v`` and fires
+        in the following steps (spike counts are kept, spikes are spread
+        over time); with zero reset the extra spikes are lost. See
+        docs/compiler.md.
+    bias_source:
+        Allow biases that need an always-on source (see the module
+        docstring); False rejects them, naming every node.
     align_latency:
         Add delays so every population runs a fixed number of steps behind
         the source model (see the module docstring).
@@ -80,39 +122,83 @@ class NIROptions:
     method: str = "euler"
     reset: str = "zero"
     reset_delay: bool = False
+    delayed_zero: str = "sum"
+    threshold_ge: bool = False
+    v_floor: float | None = None
+    multi_spike: bool = False
+    approximate_multi_spike: bool = False
+    bias_source: bool = True
     align_latency: bool = True
 
     def __post_init__(self):
-        if not self.dt > 0:
-            raise NetworkError(f"NIR options: dt = {self.dt} must be > 0")
+        if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
+            raise NetworkError(f"NIR options: dt = {self.dt} must be a finite number > 0")
         if self.method not in ("euler", "exact"):
             raise NetworkError(f"NIR options: method {self.method!r} is not 'euler' or 'exact'")
         if self.reset not in ("zero", "subtract"):
             raise NetworkError(f"NIR options: reset {self.reset!r} is not 'zero' or 'subtract'")
+        if self.delayed_zero not in ("sum", "stored", "snntorch"):
+            raise NetworkError(f"NIR options: delayed_zero {self.delayed_zero!r} is not 'sum', "
+                               f"'stored' or 'snntorch'")
+        if self.v_floor is not None and not (math.isfinite(self.v_floor)
+                                             and self.v_floor <= 0):
+            raise NetworkError(f"NIR options: v_floor = {self.v_floor} must be finite and "
+                               f"<= 0")
+
+    def describe(self) -> str:
+        """The conventions in one line, for ``neuromesh compile``'s output."""
+        reset = f"{self.reset} reset"
+        if self.reset_delay:
+            reset += " delayed a step"
+            if self.reset == "zero":
+                reset += {"sum": "", "stored": " (on the stored v)",
+                          "snntorch": " (on the stored v for Leaky, as snnTorch)"}[
+                              self.delayed_zero]
+        parts = [f"dt = {self.dt:g}", f"{self.method} decays", reset,
+                 "v >= threshold" if self.threshold_ge else "v > threshold"]
+        if self.v_floor is not None:
+            parts.append(f"v floor {self.v_floor:g}")
+        if self.multi_spike:
+            parts.append("multi-spike approximated by one spike per step"
+                         if self.approximate_multi_spike else "multi-spike")
+        return ", ".join(parts)
 
 
-#: Documented conventions of the frameworks that export NIR. snnTorch: train
-#: with ``reset_delay=False``. Even then snnTorch 1.0 differs in one corner:
-#: each step it subtracts ``H(v_prev - threshold) * threshold`` (from the
-#: already reset potential of the previous step) before deciding to fire and
-#: adds it back if the neuron does not fire, so a neuron still above its
-#: threshold after a subtract reset (one that was above twice the threshold
-#: when it fired) needs twice the threshold to fire again, where the chip
-#: needs once. Potentials agree; only such spikes differ. Models that keep
-#: v below twice the threshold match exactly (``examples/train_digits.py``
-#: penalises the excess: 20 of 56,926 spikes differ on the digits test split).
-#: Zero reset is exact. ``RSynaptic(reset_delay=False)`` is broken in snnTorch
-#: 1.0 (its reset stays delayed): import it with zero reset and
-#: ``reset_delay=True``. Its recurrent ``nn.Linear`` always has a bias, which
-#: into a CubaLIF current is rejected: zero and freeze it before training.
-#: Fixtures recorded from snnTorch itself: ``tests/data/snntorch/``.
+#: Documented conventions of the frameworks that export NIR, as each one runs
+#: its neurons by default (docs/compiler.md has the table).
+#:
+#: snnTorch (``Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``): subtract
+#: reset delayed by a step (``reset_mechanism="subtract"``,
+#: ``reset_delay=True``), ``v > threshold``, Euler at the exporter's dt =
+#: 1e-4. Exact on the chip. With ``reset="zero"`` snnTorch 1.0's classes
+#: differ (``delayed_zero="snntorch"``). A model trained with ``reset_delay=False`` needs
+#: ``reset_delay=False`` here; snnTorch 1.0 then differs from the chip in one
+#: corner: each step it subtracts ``H(v_prev - threshold) * threshold`` from
+#: the already reset potential before deciding to fire and adds it back if
+#: the neuron does not fire, so a neuron still above its threshold after a
+#: subtract reset (one that was above twice the threshold when it fired)
+#: needs twice the threshold to fire again, where the chip needs it once.
+#: Potentials agree; only such spikes differ (``examples/train_digits.py``
+#: penalises the excess). Fixtures recorded from snnTorch itself:
+#: ``tests/data/snntorch/``.
+#:
+#: Sinabs (``IAF``, ``LIF`` with ``MultiSpike`` and ``MembraneSubtract``):
+#: ``v >= threshold``, several spikes per step, exact decays at dt = 1;
+#: ``min_v_mem`` is not in the file (set ``v_floor``). Refused unless the
+#: one-spike-per-step approximation is accepted.
 FRAMEWORKS = {
-    "snntorch": NIROptions(dt=1e-4, method="euler", reset="subtract", reset_delay=False),
+    "snntorch": NIROptions(dt=1e-4, method="euler", reset="subtract", reset_delay=True,
+                           delayed_zero="snntorch"),
     "norse": NIROptions(dt=1e-3, method="euler", reset="zero"),
     "lava-dl": NIROptions(dt=1.0, method="euler", reset="zero"),
     "rockpool": NIROptions(dt=1e-3, method="exact", reset="subtract"),
-    "sinabs": NIROptions(dt=1.0, method="exact", reset="subtract"),
+    "sinabs": NIROptions(dt=1.0, method="exact", reset="subtract", threshold_ge=True,
+                         multi_spike=True),
 }
+
+#: The name of the always-on input the importer adds for biases (made
+#: unique against the graph's own names).
+BIAS_INPUT = "bias"
 
 _NEURONS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI")
 _LINEAR = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
@@ -174,11 +260,13 @@ class _Terms:
     input per output element (biases), ``size`` the output size.
     """
 
-    def __init__(self, size, syn=None, const=None, via=None):
+    def __init__(self, size, syn=None, const=None, via=None, const_from=()):
         self.size = size
         self.syn = syn or {}
         self.const = np.zeros(size) if const is None else const
         self.via = via or {src: () for src in self.syn}    # weight nodes passed, per source
+        self.const_from = tuple(const_from)                # nodes whose bias is in const
+        self._biased = False
 
     @classmethod
     def source(cls, name, size):
@@ -194,11 +282,15 @@ class _Terms:
                 syn[src] = arrays
         via = {src: tuple(dict.fromkeys(self.via.get(src, ()) + other.via.get(src, ())))
                for src in syn}
-        return _Terms(self.size, syn, self.const + other.const, via)
+        return _Terms(self.size, syn, self.const + other.const, via,
+                      dict.fromkeys(self.const_from + other.const_from))
 
     def passed(self, name):
         """The same terms, having passed weight node ``name``."""
         self.via = {src: (*v, name) for src, v in self.via.items()}
+        if self._biased:
+            self.const_from = (*self.const_from, name)
+            self._biased = False
         return self
 
     def matrix(self, a_in, a_out, a_w, n_out, bias=None):
@@ -214,14 +306,21 @@ class _Terms:
             k = starts[mid][rep] + np.arange(rep.size) - np.repeat(np.cumsum(c) - c, c)
             syn[src] = _merge(pre[rep], a_out[k], w[rep] * a_w[k], d[rep], n_out)
         const = np.bincount(a_out, weights=a_w * self.const[a_in], minlength=n_out)
-        if bias is not None:
-            const = const + bias
-        return _Terms(n_out, syn, const, dict(self.via))
+        const_from = self.const_from if const.any() else ()
+        out = _Terms(n_out, syn, const, dict(self.via), const_from)
+        if bias is not None and np.any(bias != 0):
+            out.const = const + bias
+            out._biased = True
+        return out
 
-    def delayed(self, steps):
+    def delayed(self, steps, name):
         """Add ``steps[element]`` of delay to every synapse ending there."""
+        if np.any(self.const[steps > 0] != 0):
+            raise NetworkError(f"NIR node {name!r}: delays a bias (of "
+                               f"{', '.join(map(repr, self.const_from))}); a delayed constant "
+                               f"is not supported, move the bias after the Delay node")
         syn = {src: (pre, mid, w, d + steps[mid]) for src, (pre, mid, w, d) in self.syn.items()}
-        return _Terms(self.size, syn, self.const, dict(self.via))
+        return _Terms(self.size, syn, self.const, dict(self.via), self.const_from)
 
 
 def _merge(pre, post, w, d, n_post):
@@ -248,10 +347,13 @@ def from_nir(graph, options: NIROptions) -> Network:
     import nir
     if not isinstance(graph, nir.NIRGraph):
         graph = nir.read(graph)
-    if options.reset_delay and options.reset == "subtract":
-        raise NetworkError("NIR options: subtract reset delayed by one step (snnTorch "
-                           "reset_delay=True) has no exact chip equivalent; export with "
-                           "reset_delay=False or use zero reset")
+    if options.multi_spike and not options.approximate_multi_spike:
+        raise NetworkError(
+            "NIR options: the source model may emit several spikes in one step (Sinabs "
+            "MultiSpike) and the chip emits at most one; accept the documented approximation "
+            "(approximate_multi_spike=True, `neuromesh compile --multi-spike approximate`: "
+            "charge above the threshold carries over to the next steps) or export the model "
+            "with single spikes (SingleSpike)")
     top_kinds = {n: _kind(x) for n, x in graph.nodes.items()}
     nodes, edges = _flatten_graph(graph)
     preds: dict[str, list[str]] = {n: [] for n in nodes}
@@ -356,7 +458,7 @@ def from_nir(graph, options: NIROptions) -> Network:
                                    f"dt = {options.dt:g}")
             if terms is None:
                 return None, shape_in
-            return terms.delayed(steps.astype(np.int64)), shape_in
+            return terms.delayed(steps.astype(np.int64), name), shape_in
         # Flatten and subgraph Input/Output: the same values, in C order.
         if terms is None:
             if kind == "Flatten" and node.output_type.get("output") is not None:
@@ -397,32 +499,39 @@ def from_nir(graph, options: NIROptions) -> Network:
     for name, node in nodes.items():
         if _kind(node) == "Input" and name in top_kinds:
             net.input(name, int(np.prod(out_shape(name))))
-    projections = []
+    projections, notes = [], []
+    constants = {}          # population -> (const of its input, gain, nodes it came from)
     for name, node in nodes.items():
         kind = _kind(node)
         if kind not in _NEURONS:
             continue
         size = int(np.prod(out_shape(name)))
         spiking = kind in ("LIF", "CubaLIF", "IF")
+        # Coefficients derived from float32 parameters (snnTorch writes its
+        # beta as tau = dt / (1 - beta)) are rounded to float32: they have no
+        # more precision, and beta = 1/2 comes back as 1/2, not 0.49999999.
+        fp = _precision(node)
         r = _uniform(name, "r", node.r)
         if kind in ("CubaLIF", "CubaLI"):
-            tau_syn = _uniform(name, "tau_syn", node.tau_syn)
-            tau_mem = _uniform(name, "tau_mem", node.tau_mem)
+            tau_syn = _time_constant(name, "tau_syn", node.tau_syn, options.dt, notes)
+            tau_mem = _time_constant(name, "tau_mem", node.tau_mem, options.dt, notes)
             w_in = _uniform(name, "w_in", node.w_in)
-            gain = (1 - keep(tau_syn)) * w_in * (1 - keep(tau_mem)) * r
-            params = dict(kind="cuba", tau_syn=tau_syn, tau_mem=tau_mem)
+            alpha, beta = fp(keep(tau_syn)), fp(keep(tau_mem))
+            gain = fp(fp((1 - alpha) * w_in) * fp((1 - beta) * r))
+            params = dict(kind="cuba", tau_syn=tau_syn, tau_mem=tau_mem, alpha=alpha, beta=beta)
             v_gain = None
         elif kind in ("LIF", "LI"):
-            tau_mem = _uniform(name, "tau", node.tau)
-            gain = v_gain = (1 - keep(tau_mem)) * r
-            params = dict(kind="lif", tau_mem=tau_mem)
+            tau_mem = _time_constant(name, "tau", node.tau, options.dt, notes)
+            beta = fp(keep(tau_mem))
+            gain = v_gain = fp((1 - beta) * r)
+            params = dict(kind="lif", tau_mem=tau_mem, beta=beta)
         else:
             tau_mem = None
             gain = v_gain = r
             params = dict(kind="if")
         leak = np.zeros(size)
         if tau_mem is not None:
-            leak = (1 - keep(tau_mem)) * np.broadcast_to(
+            leak = (1 - beta) * np.broadcast_to(
                 np.asarray(node.v_leak, float).reshape(-1), (size,))
         if spiking:
             threshold = _uniform(name, "v_threshold", node.v_threshold)
@@ -438,16 +547,15 @@ def from_nir(graph, options: NIROptions) -> Network:
                 raise NetworkError(f"NIR node {name!r}: input {p!r} has {t.size} values "
                                    f"for its {size} neurons")
             terms = terms + t
-        bias = leak.copy()
-        if np.any(terms.const != 0):
-            if v_gain is None:
-                raise NetworkError(
-                    f"NIR node {name!r}: a bias (Affine or convolution) into {kind} would "
-                    f"enter the decaying synaptic current, which the chip cannot do (its "
-                    f"bias adds to v); retrain without bias or use LIF")
-            bias += v_gain * terms.const
-        net.population(name, size, threshold=threshold, bias=bias, reset=options.reset,
-                       refractory=1 if (options.reset_delay and spiking) else 0,
+        constants[name] = (terms.const, gain, v_gain, leak, terms.const_from)
+        stored = options.reset == "zero" and (
+            options.delayed_zero == "stored" or options.delayed_zero == "snntorch"
+            and kind == "LIF" and name not in terms.syn)      # Leaky: no self-recurrence
+        net.population(name, size, threshold=threshold, reset=options.reset,
+                       reset_delay=options.reset_delay and spiking,
+                       reset_stored=bool(stored and options.reset_delay and spiking),
+                       threshold_ge=options.threshold_ge and spiking,
+                       v_floor=options.v_floor if spiking else None,
                        spiking=spiking, **params)
         for src, (pre, post, w, d) in terms.syn.items():
             label = "+".join(terms.via.get(src, ())) or f"{src}->{name}"
@@ -455,6 +563,7 @@ def from_nir(graph, options: NIROptions) -> Network:
 
     latency = _align(net, projections, options.align_latency)
     net.latency = latency
+    projections += _biases(net, constants, latency, options, top_kinds, notes)
     for src, dst, pre, post, w, d, label in projections:
         extra = 0
         if options.align_latency:
@@ -473,7 +582,70 @@ def from_nir(graph, options: NIROptions) -> Network:
                     net.output(p)
                 else:
                     net.readout(p)
+    net.notes.extend(notes)
     return net
+
+
+def _precision(node):
+    """Rounding for coefficients derived from ``node``'s parameters: to
+    float32 when they are stored as float32, otherwise none."""
+    arrays = [v for v in vars(node).values() if isinstance(v, np.ndarray)
+              and v.dtype.kind == "f"]
+    if arrays and all(a.dtype == np.float32 for a in arrays):
+        return lambda x: float(np.float32(x))
+    return float
+
+
+def _time_constant(node, field, value, dt, notes) -> float:
+    """A time constant shared by a population: > 0 (``inf``: no decay); one
+    below ``dt`` is noted (Euler then forgets at once)."""
+    tau = _uniform(node, field, value)
+    if not tau > 0:
+        raise NetworkError(f"NIR node {node!r}: {field} = {tau:g} must be > 0 (a time "
+                           f"constant; inf means no decay)")
+    if tau < dt:
+        notes.append(f"{node}: {field} = {tau:g} is below dt = {dt:g}")
+    return tau
+
+
+def _biases(net, constants, latency, options, top_kinds, notes) -> list:
+    """Turn every population's constant input into a v bias or a projection
+    from the always-on input (see the module docstring)."""
+    gated, rejected = [], []
+    for name, (const, gain, v_gain, leak, origin) in constants.items():
+        pop = net.populations[name]
+        late = latency.get(name, 0) > 0
+        current = gain * const if v_gain is None else (v_gain * const + leak)
+        if v_gain is None:                   # CubaLIF: into the current; the leak into v
+            bias = leak
+            if late and np.any(leak != 0):
+                notes.append(f"{name}: v_leak starts {latency[name]} step(s) early (latency "
+                             f"{latency[name]}; a CubaLIF leak adds to v directly)")
+        elif late:
+            bias = np.zeros(pop.size)        # a LIF/IF bias gated by the latency
+        else:
+            bias, current = current, np.zeros(pop.size)
+        net.populations[name] = dataclasses.replace(pop, bias=bias)
+        if np.any(current != 0):
+            gated.append((name, current))
+            rejected.extend(o for o in origin if o not in rejected)
+    if not gated:
+        return []
+    if not options.bias_source:
+        raise NetworkError(
+            f"NIR graph: the bias of {', '.join(map(repr, rejected or ['a leak']))} "
+            f"must enter the synaptic current or start after the population's latency, which "
+            f"needs an always-on bias source (bias_source=False forbids it)")
+    src = BIAS_INPUT
+    while src in net.populations or src in net.inputs or src in top_kinds:
+        src = "_" + src
+    net.input(src, 1, always_on=True)
+    out = []
+    for name, current in gated:
+        post = np.flatnonzero(current)
+        out.append((src, name, np.zeros(post.size, dtype=np.int64), post, current[post],
+                    np.zeros(post.size, dtype=np.int64), f"{src}->{name}"))
+    return out
 
 
 def _align(net, projections, enabled) -> dict:

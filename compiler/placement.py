@@ -69,6 +69,10 @@ RESOURCES = {
 
 XY = tuple[int, int]
 
+#: What a core's bias neuron takes besides its axon: itself, its profile and
+#: its one fan-out entry (to its own core).
+_BIAS_OVERHEAD = ("neurons", "profiles", "fanout")
+
 
 class PlacementError(ChipError):
     """A network cannot be partitioned or placed on the given chip."""
@@ -114,6 +118,11 @@ class PopulationNeeds:
     profiles : int
         Number of distinct neuron profiles (parameter sets) the population
         uses (at least 1).
+    bias : int
+        1 if the population hears an always-on source (a bias into the
+        synaptic current): every core holding some of its neurons then also
+        holds one bias neuron, with a profile and a fan-out entry of its own
+        (its axon is one of the ``n_sources``); 0 otherwise.
 
     Notes
     -----
@@ -127,6 +136,7 @@ class PopulationNeeds:
     n_sources: int | None = None
     fanout: int = 1
     profiles: int = 1
+    bias: int = 0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or self.name == HOST:
@@ -135,6 +145,8 @@ class PopulationNeeds:
                 f"got {self.name!r}")
         owner = f"population {self.name!r}"
         _check_count(owner, "size", self.size, 1)
+        if self.bias not in (0, 1):
+            raise PlacementError(f"{owner}: bias = {self.bias!r} must be 0 or 1")
         _check_count(owner, "fan_in", self.fan_in)
         _check_count(owner, "fanout", self.fanout)
         _check_count(owner, "profiles", self.profiles, 1)
@@ -161,14 +173,17 @@ class PopulationNeeds:
             ``neurons = k``, ``synapses = k * fan_in``,
             ``axons = min(n_sources, k * fan_in)`` (one axon per distinct
             source, and there cannot be more sources than synapses),
-            ``fanout = k * fanout`` and ``profiles = min(profiles, k)``.
+            ``fanout = k * fanout`` and ``profiles = min(profiles, k)``;
+            plus ``bias`` neurons, profiles and fan-out entries (the core's
+            bias neuron).
         """
+        b = self.bias
         return {
-            "neurons": k,
+            "neurons": k + b,
             "axons": min(self.n_sources, k * self.fan_in),
             "synapses": k * self.fan_in,
-            "fanout": k * self.fanout,
-            "profiles": min(self.profiles, k),
+            "fanout": k * self.fanout + b,
+            "profiles": min(self.profiles, k) + b,
         }
 
 
@@ -186,7 +201,12 @@ class Cluster:
         The cluster holds the population's neurons ``start .. stop - 1``.
     neurons, axons, synapses, fanout, profiles : int
         Per-core resources the cluster needs (compare :data:`RESOURCES`);
-        ``neurons`` must equal ``stop - start``.
+        ``neurons`` must equal ``stop - start + bias``.
+    bias : int
+        1 if the core also needs a bias neuron for this cluster (see
+        :class:`PopulationNeeds`); it is counted in ``neurons``,
+        ``fanout`` and ``profiles``, once per core however many clusters on
+        the core need it.
     """
 
     name: str
@@ -198,6 +218,7 @@ class Cluster:
     synapses: int = 0
     fanout: int = 0
     profiles: int = 1
+    bias: int = 0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or self.name == HOST:
@@ -209,10 +230,13 @@ class Cluster:
         _check_count(owner, "stop", self.stop, self.start + 1)
         for resource in RESOURCES:
             _check_count(owner, resource, getattr(self, resource))
-        if self.neurons != self.stop - self.start:
+        if self.bias not in (0, 1):
+            raise PlacementError(f"{owner}: bias = {self.bias!r} must be 0 or 1")
+        if self.neurons != self.stop - self.start + self.bias:
             raise PlacementError(
                 f"{owner}: neurons = {self.neurons} but the index range "
-                f"{self.start}..{self.stop - 1} holds {self.stop - self.start}")
+                f"{self.start}..{self.stop - 1} holds {self.stop - self.start}"
+                + (" plus the bias neuron" if self.bias else ""))
 
     def needs(self) -> dict[str, int]:
         """``{resource: need}`` for every key of :data:`RESOURCES`."""
@@ -462,13 +486,15 @@ def max_neurons_per_core(needs: PopulationNeeds, geometry: Geometry) -> tuple[in
     """
     limits = {r: getattr(geometry, attr) for r, attr in RESOURCES.items()}
     big = math.inf
+    b = needs.bias            # the core's bias neuron, profile and fan-out entry
     per = {
-        "neurons": limits["neurons"],
+        "neurons": limits["neurons"] - b,
         "axons": big if needs.n_sources <= limits["axons"]
         else limits["axons"] // needs.fan_in,
         "synapses": limits["synapses"] // needs.fan_in if needs.fan_in else big,
-        "fanout": limits["fanout"] // needs.fanout if needs.fanout else big,
-        "profiles": big if needs.profiles <= limits["profiles"] else limits["profiles"],
+        "fanout": (limits["fanout"] - b) // needs.fanout if needs.fanout else big,
+        "profiles": big if needs.profiles + b <= limits["profiles"]
+        else limits["profiles"] - b,
     }
     resource = min(per, key=lambda r: per[r])   # first minimum in RESOURCES order
     return int(per[resource]), resource
@@ -536,7 +562,7 @@ def partition(populations: Iterable[PopulationNeeds], geometry: Geometry, *,
         for i in range(count):
             stop = start + base + (i < extra)
             clusters.append(Cluster(name=f"{p.name}[{i}]", population=p.name,
-                                    start=start, stop=stop,
+                                    start=start, stop=stop, bias=p.bias,
                                     **p.cluster_needs(stop - start)))
             start = stop
         summary.append(f"{p.name!r}: {count} (at most {k} neurons/core, "
@@ -579,16 +605,25 @@ class CoreGroup:
         """Summed ``{resource: need}`` of the members, with :attr:`axons` if
         known."""
         d = {r: sum(getattr(c, r) for c in self.members) for r in RESOURCES}
+        extra_bias = max(sum(c.bias for c in self.members) - 1, 0)    # one per core
+        for r in _BIAS_OVERHEAD:
+            d[r] -= extra_bias
         if self.axons is not None:
             d["axons"] = self.axons
         return d
+
+    @property
+    def bias(self) -> int:
+        """1 if the core holds a bias neuron."""
+        return int(any(c.bias for c in self.members))
 
     def as_cluster(self) -> Cluster:
         """A :class:`Cluster` standing for the whole core in :func:`place`."""
         if len(self.members) == 1:
             return self.members[0]
+        last = self.members[-1]
         return Cluster(name=self.name, population="+".join(c.population for c in self.members),
-                       start=0, stop=self.offsets[-1] + self.members[-1].neurons,
+                       start=0, stop=self.offsets[-1] + last.stop - last.start, bias=self.bias,
                        **self.needs())
 
 
@@ -642,8 +677,12 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
             pops = b["pops"] | {c.population}
             if len(pops) > 1 and pops & exclusive:
                 continue
-            # a population's weight groups are counted once per core
+            # a population's weight groups are counted once per core, and
+            # so is the bias neuron
             extra = dict(d, groups=0 if c.population in b["pops"] else d["groups"])
+            if c.bias and b["bias"]:
+                for r in _BIAS_OVERHEAD:
+                    extra[r] -= 1
             union = None
             if src is not None:
                 union = np.union1d(b["sources"], src)
@@ -651,6 +690,7 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
             if all(b["used"][r] + extra[r] <= limits[r] for r in limits):
                 b["members"].append(i)
                 b["pops"].add(c.population)
+                b["bias"] |= bool(c.bias)
                 b["sources"] = union
                 for r in limits:
                     b["used"][r] += extra[r]
@@ -659,6 +699,7 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
             if src is not None:
                 d["axons"] = np.unique(src).size
             bins.append({"members": [i], "used": dict(d), "pops": {c.population},
+                         "bias": bool(c.bias),
                          "sources": None if src is None else np.unique(src)})
     if check_cores and len(bins) > geometry.n_cores:
         total = {r: sum(need(c)[r] for c in clusters) for r in limits}
@@ -670,7 +711,8 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
     out = []
     for b in sorted(bins, key=lambda b: min(b["members"])):
         members = tuple(clusters[i] for i in sorted(b["members"]))
-        offsets = tuple(int(x) for x in np.cumsum([0] + [c.neurons for c in members[:-1]]))
+        offsets = tuple(int(x) for x in np.cumsum([0] + [c.stop - c.start
+                                                         for c in members[:-1]]))
         out.append(CoreGroup(name="+".join(c.name for c in members), members=members,
                              offsets=offsets, groups=b["used"]["groups"],
                              axons=None if sources is None else b["used"]["axons"]))

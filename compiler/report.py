@@ -53,7 +53,8 @@ def compile_report(image) -> str:
     """The compiler's report stored in a chip image, as printable text:
     per projection the weight quantization, per population its scale,
     decays (with their error against the float retention), latency and
-    cores, and the placement cost against row-major."""
+    cores, each population's spike and reset conventions, the bias neurons,
+    and the placement cost against row-major."""
     rep = image.meta.get("compiler")
     if not rep:
         return "(no compiler report: this image was not compiled)"
@@ -76,6 +77,16 @@ def compile_report(image) -> str:
                else f"{'':>5} {'':>5} {'':>8} {'':>8}")
         lines.append(f"{pop:<24} {size:>7} {rep['scales'][pop]:>10.4g} {dec} "
                      f"{latency.get(pop, 0):>7}  {'; '.join(where)}")
+    conventions = rep.get("conventions", {})
+    if conventions:
+        lines.append("")
+        lines.append(f"{'population':<24} conventions")
+        for pop, text in conventions.items():
+            lines.append(f"{pop:<24} {text}")
+    bias = rep.get("bias_neurons", {})
+    if bias:
+        lines.append("bias neurons (always-on source, one per core that needs it): "
+                     + "; ".join(f"{xy}: neuron {k}" for xy, k in bias.items()))
     p = rep["placement"]
     lines.append(f"placement: {p['cost']:.1f} expected packet-hops/step "
                  f"(row-major: {p['row_major_cost']:.1f})")

@@ -210,11 +210,12 @@ def check_import(path, x_test, y_test, hidden_ref, out_ref):
     ``0..T-1``. Returns the reference's test accuracy and the number of
     differing hidden and output spikes.
     """
-    from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
+    from neuromesh.compiler.nir_import import from_nir
     from neuromesh.compiler.reference import simulate
+    from neuromesh.digits import model_options
 
-    net = from_nir(path, FRAMEWORKS["snntorch"])
-    (port,) = net.inputs
+    net = from_nir(path, model_options())
+    (port,) = net.host_inputs()
     steps = x_test.shape[0]
     padded = np.concatenate([x_test, np.zeros_like(x_test[:1])])
     spikes = simulate(net, {port: padded}, steps + 1)

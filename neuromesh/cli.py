@@ -9,6 +9,7 @@ and outputs as npz files (layouts in docs/architecture.md §10);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -283,27 +284,38 @@ def _demo_on_board(args):
 def cmd_compile(args):
     """Compile a NIR graph onto a chip geometry and write the chip image.
 
-    The discretisation is never guessed: give --dt (and --method, --reset,
-    --reset-delay) or --framework for a documented preset."""
+    The discretisation and the spike/reset conventions are never guessed:
+    give --framework for a framework's documented defaults (docs/compiler.md),
+    or --dt and the options that differ from Euler, zero reset, v > threshold.
+    Any option also overrides the preset's value. The conventions applied
+    are printed first."""
     from .chip import Geometry
     from .compiler import compile_network
     from .compiler.nir_import import FRAMEWORKS, NIROptions, from_nir
     from .compiler.report import compile_report, mesh_heatmap
     from .image import save
     if args.framework:
-        preset = FRAMEWORKS[args.framework]
-        options = NIROptions(dt=args.dt or preset.dt, method=args.method or preset.method,
-                             reset=args.reset or preset.reset,
-                             reset_delay=args.reset_delay or preset.reset_delay)
+        base, label = FRAMEWORKS[args.framework], f"{args.framework} preset"
     else:
         if args.dt is None:
             raise ChipError("give --dt (the timestep the model was trained with) or "
                             f"--framework ({', '.join(FRAMEWORKS)})")
-        options = NIROptions(dt=args.dt, method=args.method or "euler",
-                             reset=args.reset or "zero", reset_delay=args.reset_delay)
-    print(f"discretisation: dt={options.dt:g}, {options.method}, {options.reset} reset"
-          f"{', delayed one step' if options.reset_delay else ''}")
+        base, label = NIROptions(dt=args.dt), "given"
+    changes = {k: v for k, v in dict(
+        dt=args.dt, method=args.method, reset=args.reset, reset_delay=args.reset_delay,
+        threshold_ge=None if args.threshold is None else args.threshold == "ge",
+        v_floor=args.v_floor,
+        approximate_multi_spike=None if args.multi_spike is None
+        else args.multi_spike == "approximate").items() if v is not None}
+    if changes and args.framework:
+        label += " with " + ", ".join(f"--{k.replace('_', '-')}" for k in changes)
+    options = dataclasses.replace(base, **changes)
+    if args.no_bias_source:
+        options = dataclasses.replace(options, bias_source=False)
+    print(f"conventions: {options.describe()} ({label})")
     net = from_nir(args.model, options)
+    for note in net.notes:
+        print(f"note: {note}")
     compiled = compile_network(net, Geometry.parse(args.geometry), name=Path(args.model).stem)
     save(compiled.image, args.output)
     print(image_summary(compiled.image))
@@ -403,12 +415,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--geometry", default="2x2",
                    help="RxC[,name=value...] (default: %(default)s)")
     s.add_argument("--framework", choices=["snntorch", "norse", "lava-dl", "rockpool", "sinabs"],
-                   help="use that framework's documented discretisation preset")
+                   help="use that framework's defaults (discretisation, reset, threshold test)")
     s.add_argument("--dt", type=float, help="timestep of the model (overrides the preset)")
     s.add_argument("--method", choices=["euler", "exact"], help="decay discretisation")
     s.add_argument("--reset", choices=["zero", "subtract"], help="reset mode")
-    s.add_argument("--reset-delay", action="store_true",
-                   help="the model resets one step after the spike (snnTorch reset_delay=True)")
+    s.add_argument("--reset-delay", action=argparse.BooleanOptionalAction, default=None,
+                   help="the reset of a spike is applied in the next step (snnTorch's "
+                        "default reset_delay=True)")
+    s.add_argument("--threshold", choices=["gt", "ge"],
+                   help="fire when v > threshold (gt) or v >= threshold (ge, Sinabs)")
+    s.add_argument("--v-floor", type=float, metavar="V",
+                   help="lower clamp of the membrane potential (Sinabs min_v_mem)")
+    s.add_argument("--multi-spike", choices=["refuse", "approximate"],
+                   help="a model that fires several spikes per step (Sinabs MultiSpike): "
+                        "refuse (the preset's default) or approximate by one spike per step "
+                        "with the rest of the charge carried over (docs/compiler.md)")
+    s.add_argument("--no-bias-source", action="store_true",
+                   help="refuse biases that need a bias neuron (into a CubaLIF current, or "
+                        "behind a layer's latency) instead of adding one per core")
     s.add_argument("--heatmap", metavar="PNG", help="also write the mesh utilization heat map")
     s.set_defaults(func=cmd_compile)
 

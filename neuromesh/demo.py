@@ -20,7 +20,7 @@ import numpy as np
 
 from . import digits
 
-__all__ = ["DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "compile_demo", "chip_window",
+__all__ = ["DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "compile_demo",
            "run_demo", "energy_estimate", "spike_raster", "cosim_samples", "report"]
 
 #: Where the demo puts it: four cores, so the model is split over a mesh.
@@ -67,19 +67,12 @@ def compile_demo(geometry: str = DEFAULT_GEOMETRY, model: str | Path | None = No
     images."""
     from .chip import Geometry
     from .compiler import compile_network
-    from .compiler.nir_import import FRAMEWORKS, from_nir
-    net = from_nir(model or digits.model_path(), FRAMEWORKS["snntorch"])
-    (port,) = net.inputs
+    from .compiler.nir_import import from_nir
+    net = from_nir(model or digits.model_path(), digits.model_options())
+    (port,) = net.host_inputs()
     train_x = digits.encode(digits.load_split()[0][:64], digits.STEPS)
     return compile_network(net, Geometry.parse(geometry), name="digits",
                            sample_inputs={port: train_x})
-
-
-def chip_window(spikes: np.ndarray, lag: int) -> np.ndarray:
-    """Input spikes ``[steps, ...]`` followed by ``lag`` silent steps: the
-    chip runs ``lag`` steps behind the trained model, so its output window
-    is ``lag .. lag + steps - 1``."""
-    return np.concatenate([spikes, np.zeros((lag, *spikes.shape[1:]), dtype=bool)])
 
 
 def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
@@ -96,17 +89,17 @@ def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
     t0 = time.perf_counter()
     compiled = compile_demo(geometry, model)
     net = compiled.network
-    (port,) = net.inputs
+    (port,) = net.host_inputs()
     (out,) = net.outputs
     _, x_test, _, y_test = digits.load_split()
     if limit is not None:
         x_test, y_test = x_test[:limit], y_test[:limit]
     steps = digits.STEPS
-    lag = net.latency.get(out, 0)
-    x = chip_window(digits.encode(x_test, steps), lag)
-    cmp = compare_with_reference(compiled, {port: x}, progress=progress)
-    ref_pred = digits.decode(cmp.reference[out], lag, lag + steps)
-    chip_pred = digits.decode(cmp.chip[out], lag, lag + steps)
+    lag = compiled.lag
+    x = compiled.padded({port: digits.encode(x_test, steps)})
+    cmp = compare_with_reference(compiled, x, progress=progress)
+    ref_pred = digits.decode(compiled.read_window(cmp.reference[out], out, steps))
+    chip_pred = digits.decode(compiled.read_window(cmp.chip[out], out, steps))
     n = len(y_test)
     syn_ops = float(cmp.result.synaptic_events.mean())
     updates = float(sum(p.size for p in net.populations.values()) * (steps + lag))
@@ -129,7 +122,7 @@ def spike_raster(result: DemoResult, path, index: int = 0):
 
     cmp = result.agreement
     net = result.compiled.network
-    (port,) = net.inputs
+    (port,) = net.host_inputs()
     _, x_test, _, _ = digits.load_split()
     inp = digits.encode(x_test[index:index + 1], digits.STEPS)[:, 0]
     panels = [(f"host input '{port}' ({inp.shape[1]} channels)", inp)]
@@ -157,13 +150,12 @@ def cosim_samples(result: DemoResult, n: int, workdir) -> object:
     from .sim.runner import run_verilator, write_case
     compiled = result.compiled
     net = compiled.network
-    (port,) = net.inputs
+    (port,) = net.host_inputs()
     _, x_test, _, _ = digits.load_split()
-    lag = max(net.latency.values(), default=0)
     cases = []
     for i in range(n):
-        s = chip_window(digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0], lag)
-        x = compiled.chip_inputs({port: s})[:, 0]
+        s = compiled.padded({port: digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0]})
+        x = compiled.chip_inputs(s)[:, 0]
         cases.append(write_case(Path(workdir), f"digit{i}", compiled.image, x))
     return run_verilator(compiled.image.geometry, cases)
 

@@ -19,7 +19,8 @@ Decoding: the predicted class is the output neuron with the most spikes.
 
 The trained model ships as a NIR file (:func:`model_path`), exported by
 snnTorch; read it with :func:`neuromesh.compiler.nir_import.from_nir` and
-the ``"snntorch"`` preset.
+:func:`model_options` (the ``"snntorch"`` preset with the reset the model
+was trained with).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_VALUE", "STEPS", "N_INPUTS", "N_CLASSES", "model_path", "load_split", "encode",
-           "decode"]
+__all__ = ["MAX_VALUE", "STEPS", "N_INPUTS", "N_CLASSES", "model_path", "model_options",
+           "load_split", "encode", "decode"]
 
 #: Largest pixel value of the digits set.
 MAX_VALUE = 16
@@ -49,6 +50,17 @@ def model_path() -> Path:
     ``examples/train_digits.py`` on :func:`encode` with :data:`STEPS` steps.
     """
     return Path(str(resources.files("neuromesh").joinpath("data", "digits_cuba.nir")))
+
+
+def model_options():
+    """The conventions the shipped model was trained with
+    (``examples/train_digits.py``): snnTorch's preset, but with the subtract
+    reset applied in the step of the spike (``reset_delay=False``), not
+    snnTorch's default delayed reset."""
+    import dataclasses
+
+    from .compiler.nir_import import FRAMEWORKS
+    return dataclasses.replace(FRAMEWORKS["snntorch"], reset_delay=False)
 
 
 def load_split():

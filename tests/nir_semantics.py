@@ -63,9 +63,20 @@ def _pair(v):
 class Evaluator:
     """Step a NIR graph in float64 with Euler (or exact) discretisation."""
 
-    def __init__(self, graph, dt, *, method="euler", reset="subtract"):
+    def __init__(self, graph, dt, *, method="euler", reset="subtract", reset_delay=False,
+                 delayed_zero="sum", threshold_ge=False, v_floor=None, multi_spike=False):
+        """``reset_delay``: snnTorch's ``v_t = beta v_{t-1} + in - H(v_{t-1} - th) th``
+        (or ``* (1 - H)`` for zero reset; with ``delayed_zero="stored"`` the
+        zero reset clears ``v_{t-1}`` instead, snnTorch's Leaky: ``v_t =
+        beta (1 - H) v_{t-1} + in``); ``threshold_ge``, ``v_floor`` and
+        ``multi_spike``: Sinabs' ``v >= th``, ``min_v_mem`` (a clamp applied
+        after the spike and its reset, as Sinabs does) and ``MultiSpike``
+        (``floor(v / th)`` spikes, each subtracting ``th``)."""
         self.nodes, self.edges = _flatten(graph)
         self.dt, self.method, self.reset = dt, method, reset
+        self.reset_delay, self.threshold_ge = reset_delay, threshold_ge
+        self.delayed_zero = delayed_zero
+        self.v_floor, self.multi_spike = v_floor, multi_spike
         self.preds = {n: [] for n in self.nodes}
         for a, b in self.edges:
             self.preds[b].append(a)
@@ -99,7 +110,7 @@ class Evaluator:
         per step (``name + ".v"`` for neuron potentials)."""
         out = {n: [] for n in self.nodes}
         vrec = {}
-        prev, state, delays = {}, {}, {}
+        prev, state, delays = self._at_rest(inputs), {}, {}
         for t in range(steps):
             cur = {}
             for n in self.order:
@@ -119,6 +130,25 @@ class Evaluator:
         res = {n: np.array(v) for n, v in out.items() if v and v[0] is not None}
         res.update({k: np.array(v) for k, v in vrec.items()})
         return res
+
+    def _at_rest(self, inputs):
+        """Every node's output in the step before the first: no input, no
+        spikes, but linear nodes still add their biases (snnTorch's
+        recurrent ``nn.Linear`` adds its bias to zero spikes at step 0)."""
+        cur = {}
+        for n in self.order:
+            node = self.nodes[n]
+            if isinstance(node, nir.Input) and "." not in n:
+                cur[n] = np.zeros(np.shape(inputs[n][0]))
+                continue
+            xs = [cur.get(a) for a in self.preds[n] if (a, n) not in self.back]
+            xs = [x for x in xs if x is not None]
+            x = sum(xs) if xs else None
+            if type(node).__name__ in ("LIF", "CubaLIF", "IF", "LI", "CubaLI"):
+                cur[n] = None if x is None else np.zeros(np.shape(x))
+            else:
+                cur[n] = self._node(n, node, x, {}, {}, -1)
+        return cur
 
     def _node(self, n, node, x, state, delays, t):
         kind = type(node).__name__
@@ -162,6 +192,15 @@ class Evaluator:
             w = np.ones((c, 1, *k)) / (1 if kind == "SumPool2d" else k[0] * k[1])
             return _conv2d(x, w, s, ((p[0], p[0]), (p[1], p[1])), (1, 1), c)
         st = state.setdefault(n, {"u": np.zeros(np.shape(x)), "v": np.zeros(np.shape(x))})
+        v_prev = st["v"].copy()
+        th = np.asarray(getattr(node, "v_threshold", 0.0), float)
+
+        def above(v):
+            return v >= th if self.threshold_ge else v > th
+
+        early = self.reset_delay and self.reset == "zero" and self.delayed_zero == "stored"
+        if early and kind in ("LIF", "CubaLIF", "IF"):
+            st["v"] = np.where(above(v_prev), 0.0, st["v"])
         if kind in ("CubaLIF", "CubaLI"):
             a, b = self.keep(node.tau_syn), self.keep(node.tau_mem)
             st["u"] = a * st["u"] + (1 - a) * node.w_in * x
@@ -175,9 +214,23 @@ class Evaluator:
             raise NotImplementedError(kind)
         if kind in ("LI", "CubaLI"):
             return st["v"].copy()
-        s = st["v"] > node.v_threshold
-        if self.reset == "subtract":
-            st["v"] = np.where(s, st["v"] - node.v_threshold, st["v"])
+        if self.reset_delay and not early:
+            # snnTorch: the reset of the previous step's spike, read from the
+            # stored (not yet reset) potential
+            fired = above(v_prev)
+            if self.reset == "subtract":
+                st["v"] = st["v"] - fired * th
+            else:
+                st["v"] = np.where(fired, 0.0, st["v"])
+        if self.multi_spike:
+            s = np.where(above(st["v"]), np.floor(st["v"] / th), 0.0)
         else:
-            st["v"] = np.where(s, 0.0, st["v"])
-        return s.astype(np.float64)
+            s = above(st["v"]).astype(np.float64)
+        if not self.reset_delay:
+            if self.reset == "subtract":
+                st["v"] = st["v"] - s * th
+            else:
+                st["v"] = np.where(s > 0, 0.0, st["v"])
+        if self.v_floor is not None:
+            st["v"] = np.maximum(st["v"], self.v_floor)
+        return s

@@ -172,3 +172,65 @@ def test_rates_from_a_short_float_run_guide_placement():
                  n_groups=2)
     c = compile_network(net, g, sample_inputs={"x": x})
     assert c.placement_cost <= c.naive_cost
+
+
+# -- the small things of issue 11: padding, the latency window, initial state, scale --
+
+def test_simulate_pads_short_inputs_with_silence():
+    net = Network(dt=1.0)
+    net.input("x", 2)
+    net.population("p", 2, kind="if", threshold=0.5)
+    net.connect("x", "p", np.eye(2))
+    out = simulate(net, {"x": np.ones((2, 2))}, 5)["p"]
+    assert out.shape == (5, 1, 2)
+    assert out[:, 0, 0].tolist() == [True, True, False, False, False]
+
+
+def test_compiled_pads_and_reads_the_latency_window():
+    net = Network(dt=1.0)
+    net.input("x", 1)
+    net.population("a", 1, kind="if", threshold=0.5)
+    net.population("b", 1, kind="if", threshold=0.5)
+    net.connect("x", "a", [[1.0]])
+    net.connect("a", "b", [[1.0]])
+    net.output("b")
+    net.latency = {"a": 0, "b": 1}
+    c = compile_network(net, Geometry(rows=1, cols=1, n_neurons=4, n_axons=4,
+                                      n_synapses=8, n_fanout=4))
+    assert c.lag == 1
+    x = np.array([[1], [0], [1]], dtype=bool)
+    padded = c.padded({"x": x})["x"]
+    assert padded.tolist() == [[True], [False], [True], [False]]
+    out = c.outputs(Emulator(c.image).run(c.chip_inputs({"x": padded})))["b"]
+    np.testing.assert_array_equal(c.read_window(out, "b", 3)[:, 0], x)
+    with pytest.raises(ValueError, match="need a run of 4, got 3"):
+        c.read_window(out[:3], "b", 3)
+
+
+def test_initial_state_and_a_fixed_scale_are_compiled():
+    net = Network(dt=1.0)
+    net.input("x", 2)
+    net.population("p", 2, kind="cuba", du=2048, dv=2048, threshold=1.0, scale=2.0 ** 16,
+                   u0=[0.5, -0.25], v0=[0.75, 0.0])
+    net.connect("x", "p", np.eye(2) * 0.5)
+    net.output("p")
+    c = compile_network(net, Geometry(rows=1, cols=1, n_neurons=4, n_axons=4,
+                                      n_synapses=8, n_fanout=4))
+    assert c.scales["p"] == 2.0 ** 16
+    e = Emulator(c.image)
+    state = e.read_state()
+    idx = c.neurons("p")
+    assert state["u"].reshape(-1)[idx].tolist() == [2 ** 15, -(2 ** 14)]
+    assert state["v"].reshape(-1)[idx].tolist() == [3 * 2 ** 14, 0]
+    x = np.random.default_rng(0).random((8, 2)) < 0.5
+    r = e.run(c.chip_inputs({"x": x}), probe=idx, record=("spikes", "v"))
+    ref = simulate(net, {"x": x}, 8, record_v=True)
+    np.testing.assert_array_equal(r.probes["spikes"][:, 0], ref["p"][:, 0])
+    np.testing.assert_array_equal(r.probes["v"][:, 0] / 2.0 ** 16, ref["p.v"][:, 0])
+    with pytest.raises(NetworkError, match="v0\\[0\\] x scale"):
+        bad = Network(dt=1.0)
+        bad.input("x", 1)
+        bad.population("p", 1, kind="if", scale=2.0 ** 16, v0=200.0)
+        bad.connect("x", "p", [[1.0]])
+        compile_network(bad, Geometry(rows=1, cols=1, n_neurons=4, n_axons=4,
+                                      n_synapses=8, n_fanout=4))

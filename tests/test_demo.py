@@ -6,14 +6,14 @@ import pytest
 
 from neuromesh import digits
 from neuromesh.cli import main
-from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
+from neuromesh.compiler.nir_import import from_nir
 from neuromesh.demo import (
     LOIHI_PJ,
     cosim_samples,
     energy_estimate,
     run_demo,
 )
-from neuromesh.digits import model_path
+from neuromesh.digits import model_options, model_path
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def demo():
 
 
 def test_shipped_model_is_a_two_layer_cuba_network():
-    net = from_nir(model_path(), FRAMEWORKS["snntorch"])
+    net = from_nir(model_path(), model_options())
     assert [p.size for p in net.inputs.values()] == [digits.N_INPUTS]
     assert all(p.kind == "cuba" and p.reset == "subtract" for p in net.populations.values())
     (out,) = net.outputs

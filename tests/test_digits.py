@@ -11,9 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
+from neuromesh.compiler.nir_import import from_nir
 from neuromesh.compiler.reference import simulate
-from neuromesh.digits import MAX_VALUE, STEPS, decode, encode, load_split, model_path
+from neuromesh.digits import (
+    MAX_VALUE,
+    STEPS,
+    decode,
+    encode,
+    load_split,
+    model_options,
+    model_path,
+)
 
 FIXTURE = Path(__file__).parent / "data" / "digits_snntorch_reference.npz"
 
@@ -96,8 +104,8 @@ def test_load_split_sizes_and_determinism():
 # -- the shipped model -----------------------------------------------------------
 
 def _model():
-    net = from_nir(model_path(), FRAMEWORKS["snntorch"])
-    (port,) = net.inputs
+    net = from_nir(model_path(), model_options())
+    (port,) = net.host_inputs()
     (out,) = net.outputs
     (hidden,) = (p for p in net.populations if p != out)
     return net, port, hidden, out

@@ -42,12 +42,14 @@ def two_layer(kind="CubaLIF", bias=False, seed=0):
     return nir.NIRGraph(nodes=n, edges=edges)
 
 
-@pytest.mark.parametrize("kind,bias", [("CubaLIF", False), ("LIF", True), ("IF", True)])
-@pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_nir_file_compiles_and_tracks_the_float_reference(tmp_path, kind, bias, reset):
+@pytest.mark.parametrize("kind,bias", [("CubaLIF", False), ("CubaLIF", True), ("LIF", True),
+                                       ("IF", True)])
+@pytest.mark.parametrize("reset,delay", [("zero", False), ("subtract", False),
+                                         ("subtract", True)])
+def test_nir_file_compiles_and_tracks_the_float_reference(tmp_path, kind, bias, reset, delay):
     path = tmp_path / "model.nir"
     nir.write(path, two_layer(kind, bias))
-    net = from_nir(path, NIROptions(dt=DT, reset=reset))
+    net = from_nir(path, NIROptions(dt=DT, reset=reset, reset_delay=delay))
     assert set(net.populations) == {"lif1", "lif2"} and net.outputs == ["lif2"]
     compiled = compile_network(net, GEOM)
     x = np.random.default_rng(3).random((120, 2, 16)) < 0.3
@@ -69,23 +71,32 @@ def test_gains_follow_the_euler_discretisation():
     np.testing.assert_allclose(np.sort(proj.weight), np.sort(w1[w1 != 0].T.reshape(-1)))
 
 
-def test_zero_reset_with_delay_is_a_refractory_step():
-    net = from_nir(two_layer("LIF"), NIROptions(dt=DT, reset="zero", reset_delay=True))
-    assert net.populations["lif1"].refractory == 1
-    with pytest.raises(NetworkError, match="reset_delay=False"):
-        from_nir(two_layer("LIF"), NIROptions(dt=DT, reset="subtract", reset_delay=True))
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_delayed_resets_are_a_profile_option(reset):
+    net = from_nir(two_layer("LIF"), NIROptions(dt=DT, reset=reset, reset_delay=True))
+    for pop in net.populations.values():
+        assert pop.reset == reset and pop.reset_delay and pop.refractory == 0
+    compiled = compile_network(net, GEOM)
+    from neuromesh.chip import Region
+    from neuromesh.config import decode
+    prof = decode(compiled.image)[Region.PROFILE]
+    used = prof["vth_mant"] > 0
+    assert (prof["reset_delay"][used] == 1).all()
+    assert (prof["reset_subtract"][used] == (reset == "subtract")).all()
 
 
 def test_unsupported_and_unrepresentable_nodes_are_named():
-    g = two_layer("CubaLIF", bias=True)
-    with pytest.raises(NetworkError, match="'lif1': a bias .* into CubaLIF would enter"):
-        from_nir(g, NIROptions(dt=DT))
     g = two_layer("LIF")
     g.nodes["lif1"] = nir.Threshold(threshold=np.ones(24))
     with pytest.raises(NetworkError, match="'lif1': Threshold is not supported"):
         from_nir(g, NIROptions(dt=DT))
-    with pytest.raises(NetworkError, match="dt = 0 must be > 0"):
-        NIROptions(dt=0)
+    for dt in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(NetworkError, match=f"dt = {dt} must be a finite number > 0"):
+            NIROptions(dt=dt)
+    g = two_layer("LIF")
+    g.nodes["lif2"].tau[:] = 0
+    with pytest.raises(NetworkError, match="'lif2': tau = 0 must be > 0"):
+        from_nir(g, NIROptions(dt=DT))
     assert FRAMEWORKS["snntorch"].dt == 1e-4
 
 
@@ -97,7 +108,7 @@ def test_compile_and_report_commands(tmp_path, capsys):
     assert main(["compile", str(model), "-o", str(image), "--geometry", "2x2,n_neurons=32",
                  "--dt", "1e-4", "--reset", "subtract"]) == 0
     out = capsys.readouterr().out
-    assert "discretisation: dt=0.0001, euler, subtract reset" in out
+    assert "conventions: dt = 0.0001, euler decays, subtract reset, v > threshold (given)" in out
     assert load(image).meta["name"] == "model"
     png = tmp_path / "mesh.png"
     assert main(["report", str(image), "--heatmap", str(png)]) == 0

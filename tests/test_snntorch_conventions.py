@@ -30,7 +30,6 @@ import pytest
 
 from neuromesh.chip import Geometry
 from neuromesh.compiler import compile_network
-from neuromesh.compiler.network import NetworkError
 from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
 from neuromesh.compiler.reference import simulate
 from neuromesh.emulator import Emulator
@@ -60,7 +59,7 @@ def run(f, net):
     steps, batch = x.shape[:2]
     x = x.reshape(steps, batch, -1)
     extra = max(net.latency.values())
-    (port,) = net.inputs
+    (port,) = net.host_inputs()
     padded = np.concatenate([x, np.zeros((extra, *x.shape[1:]))])
     return simulate(net, {port: padded}, steps + extra, record_v=True)
 
@@ -141,14 +140,19 @@ def test_leaky_is_lif_with_unit_gain_and_snntorch_retention():
         np.testing.assert_allclose(proj.weight, w[proj.post, proj.pre], rtol=1e-6)
 
 
-def test_linear_bias_into_leaky_becomes_the_v_bias():
+def test_linear_bias_into_leaky_becomes_the_v_bias_or_a_gated_source():
+    # At latency 0 the bias is the v bias; at latency 1 it must start a step
+    # later, so it comes from the always-on source with a one-step delay.
     _, _, net = load("leaky_bias")
     g = nir.read(DATA / "leaky_bias.nir")
     assert type(g.nodes["fc1"]).__name__ == "Affine"
-    for fc, pop in (("fc1", "lif1"), ("fc2", "lif2")):
-        bias = np.asarray(g.nodes[fc].bias, float)
-        assert np.all(bias > 0)
-        np.testing.assert_allclose(net.populations[pop].bias_array(), bias, rtol=1e-6)
+    b1, b2 = (np.asarray(g.nodes[fc].bias, float) for fc in ("fc1", "fc2"))
+    assert np.all(b1 > 0) and np.all(b2 > 0)
+    np.testing.assert_allclose(net.populations["lif1"].bias_array(), b1, rtol=1e-6)
+    assert not net.populations["lif2"].bias_array().any()
+    (p,) = [p for p in net.projections if p.src == "bias"]
+    assert p.dst == "lif2" and set(p.delay) == {1}
+    np.testing.assert_allclose(p.weight[np.argsort(p.post)], b2, rtol=1e-6)
 
 
 def test_rleaky_exports_a_recurrent_affine_whose_bias_is_the_v_bias():
@@ -165,21 +169,23 @@ def test_rleaky_exports_a_recurrent_affine_whose_bias_is_the_v_bias():
     np.testing.assert_allclose(net.populations["lif1.lif"].bias_array(), bias, rtol=1e-6)
 
 
-def test_rsynaptic_recurrent_bias_and_delayed_subtract_reset_are_rejected():
-    # The fixture's RSynaptic has its recurrent bias zeroed; snnTorch's default
-    # (a nonzero bias) would enter the decaying synaptic current.
+def test_rsynaptic_recurrent_bias_enters_the_current_and_delayed_resets_compile():
+    # The fixture's RSynaptic has its recurrent bias zeroed (it was recorded
+    # when such biases were refused); snnTorch's default, a nonzero bias,
+    # now enters the synaptic current through the always-on source.
     g = nir.read(DATA / "rsynaptic_zero_delayed.nir")
     assert type(g.nodes["lif1.w_rec"]).__name__ == "Affine"
     assert not np.any(g.nodes["lif1.w_rec"].bias)
     _, options, net = load("rsynaptic_zero_delayed")
-    assert net.populations["lif1.lif"].kind == "cuba"
-    assert net.populations["lif1.lif"].refractory == 1     # delayed zero reset
+    pop = net.populations["lif1.lif"]
+    assert pop.kind == "cuba" and pop.reset_delay and pop.refractory == 0
     g.nodes["lif1.w_rec"].bias = np.full(16, 0.01, dtype=np.float32)
-    with pytest.raises(NetworkError, match="'lif1.lif': a bias .* into CubaLIF"):
-        from_nir(g, options)
-    with pytest.raises(NetworkError, match="subtract reset delayed"):
-        from_nir(DATA / "rsynaptic_zero_delayed.nir",
-                 dataclasses.replace(options, reset="subtract"))
+    net = from_nir(g, options)
+    (p,) = [p for p in net.projections if p.src == "bias"]
+    assert p.dst == "lif1.lif" and p.post.size == 16 and set(p.delay) == {0}
+    net = from_nir(DATA / "rsynaptic_zero_delayed.nir",
+                   dataclasses.replace(options, reset="subtract"))
+    assert net.populations["lif1.lif"].reset == "subtract"
 
 
 def test_conv_avgpool_flatten_export():
@@ -199,7 +205,7 @@ def test_compiled_rleaky_export_tracks_snntorch():
     geom = Geometry(rows=2, cols=2, n_neurons=64, n_axons=256, n_synapses=4096,
                     n_fanout=512, n_groups=4, delay_slots=8)
     compiled = compile_network(net, geom)
-    (port,) = net.inputs
+    (port,) = net.host_inputs()
     x = f["input"].reshape(steps, batch, -1).astype(bool)
     extra = max(net.latency.values())
     padded = np.concatenate([x, np.zeros((extra, *x.shape[1:]), dtype=bool)])

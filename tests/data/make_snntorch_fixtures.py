@@ -45,11 +45,25 @@ delayed reset it is every spike), and ``flips_<layer>``: how many spikes differ 
 weights run in torch with the chip's convention (reset applied in the step
 of the spike, once). The generator prints these counts.
 
+Default-convention cases (``tests/data/snntorch_defaults/``, written with
+``--defaults``): the models people train without touching snnTorch's
+options -- ``nn.Linear`` with its default ``bias=True``, ``Leaky``,
+``Synaptic``, ``RLeaky`` and ``RSynaptic`` with their default delayed
+subtract reset (``reset_mechanism="subtract"``, ``reset_delay=True``), one
+zero-reset ``Leaky`` (``leaky_zero_default``, still delayed) and a
+convolution. They are built so that the chip can be *exact*, not only
+close: weights and biases are multiples of 1/64, alpha = beta = 1/2, the
+threshold 1 and 12 steps, so every value snnTorch computes in float32 is an
+exact binary fraction that the chip holds exactly at the recorded
+``chip_scale`` (2**18 chip units per unit, 2**20 for the convolution; a
+decay is an exact halving for 12 steps). Recorded per layer: spikes and membrane (``mem_<layer>``).
+
 Deterministic (the .npz files and the graphs; the HDF5 bytes hold creation
 times): fixed seeds, CPU, one torch thread. Needs torch and snntorch
 (the ``train`` extra); a few seconds::
 
     python tests/data/make_snntorch_fixtures.py
+    python tests/data/make_snntorch_fixtures.py --defaults
 """
 
 from __future__ import annotations
@@ -70,12 +84,21 @@ def parse_args(argv=None):
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
     p.add_argument("--out", type=Path, default=HERE / "snntorch", help="output directory")
-    p.add_argument("--steps", type=int, default=40, help="time steps")
+    p.add_argument("--steps", type=int, default=None, help="time steps (40; 12 with --defaults)")
     p.add_argument("--batch", type=int, default=8, help="input samples")
-    p.add_argument("--rate", type=float, default=0.3, help="input spike probability per step")
+    p.add_argument("--rate", type=float, default=None,
+                   help="input spike probability per step (0.3; 0.4 with --defaults)")
     p.add_argument("--seed", type=int, default=0, help="base seed (case i uses seed + i)")
     p.add_argument("--only", nargs="*", default=None, help="write only these cases")
-    return p.parse_args(argv)
+    p.add_argument("--defaults", action="store_true",
+                   help="write the default-convention cases to snntorch_defaults/ "
+                        "(12 steps, chip-exact grid) instead")
+    args = p.parse_args(argv)
+    if args.defaults and args.out == HERE / "snntorch":
+        args.out = HERE / "snntorch_defaults"
+    args.steps = args.steps or (12 if args.defaults else 40)
+    args.rate = args.rate or (0.4 if args.defaults else 0.3)
+    return args
 
 
 # -- models -------------------------------------------------------------------------
@@ -282,6 +305,113 @@ def write_case(case, seed, args):
     print(f"{case} (seed {seed}, reset {reset}, reset_delay {reset_delay}): " + "; ".join(report))
 
 
+# -- snnTorch's defaults, chip-exact ------------------------------------------------
+
+#: The default-convention cases (``--defaults``).
+DEFAULT_CASES = ("leaky_default", "leaky_zero_default", "synaptic_default", "rleaky_default",
+                 "rsynaptic_default", "conv_default")
+#: Chip units per unit at which the default cases are exact (see the docstring);
+#: AvgPool2d's 1/4 puts the convolution case's second layer on a grid of 1/256,
+#: which needs two more bits for 12 exact halvings.
+CHIP_SCALE = 2.0 ** 18
+CONV_CHIP_SCALE = 2.0 ** 20
+GRID = 64
+
+
+def _grid(shape, lo, hi, gen):
+    """Multiples of 1/GRID in [lo, hi] (a fifth of them zero)."""
+    import torch
+
+    k = torch.randint(round(lo * GRID), round(hi * GRID) + 1, shape, generator=gen)
+    keep = torch.rand(shape, generator=gen) < 0.8
+    return (k * keep).float() / GRID
+
+
+def _set_grid(layer, lo, hi, bias, gen):
+    import torch
+
+    with torch.no_grad():
+        layer.weight.copy_(_grid(layer.weight.shape, lo, hi, gen))
+        if layer.bias is not None:
+            layer.bias.copy_(_grid(layer.bias.shape, -bias, bias, gen))
+
+
+def _default_neuron(kind, n):
+    """A layer with snnTorch's defaults, alpha = beta = 1/2, threshold 1."""
+    import snntorch as snn
+    import torch
+
+    def half():
+        return torch.full(n if isinstance(n, tuple) else (n,), 0.5)
+
+    size = n if isinstance(n, int) else None
+    reset = "zero" if kind == "leaky_zero" else "subtract"
+    common = dict(threshold=torch.full(n if isinstance(n, tuple) else (n,), 1.0),
+                  init_hidden=True, reset_mechanism=reset)
+    if kind in ("leaky", "leaky_zero"):
+        return snn.Leaky(beta=half(), **common)
+    if kind == "synaptic":
+        return snn.Synaptic(alpha=half(), beta=half(), **common)
+    if kind == "rleaky":
+        return snn.RLeaky(beta=half(), linear_features=size, **common)
+    return snn.RSynaptic(alpha=half(), beta=half(), linear_features=size, **common)
+
+
+def build_default(case, gen):
+    """``(model, input shape)`` of a default-convention case."""
+    from torch import nn
+
+    n_in, n_hid, n_out = 12, 16, 6
+    if case == "conv_default":
+        conv = nn.Conv2d(1, 2, 3, padding=1)
+        _set_grid(conv, -0.25, 0.5, 0.125, gen)
+        fc = nn.Linear(32, n_out)
+        _set_grid(fc, -0.5, 1.0, 0.125, gen)
+        return nn.Sequential(OrderedDict([
+            ("conv", conv), ("lif1", _default_neuron("leaky", (2, 8, 8))),
+            ("pool", nn.AvgPool2d(2)), ("flat", nn.Flatten()), ("fc", fc),
+            ("lif2", _default_neuron("leaky", n_out))])), (1, 8, 8)
+    kind1 = case.removesuffix("_default")
+    kind2 = {"rleaky": "leaky", "rsynaptic": "synaptic"}.get(kind1, kind1)
+    fc1, fc2 = nn.Linear(n_in, n_hid), nn.Linear(n_hid, n_out)
+    _set_grid(fc1, -0.25, 0.5, 0.125, gen)
+    _set_grid(fc2, -0.25, 0.5, 0.125, gen)
+    lif1 = _default_neuron(kind1, n_hid)
+    if kind1 in ("rleaky", "rsynaptic"):
+        _set_grid(lif1.recurrent, -0.25, 0.25, 0.125, gen)      # its bias too (default)
+    return nn.Sequential(OrderedDict([("fc1", fc1), ("lif1", lif1), ("fc2", fc2),
+                                      ("lif2", _default_neuron(kind2, n_out))])), (n_in,)
+
+
+def write_default_case(case, seed, args):
+    import torch
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model, shape = build_default(case, gen)
+    model.eval()
+    x = (torch.rand((args.steps, args.batch, *shape), generator=gen) < args.rate).float()
+    spikes, mem, _ = run_snntorch(model, x)
+    layers = list(spikes)
+    graph = export(model, shape, args.out / f"{case}.nir")
+    pops = [f"{n}.lif" if f"{n}.lif" in graph.nodes else n for n in layers]
+    first = next(m for m in model if _is_neuron(m))
+    arrays = dict(input=x.numpy().astype(np.uint8), layers=np.array(layers),
+                  populations=np.array(pops), reset=np.array(first.reset_mechanism),
+                  reset_delay=np.array(bool(first.reset_delay)), seed=np.array(seed),
+                  chip_scale=np.array(CONV_CHIP_SCALE if case.startswith("conv")
+                                      else CHIP_SCALE))
+    report = []
+    for n in layers:
+        s = spikes[n].astype(bool)
+        arrays[f"spikes_{n}"] = s.astype(np.uint8)
+        arrays[f"mem_{n}"] = mem[n].astype(np.float32)
+        report.append(f"{n}: {int(s.sum())} spikes of {s.size} ({s.mean():.1%}), "
+                      f"|mem| <= {np.abs(mem[n]).max():.3f}")
+    np.savez_compressed(args.out / f"{case}.npz", **arrays)
+    print(f"{case} (seed {seed}): " + "; ".join(report))
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -289,9 +419,10 @@ def main(argv=None):
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     args.out.mkdir(parents=True, exist_ok=True)
-    for i, case in enumerate(CASES):
+    cases, write = (DEFAULT_CASES, write_default_case) if args.defaults else (CASES, write_case)
+    for i, case in enumerate(cases):
         if args.only is None or case in args.only:
-            write_case(case, args.seed + i, args)
+            write(case, args.seed + i, args)
 
 
 if __name__ == "__main__":
