@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sim", choices=["amaranth", "verilator"], default="verilator",
                    help="simulator (default: %(default)s; amaranth needs no compile step)")
     s.add_argument("--waves", metavar="FILE",
-                   help="write a waveform (VCD with amaranth, FST with verilator)")
+                   help="write a VCD waveform of the run (both simulators; with verilator a "
+                        "separate traced build, cached like the fast one)")
     s.set_defaults(func=cmd_cosim)
 
     s = sub.add_parser("cosim-campaign", help="randomized RTL-vs-emulator campaign (Verilator)",

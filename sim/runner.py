@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,17 +88,25 @@ def _verilog(geometry: Geometry, chip_factory=None) -> str:
     return verilog.convert(chip, name=CHIP_MODULE) + wrapper_verilog()
 
 
-def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False) -> Path:
+def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
+                    waves=False) -> Path:
     """Compile the co-simulation top for ``geometry``; reuse an identical build.
 
-    The cache key is a hash of the Verilog source, so any RTL change rebuilds
-    and an unchanged design never does. Returns the build directory.
+    The cache key is a hash of the Verilog source and the build arguments,
+    so any RTL change rebuilds and an unchanged design never does.
+    ``waves``: a separate build that can record a VCD waveform (Verilator's
+    own VCD writer needs no system headers, unlike FST's lz4). Returns the
+    build directory. A failed build raises :class:`RuntimeError` with the
+    compiler's first error and the path of the full log.
     """
     from cocotb_tools.runner import get_runner
     source = _verilog(geometry, chip_factory)
-    args = [*(f"-Wno-{w}" for w in LINT_WAIVERS), *FAST_ARGS]
-    key = hashlib.sha256("\n".join([source, *args]).encode()).hexdigest()[:20]
-    build = cache_dir() / key
+    # A traced model keeps every signal visible (cocotb's --public-flat-rw):
+    # waveforms are for looking at the design.
+    args = [*(f"-Wno-{w}" for w in LINT_WAIVERS), *([] if waves else FAST_ARGS)]
+    key = hashlib.sha256("\n".join([source, *args, f"waves={waves}"]).encode()).hexdigest()[:20]
+    build = cache_dir() / (key + ("-trace" if waves else ""))
+    os.environ.update(verilator_env())        # also for the runs of a cached build
     if (build / "ready").exists():
         return build
     # Build in a private folder and move it into place when done, so that
@@ -106,11 +115,15 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False) -> 
     work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache_dir()))
     vfile = work / f"{TOPLEVEL}.v"
     vfile.write_text(source)
-    os.environ.update(verilator_env())
     runner = get_runner("verilator")
-    runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
-                 build_args=args, timescale=("1ns", "1ps"), verbose=verbose,
-                 log_file=work / "build.log")
+    try:
+        runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
+                     build_args=args, timescale=("1ns", "1ps"), verbose=verbose, waves=waves,
+                     log_file=work / "build.log")
+    except (SystemExit, RuntimeError, subprocess.CalledProcessError, OSError) as e:
+        raise RuntimeError(f"the Verilator build of {geometry} failed: "
+                           f"{first_error(work / 'build.log') or e} "
+                           f"(full log: {work / 'build.log'})") from None
     (work / "ready").write_text(key)
     if build.exists() and not (build / "ready").exists():
         shutil.rmtree(build, ignore_errors=True)      # left over by an interrupted build
@@ -121,6 +134,19 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False) -> 
     if not (build / "ready").exists():
         raise RuntimeError(f"Verilator build of {geometry} did not complete in {build}")
     return build
+
+
+def first_error(log: Path) -> str | None:
+    """The first error line a compiler or Verilator wrote to ``log``
+    (``%Error``, ``error:``, ``fatal error:``), or ``None``."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if "%Error" in line or "error:" in line or "Error " in line[:8]:
+            return line.strip()
+    return None
 
 
 def write_case(workdir: Path, name: str, image: ChipImage, inputs, steps=None) -> dict:
@@ -138,26 +164,26 @@ def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None =
                   stop_on_divergence=True, chip_factory=None, workdir=None,
                   mode: str = "compare") -> CosimResult:
     """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
-    Verilator simulation. ``waves``: write an FST waveform there. ``mode``:
+    Verilator simulation. ``waves``: write a VCD waveform there. ``mode``:
     ``"compare"`` (lockstep with the emulator), ``"throughput"``, or
     ``"learning-host"`` (:mod:`~neuromesh.sim.learning_host`; a case may add
     ``reward_step`` and ``rewards``)."""
-    build = build_verilator(geometry, chip_factory=chip_factory)
+    build = build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         job = {"cases": cases, "result": str(tmp / "result.json"),
                "stop_on_divergence": stop_on_divergence, "mode": mode}
-        if waves:
-            # Trace-enabled builds are separate; they are only for debugging.
-            build = _trace_build(geometry, chip_factory)
         _run_bench(build, job, tmp, waves=bool(waves))
         if not (tmp / "result.json").exists():
             raise RuntimeError("co-simulation produced no result:\n" +
                                (tmp / "sim.log").read_text()[-3000:])
         data = json.loads((tmp / "result.json").read_text())
         if waves:
-            for f in tmp.glob("*.fst"):
-                Path(waves).write_bytes(f.read_bytes())
+            dumps = list(tmp.glob("*.vcd"))
+            if not dumps:
+                raise RuntimeError(f"the traced co-simulation wrote no VCD waveform (log: "
+                                   f"{first_error(tmp / 'sim.log') or 'no error line'})")
+            shutil.copyfile(dumps[0], waves)
     return CosimResult(cases=data["cases"], steps=data["steps"], cycles=data["cycles"],
                        divergences=data["divergences"], wall=data.get("wall", 0.0),
                        sim_cycles=data.get("sim_cycles", 0))
@@ -196,23 +222,6 @@ def serve_pty(geometry: Geometry, port_file: Path, stop_file: Path, *, chip_fact
         if not Path(port_file).exists():
             raise RuntimeError("the Verilator pty board did not start:\n" +
                                (tmp / "sim.log").read_text()[-3000:])
-
-
-def _trace_build(geometry, chip_factory):
-    from cocotb_tools.runner import get_runner
-    source = _verilog(geometry, chip_factory)
-    key = hashlib.sha256(source.encode()).hexdigest()[:20]
-    build = cache_dir() / f"{key}-trace"
-    if not (build / "ready").exists():
-        build.mkdir(parents=True, exist_ok=True)
-        vfile = build / f"{TOPLEVEL}.v"
-        vfile.write_text(source)
-        get_runner("verilator").build(
-            sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=build, always=True, waves=True,
-            build_args=[*(f"-Wno-{w}" for w in LINT_WAIVERS), "--trace-fst"],
-            timescale=("1ns", "1ps"), log_file=build / "build.log")
-        (build / "ready").write_text(key)
-    return build
 
 
 def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = None,
