@@ -18,6 +18,14 @@ from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdg
 
 from neuromesh.host import HostDriver
 from neuromesh.image import load
+from neuromesh.protocol import (
+    MAX_PAYLOAD,
+    SOF_CHIP,
+    SOF_HOST,
+    FrameDecoder,
+    ProtocolError,
+    Response,
+)
 from neuromesh.sim.compare import lockstep
 from neuromesh.sim.harness import RX_BYTES
 
@@ -102,29 +110,82 @@ async def measure_throughput(dut, drv, job):
                   f)
 
 
+class Answers:
+    """How many final responses the chip still owes the host.
+
+    Mirrors the chip's receiver (docs/architecture.md §9.2): every frame the
+    host starts (a ``0xA5`` while hunting) ends in exactly one final
+    response -- its result, or an ERROR for a bad frame, an oversize LEN or
+    a timeout -- and OUTPUT frames are not final. While nothing is owed the
+    chip is waiting for the host, so the pty loop can wait on the terminal
+    instead of running the clock.
+    """
+
+    def __init__(self):
+        self.owed = 0
+        self._need = None            # bytes left of the frame being received
+        self._header = bytearray()
+        self._out = FrameDecoder(SOF_CHIP)
+
+    def sent(self, data: bytes):
+        """Bytes the host sent."""
+        for byte in data:
+            if self._need is None:                  # hunting
+                if byte == SOF_HOST:
+                    self.owed += 1
+                    self._need, self._header = -1, bytearray()
+            elif self._need < 0:                    # TYPE and LEN
+                self._header.append(byte)
+                if len(self._header) == 3:
+                    length = int.from_bytes(self._header[1:], "little")
+                    self._need = None if length > MAX_PAYLOAD else length + 2
+            else:
+                self._need -= 1
+                if self._need == 0:
+                    self._need = None
+
+    def received(self, data: bytes):
+        """Bytes the chip answered."""
+        try:
+            frames = self._out.feed(data)
+        except ProtocolError:
+            frames, self._out = [], FrameDecoder(SOF_CHIP)
+        finals = sum(1 for f in frames if f.type != Response.OUTPUT)
+        self.owed = max(0, self.owed - finals)
+
+
 async def serve_pty(transport, job):
     """Mode ``pty``: serve the host protocol on a new pseudo-terminal, whose
     path goes to the file ``job["port_file"]``, until ``job["stop_file"]``
-    exists (:mod:`neuromesh.sim.pty_board`)."""
+    exists (:mod:`neuromesh.sim.pty_board`). While the chip owes no answer
+    the loop waits on the terminal (no clock runs, no CPU is used)."""
+    import select
     import time
     master, slave = os.openpty()
     os.set_blocking(master, False)
     with open(job["port_file"] + ".tmp", "w") as f:
         f.write(os.ttyname(slave))
     os.replace(job["port_file"] + ".tmp", job["port_file"])
+    answers = Answers()
     idle = 0
     while not os.path.exists(job["stop_file"]):
+        if not answers.owed:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                continue
         try:
             data = os.read(master, 4096)
         except BlockingIOError:
             data = b""
         if data:
+            answers.sent(data)
             await transport.write(data)
         out = await transport.read()        # waits up to READ_WAIT_CYCLES simulated
         if out:
+            answers.received(out)
             os.write(master, out)
         idle = 0 if (data or out) else idle + 1
-        if idle > 100:                      # an idle host: stop spinning the clock
+        if idle > 100:                      # a long RUN without output: slow the polling
             time.sleep(0.002)
     os.close(master)
     os.close(slave)

@@ -188,7 +188,8 @@ class PtyBoard:
 
 
 def main(argv=None):
-    """Serve a simulated chip of GEOMETRY on a new pseudo-terminal."""
+    """Serve a simulated chip of GEOMETRY on a new pseudo-terminal (SIGTERM
+    and SIGHUP stop it like Ctrl-C, with the simulator it started)."""
     from neuromesh.chip import Geometry
     parser = argparse.ArgumentParser(
         prog="python -m neuromesh.sim.pty_board", description=main.__doc__ +
@@ -215,6 +216,14 @@ def main(argv=None):
         from neuromesh.boards.catalog import get_board
         args.geometry = get_board(args.board).geometry
     geometry = Geometry.parse(args.geometry)
+
+    def interrupt(signum, frame):
+        # Like Ctrl-C: the KeyboardInterrupt unwinds the serving call, and
+        # subprocess.run (cocotb's runner) kills the Verilator model on the way.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     try:
         if args.simulator == "verilator":
             with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,12 @@ pseudo-terminal whose other end feeds the chip's byte streams in Amaranth's
 simulator (:mod:`neuromesh.sim.pty_board`, a process of its own), and must
 give the emulator's results."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -95,8 +101,8 @@ def test_neuromesh_run_backend_board(tmp_path, capsys):
     from neuromesh.image import save
     g = Geometry(rows=1, cols=1, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
                  n_profiles=2, n_groups=2, delay_slots=4)
-    image = random_image(21, g, n_inputs=3, density=0.8)
-    x = random_inputs(21, image, 10)
+    image = random_image(50, g, n_inputs=3, density=0.8)
+    x = random_inputs(50, image, 10)
     save(image, tmp_path / "net.nmi")
     np.savez(tmp_path / "x.npz", spikes=x)
     with PtyBoard(g) as chip:
@@ -172,8 +178,8 @@ def test_learning_image_on_a_board_without_the_engine_is_refused():
 def test_verilator_pty_board_and_bad_simulator():
     g = Geometry(rows=1, cols=2, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
                  n_profiles=2, n_groups=2, delay_slots=4)
-    image = random_image(11, g, n_inputs=3, density=0.7)
-    x = random_inputs(11, image, 30)
+    image = random_image(10, g, n_inputs=3, density=0.7)
+    x = random_inputs(10, image, 30)
     with PtyBoard(g, simulator="verilator") as chip:
         board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=60)
         try:
@@ -184,3 +190,75 @@ def test_verilator_pty_board_and_bad_simulator():
             board.close()
     with pytest.raises(ValueError, match="simulator 'iverilog'"):
         PtyBoard(g, simulator="iverilog")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Process ids below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _cpu_seconds(pids) -> float:
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])      # utime + stime
+        except (OSError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_verilator_pty_board_idles_on_io_and_stops_on_sigterm():
+    """An idle simulated board waits on its terminal (no clock running), and
+    SIGTERM to the Python process stops the Verilator model it started."""
+    g = Geometry(rows=1, cols=2, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
+                 n_profiles=2, n_groups=2, delay_slots=4)
+    proc = subprocess.Popen([sys.executable, "-m", "neuromesh.sim.pty_board", str(g),
+                             "--simulator", "verilator"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = "-"
+        while line and not line.startswith("/"):
+            line = proc.stdout.readline()
+        port = line.strip()
+        assert port.startswith("/dev/")
+        image = random_image(10, g, n_inputs=3, density=0.7)
+        board = BoardBackend(image, port=port, baud=115200, response_timeout=60)
+        try:
+            x = random_inputs(10, image, 10)
+            np.testing.assert_array_equal(board.run(x).outputs, Emulator(image).run(x).outputs)
+        finally:
+            board.close()
+        below = _descendants(proc.pid)
+        assert below                                # the Verilator model runs below it
+        cpu0, t0 = _cpu_seconds([proc.pid, *below]), time.monotonic()
+        time.sleep(2.0)
+        busy = (_cpu_seconds([proc.pid, *below]) - cpu0) / (time.monotonic() - t0)
+        assert busy < 0.2, f"an idle board used {busy:.0%} of a core"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{p}") for p in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in below if os.path.exists(f"/proc/{p}")]
+        assert not left, f"processes left behind: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
