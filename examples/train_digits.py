@@ -7,11 +7,13 @@ layers, trained with surrogate gradients on the regular rate code of
 
 Every choice is made so the exported graph means the same on the chip:
 
-* ``reset_mechanism="subtract"`` and ``reset_delay=False``: the chip
-  subtracts the threshold in the step the neuron spikes (snnTorch's default
-  delayed reset has no chip equivalent; the importer rejects it).
-* No bias: the importer rejects an Affine bias feeding a CubaLIF, which
-  would enter the decaying synaptic current.
+* ``reset_mechanism="subtract"`` and ``reset_delay=False``: the shipped
+  model was trained so, before the chip had snnTorch's delayed reset; the
+  import uses :func:`neuromesh.digits.model_options`. ``--reset-delay``
+  trains with snnTorch's default instead, which the chip runs exactly
+  (``--framework snntorch``).
+* No bias (``--bias`` adds them): the chip runs a bias into a CubaLIF
+  current with a bias neuron per core, which the shipped model does not need.
 * One alpha, beta and threshold per layer, not learned: a chip population
   shares one parameter set. They are passed as per-neuron tensors of one
   value because snnTorch's exporter takes the layer size from their shape
@@ -30,12 +32,15 @@ Every choice is made so the exported graph means the same on the chip:
   needs it once. Keeping the potential out of that range makes snnTorch and
   the chip agree spike for spike; the script reports how many still differ.
 
-Outputs: the NIR graph (``--output``, default ``neuromesh/data/digits_cuba.nir``,
-written by snnTorch's own exporter) and a small fixture for the torch-free
-tests (``--fixture``): input, hidden and output spikes of the snnTorch model
-for the first ``--fixture-samples`` test images, and its accuracies. Then the
-graph is imported with neuromesh's NIR front end and run in the float
-reference to report its accuracy and how many spikes agree with snnTorch.
+Outputs, in ``--out-dir`` (default ``digits-model/``, a new folder; the
+shipped files are never touched unless ``--replace-shipped``): the NIR graph
+``digits_cuba.nir``, written by snnTorch's own exporter, and a small fixture
+for the torch-free tests, ``digits_snntorch_reference.npz``: input, hidden and
+output spikes of the snnTorch model for the first ``--fixture-samples`` test
+images, and its accuracies. Then the graph is imported with neuromesh's NIR
+front end and run in the float reference to report its accuracy and how many
+spikes agree with snnTorch. ``--replace-shipped`` (for maintainers) writes
+``neuromesh/data/digits_cuba.nir`` and ``tests/data/digits_snntorch_reference.npz``.
 
 Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)``,
 CPU only, a fixed thread count (a different count may reorder float sums).
@@ -81,14 +86,26 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weight initialisation and the batch order")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--output", type=Path, default=ROOT / "neuromesh/data/digits_cuba.nir",
-                   help="NIR file to write")
-    p.add_argument("--fixture", type=lambda s: Path(s) if s else None,
-                   default=ROOT / "tests/data/digits_snntorch_reference.npz",
-                   help="reference spikes for the torch-free tests ('' to skip)")
+    p.add_argument("--reset-delay", action="store_true",
+                   help="snnTorch's default delayed reset (the shipped model has none)")
+    p.add_argument("--bias", action="store_true", help="Linear layers with biases")
+    p.add_argument("--out-dir", type=Path, default=Path("digits-model"),
+                   help="folder for the NIR file and the fixture")
+    p.add_argument("--replace-shipped", action="store_true",
+                   help="maintainers: overwrite the shipped model and the tests' fixture")
+    p.add_argument("--no-fixture", action="store_true", help="do not write the fixture")
     p.add_argument("--fixture-samples", type=int, default=32,
                    help="test images in the fixture (the first ones of the split)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.replace_shipped:
+        args.output = ROOT / "neuromesh/data/digits_cuba.nir"
+        args.fixture = ROOT / "tests/data/digits_snntorch_reference.npz"
+    else:
+        args.output = args.out_dir / "digits_cuba.nir"
+        args.fixture = args.out_dir / "digits_snntorch_reference.npz"
+    if args.no_fixture:
+        args.fixture = None
+    return args
 
 
 def build_model(args):
@@ -109,12 +126,12 @@ def build_model(args):
                             threshold=torch.full((n,), 1.0),
                             spike_grad=grad, init_hidden=True, output=output,
                             learn_alpha=False, learn_beta=False, learn_threshold=False,
-                            reset_mechanism="subtract", reset_delay=False)
+                            reset_mechanism="subtract", reset_delay=args.reset_delay)
 
     return torch.nn.Sequential(OrderedDict([
-        ("fc1", torch.nn.Linear(N_INPUTS, args.hidden, bias=False)),
+        ("fc1", torch.nn.Linear(N_INPUTS, args.hidden, bias=args.bias)),
         ("lif1", lif(args.hidden)),
-        ("fc2", torch.nn.Linear(args.hidden, N_CLASSES, bias=False)),
+        ("fc2", torch.nn.Linear(args.hidden, N_CLASSES, bias=args.bias)),
         ("lif2", lif(N_CLASSES, output=True)),
     ]))
 
@@ -200,7 +217,7 @@ def export(model, path):
     return graph
 
 
-def check_import(path, x_test, y_test, hidden_ref, out_ref):
+def check_import(path, x_test, y_test, hidden_ref, out_ref, reset_delay=False):
     """Import the NIR file with neuromesh's front end, run the float reference.
 
     The chip's timing: the first layer sees a host input in the same step,
@@ -210,11 +227,11 @@ def check_import(path, x_test, y_test, hidden_ref, out_ref):
     ``0..T-1``. Returns the reference's test accuracy and the number of
     differing hidden and output spikes.
     """
-    from neuromesh.compiler.nir_import import from_nir
+    from neuromesh.compiler.nir_import import FRAMEWORKS, from_nir
     from neuromesh.compiler.reference import simulate
     from neuromesh.digits import model_options
 
-    net = from_nir(path, model_options())
+    net = from_nir(path, FRAMEWORKS["snntorch"] if reset_delay else model_options())
     (port,) = net.host_inputs()
     steps = x_test.shape[0]
     padded = np.concatenate([x_test, np.zeros_like(x_test[:1])])
@@ -270,7 +287,8 @@ def main(argv=None):
         )
         print(f"wrote {args.fixture} ({k} test images)")
 
-    acc_ref, d_hidden, d_out = check_import(args.output, s_test, y_test, hidden, out)
+    acc_ref, d_hidden, d_out = check_import(args.output, s_test, y_test, hidden, out,
+                                            args.reset_delay)
     print(f"neuromesh float reference (from_nir + simulate): test accuracy {acc_ref:.4f}")
     print(f"spikes differing from snnTorch: hidden {d_hidden} of {hidden.size} "
           f"({int(hidden.sum())} spikes), output {d_out} of {out.size} ({int(out.sum())} spikes)")
