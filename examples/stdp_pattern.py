@@ -163,7 +163,8 @@ def plot(res, rows, task: Task, path):
     ax[0].plot(res["times"], w[:, member].mean(1), color="navy", lw=2, label="pattern inputs")
     ax[0].plot(res["times"], w[:, ~member].mean(1), color="k", lw=2, label="noise-only inputs")
     ax[0].set(xlabel="step", ylabel="w_mant", title="weight evolution (batch row 0)")
-    ax[0].legend(loc="center right")
+    # outside the axes: the weight traces fill the whole panel
+    ax[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     first = np.where(res["pattern"].any(0), res["pattern"].argmax(0), task.pattern_len)
     order = np.lexsort((first, ~member))
     ax[1].bar(np.arange(task.afferents), w[-1][order],
@@ -177,8 +178,9 @@ def plot(res, rows, task: Task, path):
     twin = ax[2].twinx()
     twin.plot(mid, [r[3] for r in rows], "s--", color="tab:red", label="false alarms")
     twin.set_ylabel("false alarms per 1000 steps")
-    ax[2].legend(loc="lower left")
-    twin.legend(loc="lower right")
+    lines = ax[2].get_lines() + twin.get_lines()
+    ax[2].legend(lines, [ln.get_label() for ln in lines], loc="upper center",
+                 bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

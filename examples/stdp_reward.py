@@ -114,7 +114,7 @@ def plot(correct, weights, block, path):
             ax[1].plot(weights[:, core, s * GROUP:(s + 1) * GROUP].mean(axis=1), style,
                        color=f"C{s}", label=f"action {core} <- stimulus {s}")
     ax[1].set(xlabel="trial", ylabel="mean w_mant", title="weights (batch row 0)")
-    ax[1].legend(fontsize=7, ncol=2)
+    ax[1].legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

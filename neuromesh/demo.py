@@ -119,20 +119,23 @@ def spike_raster(result: DemoResult, path, index: int = 0):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cmp = result.agreement
     net = result.compiled.network
     (port,) = net.host_inputs()
     _, x_test, _, _ = digits.load_split()
     inp = digits.encode(x_test[index:index + 1], digits.STEPS)[:, 0]
-    panels = [(f"host input '{port}' ({inp.shape[1]} channels)", inp)]
-    panels += [(f"{p} ({net.populations[p].size}, latency {net.latency.get(p, 0)})",
+    panels = [(f"host input '{port}' ({inp.shape[1]} channels)", "channel", inp)]
+    panels += [(f"{p} ({net.populations[p].size}, latency {net.latency.get(p, 0)})", "neuron",
                 cmp.chip[p][:, index]) for p in net.populations]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.2 + 1.6 * len(panels)), sharex=True)
-    for ax, (title, s) in zip(axes, panels):
+    for ax, (title, what, s) in zip(axes, panels):
         t, i = np.nonzero(s)
         ax.scatter(t, i, s=6, marker="|", color="black")
-        ax.set_ylabel("neuron")
+        ax.set_ylabel(what)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylim(-0.5, s.shape[1] - 0.5)
     axes[-1].set_xlabel("step")
