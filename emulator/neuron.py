@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuromesh.chip import DECAY_BITS, DECAY_ONE, FLOOR_SHIFT, U_BITS, V_MAX, VTH_SHIFT, Region
+from neuromesh.chip import (
+    DECAY_BITS,
+    DECAY_ONE,
+    FLOOR_SHIFT,
+    U_BITS,
+    V_MAX,
+    VTH_SHIFT,
+    Region,
+    ResetTiming,
+)
 
 __all__ = ["wrap24", "decay", "NeuronParams", "NeuronState", "neuron_step"]
 
@@ -67,8 +76,11 @@ class NeuronParams:
     delayed:
         ``reset_delay``: a spike's reset is applied in the next step.
     stored:
-        ``reset_stored``: a delayed reset acts on the stored v before its
-        decay (instead of on the new sum).
+        ``reset_timing`` DELAYED_STORED: a delayed reset acts on the stored
+        v before its decay (instead of on the new sum).
+    retest:
+        ``reset_timing`` RETEST: an immediate reset, but a stored v that
+        passes the test makes the next test count the threshold twice.
     """
 
     u_factor: np.ndarray
@@ -81,6 +93,7 @@ class NeuronParams:
     floor: np.ndarray | None = None
     delayed: np.ndarray | None = None
     stored: np.ndarray | None = None
+    retest: np.ndarray | None = None
 
     def __post_init__(self):
         # The defaults are the profile fields at zero: strict test, no floor,
@@ -93,6 +106,8 @@ class NeuronParams:
             self.delayed = np.zeros(np.shape(self.vth), dtype=bool)
         if self.stored is None:
             self.stored = np.zeros(np.shape(self.vth), dtype=bool)
+        if self.retest is None:
+            self.retest = np.zeros(np.shape(self.vth), dtype=bool)
 
     @classmethod
     def from_config(cls, config) -> NeuronParams:
@@ -105,6 +120,7 @@ class NeuronParams:
             return prof[field][core, neur["profile"]].reshape(-1)
 
         vth = per_neuron("vth_mant") << VTH_SHIFT
+        timing = per_neuron("reset_timing")
         return cls(
             u_factor=DECAY_ONE - per_neuron("du"),
             v_factor=DECAY_ONE - per_neuron("dv"),
@@ -115,8 +131,9 @@ class NeuronParams:
             fire_above=vth - per_neuron("threshold_ge"),
             floor=np.where(per_neuron("floor_mant") != 0,
                            -(per_neuron("floor_mant") << FLOOR_SHIFT), -V_MAX),
-            delayed=per_neuron("reset_delay").astype(bool),
-            stored=per_neuron("reset_stored").astype(bool))
+            delayed=np.isin(timing, (ResetTiming.DELAYED, ResetTiming.DELAYED_STORED)),
+            stored=timing == ResetTiming.DELAYED_STORED,
+            retest=timing == ResetTiming.RETEST)
 
     def take(self, index) -> NeuronParams:
         """The parameters of a subset of neurons."""
@@ -134,7 +151,7 @@ class NeuronParams:
                     reset_mode=(None if self.subtract.any() and not self.subtract.all()
                                 else "subtract" if self.subtract.any() else "zero"),
                     floor=bool((self.floor != -V_MAX).any()),
-                    delayed=bool(self.delayed.any()))
+                    delayed=bool(self.delayed.any() or self.retest.any()))
 
 
 @dataclass
@@ -161,19 +178,24 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     counter is running and no profile in ``p`` has a refractory delay;
     ``reset_mode`` may be ``"zero"`` or ``"subtract"`` when every neuron in
     ``p`` uses that mode (``None`` handles a mix); ``floor=False`` when no
-    neuron has a floor; ``delayed=False`` when no neuron delays its reset.
+    neuron has a floor; ``delayed=False`` when every reset is immediate
+    (``reset_timing`` 0).
     """
     u = decay(state.u, p.u_factor)
     u += q
     u <<= _WRAP_SHIFT
     u >>= _WRAP_SHIFT
-    v_prev, pending = state.v, None
+    v_prev, pending, fire_above = state.v, None, p.fire_above
     if delayed:
-        # The reset of last step's spike: the stored v still passed the test.
-        pending = p.delayed & (state.v > p.fire_above)
+        # The stored v still passes the test: the neuron fired last step and
+        # its reset is pending, or (RETEST) it was left above the threshold.
+        passed = state.v > p.fire_above
+        if p.retest.any():             # ... then this step's test counts vth twice
+            fire_above = fire_above + np.where(p.retest & passed, p.vth, 0)
+        pending = p.delayed & passed
         if not pending.any():
             pending = None
-        elif p.stored.any():           # ... applied to the stored v, before its decay
+        elif p.stored.any():           # a delayed reset on the stored v, before its decay
             early = pending & p.stored
             v_prev = np.where(early, np.where(p.subtract, state.v - p.vth, 0), state.v)
             pending &= ~p.stored
@@ -183,7 +205,7 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     if pending is not None:             # ... or to the new sum
         v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
     np.clip(v, p.floor if floor else -V_MAX, V_MAX, out=v)
-    spikes = v > p.fire_above
+    spikes = v > fire_above
     if refractory:
         held = state.refractory > 0
         v[held] = 0

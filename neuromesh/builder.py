@@ -41,6 +41,7 @@ from .chip import (
     LearnRegion,
     LearnWord,
     Region,
+    ResetTiming,
     core_id,
     pack_address,
 )
@@ -101,22 +102,34 @@ class CoreBuilder:
     # -- parameters and state -----------------------------------------------
 
     def profile(self, index, *, du=0, dv=0, vth_mant=0, refractory=0, reset="zero",
-                reset_delay=False, reset_stored=False, threshold_ge=False, v_floor=None):
+                reset_delay=False, reset_stored=False, reset_retest=False,
+                threshold_ge=False, v_floor=None):
         """Set neuron profile ``index`` (docs/architecture.md §3.2).
 
         ``du``/``dv``: decays (0..4096); ``vth_mant``: threshold mantissa
         (``vth = vth_mant << 6``); ``refractory``: steps held after a spike;
-        ``reset``: ``"zero"`` or ``"subtract"``; ``reset_delay``: apply a
-        spike's reset in the next step (snnTorch's default), to the new sum
-        or, with ``reset_stored``, to the stored v before its decay;
+        ``reset``: ``"zero"`` or ``"subtract"``. The reset's timing
+        (``reset_timing``): immediate by default; ``reset_delay``: in the
+        next step (snnTorch's default), on the new sum or, with
+        ``reset_stored``, on the stored v before its decay; ``reset_retest``:
+        immediate, but a stored v past the threshold counts the threshold
+        twice in the next test (snnTorch 1.0 with ``reset_delay=False``).
         ``threshold_ge``: spike when ``v >= vth`` instead of ``v > vth``
-        (Sinabs); ``v_floor``: lower clamp of ``v`` in chip units, a multiple
-        of ``2**14`` in ``[-(511 << 14), -(1 << 14)]`` (``None``: ``-V_MAX``,
-        no floor).
+        (Sinabs); ``v_floor``: lower clamp of ``v`` in chip units, a
+        multiple of ``2**14`` in ``[-(511 << 14), -(1 << 14)]`` (``None``:
+        ``-V_MAX``, no floor).
         """
         where = f"core ({self.x},{self.y}) profile {index}"
         if reset not in ("zero", "subtract"):
             raise ChipError(f"{where}: reset must be 'zero' or 'subtract', got {reset!r}")
+        if reset_stored and not reset_delay:
+            raise ChipError(f"{where}: reset_stored needs reset_delay")
+        if reset_retest and reset_delay:
+            raise ChipError(f"{where}: reset_retest is an immediate reset; it excludes "
+                            f"reset_delay")
+        timing = (ResetTiming.RETEST if reset_retest else ResetTiming.DELAYED_STORED
+                  if reset_stored else ResetTiming.DELAYED if reset_delay
+                  else ResetTiming.IMMEDIATE)
         floor_mant = 0
         if v_floor is not None:
             v_floor = int(v_floor)
@@ -127,9 +140,8 @@ class CoreBuilder:
             floor_mant = -v_floor // step
         return self._set(Region.PROFILE, index, du=du, dv=dv, vth_mant=vth_mant,
                          refractory=refractory, reset_subtract=int(reset == "subtract"),
-                         reset_delay=int(bool(reset_delay)),
-                         reset_stored=int(bool(reset_stored)),
-                         threshold_ge=int(bool(threshold_ge)), floor_mant=floor_mant)
+                         reset_timing=int(timing), threshold_ge=int(bool(threshold_ge)),
+                         floor_mant=floor_mant)
 
     def group(self, index, *, w_shift=0, rule=None, w_bits=8, sign="mixed"):
         """Set synapse group ``index``: a synapse contributes ``w_mant << w_shift``.

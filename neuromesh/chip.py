@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "ChipError", "Geometry", "Field", "WordLayout", "Region", "LAYOUTS",
     "U_BITS", "V_MAX", "VTH_SHIFT", "DECAY_ONE", "DECAY_BITS", "FLOOR_SHIFT", "FLOOR_MANT_MAX",
+    "ResetTiming",
     "pack_address", "unpack_address", "core_id", "core_xy",
     "LearnRegion", "LEARN_LAYOUTS", "LEARN_WORD_LAYOUTS", "LearnWord", "learn_region_size",
     "region_words",
@@ -37,6 +38,16 @@ DECAY_ONE = 1 << DECAY_BITS    #: du = dv = DECAY_ONE means "forget at once"
 VTH_SHIFT = 6                  #: threshold = vth_mant << VTH_SHIFT
 FLOOR_SHIFT = 14               #: lower clamp of v = -(floor_mant << FLOOR_SHIFT), if floor_mant
 FLOOR_MANT_MAX = 511           #: floor_mant is u9: the floor reaches -(511 << 14) > -V_MAX
+
+
+class ResetTiming(enum.IntEnum):
+    """When a spike's reset acts (the PROFILE field ``reset_timing``, §3.2)."""
+
+    IMMEDIATE = 0       #: in the spike's own step
+    DELAYED = 1         #: in the next update, on the new sum (snnTorch reset_delay=True)
+    DELAYED_STORED = 2  #: in the next update, on the stored v before its decay (Leaky, zero)
+    RETEST = 3          #: immediate, but a stored v past the threshold counts it twice
+                        #: in the next test (snnTorch 1.0 with reset_delay=False)
 
 
 # --- Geometry ----------------------------------------------------------------
@@ -277,8 +288,8 @@ LAYOUTS: dict[Region, WordLayout] = {
         "profile",
         Field("du", 0, 13), Field("dv", 13, 13), Field("vth_mant", 26, 17),
         Field("refractory", 43, 8), Field("reset_subtract", 51, 1),
-        Field("reset_delay", 52, 1), Field("threshold_ge", 53, 1),
-        Field("reset_stored", 54, 1), Field("floor_mant", 55, 9)),
+        Field("reset_timing", 52, 2), Field("threshold_ge", 54, 1),
+        Field("floor_mant", 55, 9)),
     Region.NEURON: WordLayout(
         "neuron",
         Field("profile", 0, 4), Field("bias_mant", 4, 13, signed=True),

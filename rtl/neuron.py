@@ -11,7 +11,15 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from neuromesh.chip import DECAY_BITS, DECAY_ONE, FLOOR_SHIFT, U_BITS, V_MAX, VTH_SHIFT
+from neuromesh.chip import (
+    DECAY_BITS,
+    DECAY_ONE,
+    FLOOR_SHIFT,
+    U_BITS,
+    V_MAX,
+    VTH_SHIFT,
+    ResetTiming,
+)
 
 __all__ = ["NEURON_IN", "NEURON_OUT", "NeuronDatapath"]
 
@@ -27,8 +35,7 @@ NEURON_IN = data.StructLayout({
     "vth_mant": unsigned(17),
     "refractory_delay": unsigned(8),
     "reset_subtract": unsigned(1),
-    "reset_delay": unsigned(1),
-    "reset_stored": unsigned(1),
+    "reset_timing": unsigned(2),
     "threshold_ge": unsigned(1),
     "floor_mant": unsigned(9),
     "bias_mant": signed(13),
@@ -87,27 +94,30 @@ class NeuronDatapath(wiring.Component):
             "u_mag": unsigned(U_BITS), "u_neg": 1, "v_mag": unsigned(U_BITS), "v_neg": 1,
             "u_factor": unsigned(13), "v_factor": unsigned(13),
             "q": signed(U_BITS), "bias": signed(25), "vth": unsigned(17 + VTH_SHIFT),
+            "fire_at": unsigned(18 + VTH_SHIFT),
             "refractory": unsigned(8), "refractory_delay": unsigned(8), "reset_subtract": 1,
             "reset_delay": 1, "threshold_ge": 1, "pending_zero": 1, "floor": signed(U_BITS),
         }))
         # A delayed reset is pending when the stored v passed the threshold
-        # test (it fired last step and kept its potential). With reset_stored
+        # test (it fired last step and kept its potential). DELAYED_STORED:
         # it acts on the stored v before the decay (v - vth >= 0, or 0).
         # Otherwise subtract mode takes vth off the new sum: folded into the
         # bias here, so stage 3 keeps its adders; zero mode replaces the sum
-        # by 0 (pending_zero).
+        # by 0 (pending_zero). RETEST: the test of this step is against
+        # 2 vth (fire_at).
         vth = Signal(unsigned(17 + VTH_SHIFT))
         fired = Signal()
-        pending = Signal()
+        delayed = Signal()
         early = Signal()
         late = Signal()
         v_in = Signal(signed(U_BITS))
         m.d.comb += [
             vth.eq(i.vth_mant << VTH_SHIFT),
             fired.eq(Mux(i.threshold_ge, i.v >= vth, i.v > vth)),
-            pending.eq(i.reset_delay & fired),
-            early.eq(pending & i.reset_stored),
-            late.eq(pending & ~i.reset_stored),
+            delayed.eq((i.reset_timing == ResetTiming.DELAYED)
+                       | (i.reset_timing == ResetTiming.DELAYED_STORED)),
+            early.eq(fired & (i.reset_timing == ResetTiming.DELAYED_STORED)),
+            late.eq(fired & (i.reset_timing == ResetTiming.DELAYED)),
             v_in.eq(Mux(early, Mux(i.reset_subtract, i.v - vth, 0), i.v)),
         ]
         m.d.sync += [
@@ -118,8 +128,9 @@ class NeuronDatapath(wiring.Component):
             s1.q.eq(i.q),
             s1.bias.eq((i.bias_mant << i.bias_exp) - Mux(late & i.reset_subtract, vth, 0)),
             s1.vth.eq(vth),
+            s1.fire_at.eq(Mux(fired & (i.reset_timing == ResetTiming.RETEST), vth << 1, vth)),
             s1.refractory.eq(i.refractory), s1.refractory_delay.eq(i.refractory_delay),
-            s1.reset_subtract.eq(i.reset_subtract), s1.reset_delay.eq(i.reset_delay),
+            s1.reset_subtract.eq(i.reset_subtract), s1.reset_delay.eq(delayed),
             s1.threshold_ge.eq(i.threshold_ge), s1.pending_zero.eq(late & ~i.reset_subtract),
             s1.floor.eq(Mux(i.floor_mant != 0, -(i.floor_mant << FLOOR_SHIFT), -V_MAX)),
         ]
@@ -130,11 +141,12 @@ class NeuronDatapath(wiring.Component):
             "u_prod": unsigned(U_BITS + 13), "u_neg": 1,
             "v_prod": unsigned(U_BITS + 13), "v_neg": 1,
             "q": signed(U_BITS), "bias": signed(25), "vth": unsigned(17 + VTH_SHIFT),
+            "fire_at": unsigned(18 + VTH_SHIFT),
             "refractory": unsigned(8), "refractory_delay": unsigned(8), "reset_subtract": 1,
             "reset_delay": 1, "threshold_ge": 1, "pending_zero": 1, "floor": signed(U_BITS),
         }))
         m.d.sync += [
-            s2.valid.eq(s1.valid), s2.tag.eq(s1.tag),
+            s2.valid.eq(s1.valid), s2.tag.eq(s1.tag), s2.fire_at.eq(s1.fire_at),
             s2.u_prod.eq(s1.u_mag * s1.u_factor), s2.u_neg.eq(s1.u_neg),
             s2.v_prod.eq(s1.v_mag * s1.v_factor), s2.v_neg.eq(s1.v_neg),
             s2.q.eq(s1.q), s2.bias.eq(s1.bias), s2.vth.eq(s1.vth),
@@ -161,8 +173,8 @@ class NeuronDatapath(wiring.Component):
                                      Mux(v_sum < s2.floor, s2.floor, v_sum)))
         held = s2.refractory != 0
         spike = Signal()
-        m.d.comb += spike.eq(~held & Mux(s2.threshold_ge, v_clamped >= s2.vth,
-                                         v_clamped > s2.vth))
+        m.d.comb += spike.eq(~held & Mux(s2.threshold_ge, v_clamped >= s2.fire_at,
+                                         v_clamped > s2.fire_at))
         v_out = Signal(signed(U_BITS))
         ref_out = Signal(8)
         with m.If(held):

@@ -85,6 +85,9 @@ def corner_cases(g: Geometry) -> list[tuple[str, ChipImage, np.ndarray]]:
     one("delayed-resets-on-the-stored-v",
         profile=dict(du=4096, dv=1024, vth_mant=20, reset_delay=True, reset_stored=True),
         bias=(5, 7), w=(9, 6), every=3)
+    one("re-tested-subtract-reset",
+        profile=dict(du=4096, dv=64, vth_mant=20, reset="subtract", reset_retest=True),
+        w=(100, 5), every=7)
     one("threshold-ge", profile=dict(du=4096, dv=4096, vth_mant=8, threshold_ge=True),
         bias=(4, 7), w=(-1, 6), every=3)
     one("threshold-ge-zero-fires-at-rest", profile=dict(vth_mant=0, threshold_ge=True))

@@ -35,6 +35,11 @@ def _extreme(rng, lo, hi, size, p=0.25):
     return v
 
 
+def _timing(t: int) -> dict:
+    """The builder's arguments for ``reset_timing`` value ``t``."""
+    return dict(reset_delay=t in (1, 2), reset_stored=t == 2, reset_retest=t == 3)
+
+
 def random_image(seed: int, geometry: Geometry | None = None, *, n_inputs: int | None = None,
                  density: float | None = None) -> ChipImage:
     """A random, valid chip image (reproducible from ``seed``)."""
@@ -55,8 +60,7 @@ def random_image(seed: int, geometry: Geometry | None = None, *, n_inputs: int |
                                               p=[0.1, 0.7, 0.2])),
                       refractory=int(rng.choice([0, rng.integers(1, 4), 255], p=[0.5, 0.4, 0.1])),
                       reset=["zero", "subtract"][int(rng.integers(0, 2))],
-                      reset_delay=bool(rng.random() < 0.3),
-                      reset_stored=bool(rng.random() < 0.5),
+                      **_timing(int(rng.integers(0, 4)) * (rng.random() < 0.6)),
                       threshold_ge=bool(rng.random() < 0.3),
                       v_floor=(None if rng.random() < 0.7
                                else -(int(_extreme(rng, 1, 511, 1)[0]) << 14)))

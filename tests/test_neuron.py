@@ -177,6 +177,22 @@ def test_delayed_reset_known_values(profile, v, spikes):
     assert [i for i, s in enumerate(t["spikes"]) if s] == spikes
 
 
+def test_retest_counts_the_threshold_twice_after_a_big_spike():
+    # One input of 3200 at step 0, no decay, vth = 1280. The subtract reset
+    # leaves 1920 > vth: the immediate form fires again at step 1; RETEST
+    # (snnTorch 1.0 with reset_delay=False) tests 1920 against 2 vth and
+    # keeps it (and then snnTorch adds the threshold back: v stays 1920).
+    kw = dict(du=4096, vth_mant=20, reset="subtract", w_mant=100, w_shift=5)
+    t = trace(one_neuron(**kw), 4, inputs_at=[0])
+    assert t["v"] == [1920, 640, 640, 640] and t["spikes"] == [True, True, False, False]
+    t = trace(one_neuron(reset_retest=True, **kw), 4, inputs_at=[0])
+    assert t["v"] == [1920] * 4 and t["spikes"] == [True, False, False, False]
+    # a second input of 3200 at step 2: 5120 > 2 vth fires, then 3840 > 2 vth again
+    t = trace(one_neuron(reset_retest=True, **kw), 5, inputs_at=[0, 2])
+    assert t["v"] == [1920, 1920, 3840, 2560, 2560]
+    assert t["spikes"] == [True, False, True, True, False]
+
+
 def test_threshold_ge_fires_at_equality():
     t = trace(one_neuron(du=1, bias_mant=2, bias_exp=6, vth_mant=8, threshold_ge=True), 12)
     assert t["v"] == [128, 256, 384, 0] * 3
@@ -219,7 +235,7 @@ def test_bad_floor_is_refused(v_floor):
 # --- the raw step function against a scalar reference -------------------------
 
 def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=False, ge=False,
-                     floor=-VMAX, stored=False):
+                     floor=-VMAX, stored=False, retest=False):
     """The spec's pseudo-code (§3.2), one neuron, Python ints."""
     def trunc0(x, f):
         return (1 if x >= 0 else -1) * ((abs(x) * f) >> 12)
@@ -233,6 +249,7 @@ def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=Fa
     u = w24(trunc0(u, 4096 - du) + q)
     if ref > 0:
         return u, 0, ref - 1, False
+    twice = retest and fires(v)                  # RETEST: this test counts vth twice
     pending = delay and fires(v)                 # last step's reset, applied now:
     if pending and stored:                       # to the stored v, before the decay
         v = v - vth if subtract else 0
@@ -240,7 +257,7 @@ def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=Fa
     if pending and not stored:                   # or to the new sum
         x = x - vth if subtract else 0
     v = max(floor, min(VMAX, x))
-    if fires(v):
+    if fires(v - vth if twice else v):
         if not delay:
             v = v - vth if subtract else 0
         return u, v, rdelay, True
@@ -265,19 +282,21 @@ def test_neuron_step_matches_scalar_reference_on_random_vectors():
     q[:8] = [1, -1, 2**23 - 1, -2**23, -1, 1, 0, 0]
     # The optional profile fields: delayed reset, v >= vth, a floor (each in
     # about a third of the neurons, independently).
-    delay = rng.random(n) < 0.3
-    stored = rng.random(n) < 0.5
+    timing = rng.integers(0, 4, n) * (rng.random(n) < 0.6)
+    delay, stored, retest = np.isin(timing, (1, 2)), timing == 2, timing == 3
     ge = rng.random(n) < 0.3
     floor = np.where(rng.random(n) < 0.3, -(rng.integers(1, 512, n) << 14), -VMAX)
     vth[8:12] = 0
     ge[8:12] = True
     params = NeuronParams(4096 - du, 4096 - dv, bias, vth, rdelay, subtract,
-                          fire_above=vth - ge, floor=floor, delayed=delay, stored=stored)
+                          fire_above=vth - ge, floor=floor, delayed=delay, stored=stored,
+                          retest=retest)
     state = NeuronState(u.copy(), v.copy(), ref.copy())
     spikes = neuron_step(state, q, params)
-    expected = [scalar_reference(*map(int, a), bool(s), bool(d), bool(g), int(f), bool(st))
-                for *a, s, d, g, f, st in zip(u, v, ref, q, du, dv, bias, vth, rdelay, subtract,
-                                              delay, ge, floor, stored)]
+    expected = [scalar_reference(*map(int, a), bool(s), bool(d), bool(g), int(f), bool(st),
+                                 bool(rt))
+                for *a, s, d, g, f, st, rt in zip(u, v, ref, q, du, dv, bias, vth, rdelay,
+                                                  subtract, delay, ge, floor, stored, retest)]
     eu, ev, eref, es = map(np.array, zip(*expected))
     np.testing.assert_array_equal(state.u, eu)
     np.testing.assert_array_equal(state.v, ev)

@@ -20,9 +20,8 @@ def random_vectors(n, seed):
         "du": rng.integers(0, 4097, n), "dv": rng.integers(0, 4097, n),
         "vth_mant": rng.integers(0, 2**17, n), "refractory_delay": rng.integers(0, 256, n),
         "reset_subtract": rng.integers(0, 2, n),
-        "reset_delay": (rng.random(n) < 0.3).astype(np.int64),
+        "reset_timing": rng.integers(0, 4, n) * (rng.random(n) < 0.6),
         "threshold_ge": (rng.random(n) < 0.3).astype(np.int64),
-        "reset_stored": (rng.random(n) < 0.3).astype(np.int64),
         "floor_mant": rng.integers(0, 512, n) * (rng.random(n) < 0.3),
         "bias_mant": rng.integers(-4096, 4096, n), "bias_exp": rng.integers(0, 8, n),
     }
@@ -38,12 +37,13 @@ def random_vectors(n, seed):
         f[k][:len(vals)] = vals
     f["vth_mant"][:4] = [2**17 - 1, 0, 2**17 - 1, 0]
     # v >= 0 with a zero threshold; the deepest floor; a pending delayed
-    # reset in both modes next to the clamp.
+    # reset (both modes, on the sum and on the stored v) and a re-test next to
+    # the clamp.
     f["vth_mant"][12:14], f["threshold_ge"][12:14] = 0, 1
     f["floor_mant"][14] = 511
-    f["v"][15:19], f["vth_mant"][15:19], f["reset_delay"][15:19] = VMAX, 2**17 - 1, 1
-    f["reset_subtract"][15:19], f["refractory"][15:19] = [0, 1, 0, 1], 0
-    f["reset_stored"][15:19] = [0, 0, 1, 1]
+    f["v"][15:21], f["vth_mant"][15:21] = VMAX, 2**17 - 1
+    f["reset_subtract"][15:21], f["refractory"][15:21] = [0, 1, 0, 1, 0, 1], 0
+    f["reset_timing"][15:21] = [1, 1, 2, 2, 3, 3]
     return f
 
 
@@ -53,7 +53,8 @@ def reference(f):
                      refractory=f["refractory_delay"], subtract=f["reset_subtract"].astype(bool),
                      fire_above=(f["vth_mant"] << 6) - f["threshold_ge"],
                      floor=np.where(f["floor_mant"] != 0, -(f["floor_mant"] << 14), -VMAX),
-                     delayed=f["reset_delay"].astype(bool), stored=f["reset_stored"].astype(bool))
+                     delayed=np.isin(f["reset_timing"], (1, 2)), stored=f["reset_timing"] == 2,
+                     retest=f["reset_timing"] == 3)
     s = NeuronState(f["u"].copy(), f["v"].copy(), f["refractory"].copy())
     spikes = neuron_step(s, f["q"], p)
     return s.u, s.v, s.refractory, spikes
