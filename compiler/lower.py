@@ -350,7 +350,8 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             c.profile(prof, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
                       refractory=pop.refractory, reset=pop.reset,
                       reset_delay=pop.reset_delay and pop.spiking,
-                      reset_stored=pop.reset_stored,
+                      reset_stored=pop.reset_stored and pop.reset_delay and pop.spiking,
+                      reset_retest=pop.reset_retest and pop.spiking,
                       threshold_ge=pop.threshold_ge and pop.spiking, v_floor=pr["v_floor"])
             c.neurons(at + np.arange(stop - start), profile=prof,
                       bias_mant=pr["bias_mant"][start:stop], bias_exp=pr["bias_exp"][start:stop])

@@ -83,6 +83,7 @@ class Population:
     spiking: bool = True
     reset_delay: bool = False
     reset_stored: bool = False
+    reset_retest: bool = False
     threshold_ge: bool = False
     v_floor: float | None = None
     scale: float | None = None
@@ -104,6 +105,8 @@ class Population:
         if self.reset_delay:
             parts[0] += (", delayed a step (on the stored v)" if self.reset_stored
                          else ", delayed a step")
+        elif self.reset_retest:
+            parts[0] += " (re-tested as snnTorch 1.0)"
         parts.append("v >= threshold" if self.threshold_ge else "v > threshold")
         if self.v_floor is not None:
             parts.append(f"v floor {self.v_floor:g}")
@@ -240,6 +243,11 @@ class Network:
         for r in ("alpha", "beta"):
             if getattr(pop, r) is not None and not 0 <= getattr(pop, r) <= 1:
                 raise NetworkError(f"{where}: {r} = {getattr(pop, r)} must be in [0, 1]")
+        if pop.reset_stored and not pop.reset_delay:
+            raise NetworkError(f"{where}: reset_stored needs reset_delay")
+        if pop.reset_retest and pop.reset_delay:
+            raise NetworkError(f"{where}: reset_retest is for an immediate reset, not with "
+                               f"reset_delay")
         if pop.v_floor is not None and not (math.isfinite(pop.v_floor) and pop.v_floor <= 0):
             raise NetworkError(f"{where}: v_floor = {pop.v_floor} must be finite and <= 0")
         if pop.scale is not None and not (math.isfinite(pop.scale) and pop.scale > 0):

@@ -94,6 +94,11 @@ class NIROptions:
         1.0 does: ``"stored"`` for ``Leaky`` (a LIF without a recurrent
         projection onto itself), ``"sum"`` for ``RLeaky``, ``Synaptic`` and
         ``RSynaptic``.
+    subtract_retest:
+        With subtract reset and no ``reset_delay``: snnTorch 1.0's test --
+        a neuron whose potential is still above the threshold after the
+        reset needs twice the threshold to fire in the next step (the chip's
+        ``reset_timing`` RETEST, exact).
     threshold_ge:
         The neuron fires when ``v >= threshold`` (Sinabs) instead of ``v >
         threshold`` (snnTorch, Norse, Lava).
@@ -123,6 +128,7 @@ class NIROptions:
     reset: str = "zero"
     reset_delay: bool = False
     delayed_zero: str = "sum"
+    subtract_retest: bool = False
     threshold_ge: bool = False
     v_floor: float | None = None
     multi_spike: bool = False
@@ -154,6 +160,8 @@ class NIROptions:
                 reset += {"sum": "", "stored": " (on the stored v)",
                           "snntorch": " (on the stored v for Leaky, as snnTorch)"}[
                               self.delayed_zero]
+        elif self.reset == "subtract" and self.subtract_retest:
+            reset += " (re-tested as snnTorch 1.0)"
         parts = [f"dt = {self.dt:g}", f"{self.method} decays", reset,
                  "v >= threshold" if self.threshold_ge else "v > threshold"]
         if self.v_floor is not None:
@@ -171,16 +179,14 @@ class NIROptions:
 #: reset delayed by a step (``reset_mechanism="subtract"``,
 #: ``reset_delay=True``), ``v > threshold``, Euler at the exporter's dt =
 #: 1e-4. Exact on the chip. With ``reset="zero"`` snnTorch 1.0's classes
-#: differ (``delayed_zero="snntorch"``). A model trained with ``reset_delay=False`` needs
-#: ``reset_delay=False`` here; snnTorch 1.0 then differs from the chip in one
-#: corner: each step it subtracts ``H(v_prev - threshold) * threshold`` from
-#: the already reset potential before deciding to fire and adds it back if
-#: the neuron does not fire, so a neuron still above its threshold after a
-#: subtract reset (one that was above twice the threshold when it fired)
-#: needs twice the threshold to fire again, where the chip needs it once.
-#: Potentials agree; only such spikes differ (``examples/train_digits.py``
-#: penalises the excess). Fixtures recorded from snnTorch itself:
-#: ``tests/data/snntorch/``.
+#: differ (``delayed_zero="snntorch"``). A model trained with
+#: ``reset_delay=False`` needs ``reset_delay=False`` here; snnTorch 1.0 then
+#: subtracts ``H(v_prev - threshold) * threshold`` from the already reset
+#: potential before deciding to fire and adds it back if the neuron does not
+#: fire, so a neuron still above its threshold after a subtract reset needs
+#: twice the threshold to fire again: ``subtract_retest``, exact on the chip
+#: too. Fixtures recorded from snnTorch itself: ``tests/data/snntorch/`` and
+#: ``tests/data/snntorch_defaults/``.
 #:
 #: Sinabs (``IAF``, ``LIF`` with ``MultiSpike`` and ``MembraneSubtract``):
 #: ``v >= threshold``, several spikes per step, exact decays at dt = 1;
@@ -188,7 +194,7 @@ class NIROptions:
 #: one-spike-per-step approximation is accepted.
 FRAMEWORKS = {
     "snntorch": NIROptions(dt=1e-4, method="euler", reset="subtract", reset_delay=True,
-                           delayed_zero="snntorch"),
+                           delayed_zero="snntorch", subtract_retest=True),
     "norse": NIROptions(dt=1e-3, method="euler", reset="zero"),
     "lava-dl": NIROptions(dt=1.0, method="euler", reset="zero"),
     "rockpool": NIROptions(dt=1e-3, method="exact", reset="subtract"),
@@ -554,6 +560,8 @@ def from_nir(graph, options: NIROptions) -> Network:
         net.population(name, size, threshold=threshold, reset=options.reset,
                        reset_delay=options.reset_delay and spiking,
                        reset_stored=bool(stored and options.reset_delay and spiking),
+                       reset_retest=bool(options.subtract_retest and options.reset == "subtract"
+                                         and not options.reset_delay and spiking),
                        threshold_ge=options.threshold_ge and spiking,
                        v_floor=options.v_floor if spiking else None,
                        spiking=spiking, **params)

@@ -88,7 +88,11 @@ def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=F
             acc[n][t % ring] = 0
             u[n] = alpha * u[n] + q
             held = ref[n] > 0
-            pending, v_prev = None, v[n]
+            pending, v_prev, threshold = None, v[n], p.threshold
+            if p.reset_retest and p.spiking:
+                # snnTorch 1.0, reset_delay=False: a potential left above the
+                # threshold after the reset needs twice the threshold
+                threshold = np.where(_fires(p, v[n]), 2 * p.threshold, p.threshold)
             if p.reset_delay and p.spiking:
                 # the reset of last step's spike (v still passes the test),
                 # on the stored v before its decay or on the new sum
@@ -102,7 +106,7 @@ def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=F
                 vn = np.where(pending, vn - p.threshold if p.reset == "subtract" else 0.0, vn)
             if p.v_floor is not None:
                 vn = np.maximum(vn, p.v_floor)
-            s = _fires(p, vn) & ~held & p.spiking
+            s = _fires(p, vn, threshold) & ~held & p.spiking
             vn = np.where(held, 0.0, vn)
             if not p.reset_delay:
                 vn = np.where(s, vn - p.threshold if p.reset == "subtract" else 0.0, vn)
@@ -120,6 +124,7 @@ def simulate(net: Network, inputs: dict, steps: int | None = None, *, record_v=F
     return out
 
 
-def _fires(pop, v):
+def _fires(pop, v, threshold=None):
     """The threshold test of ``pop`` (``v > threshold`` or ``v >= threshold``)."""
-    return v >= pop.threshold if pop.threshold_ge else v > pop.threshold
+    threshold = pop.threshold if threshold is None else threshold
+    return v >= threshold if pop.threshold_ge else v > threshold

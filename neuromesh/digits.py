@@ -55,8 +55,9 @@ def model_path() -> Path:
 def model_options():
     """The conventions the shipped model was trained with
     (``examples/train_digits.py``): snnTorch's preset, but with the subtract
-    reset applied in the step of the spike (``reset_delay=False``), not
-    snnTorch's default delayed reset."""
+    reset applied in the step of the spike (``reset_delay=False``, which the
+    preset re-tests as snnTorch 1.0 does), not snnTorch's default delayed
+    reset."""
     import dataclasses
 
     from .compiler.nir_import import FRAMEWORKS

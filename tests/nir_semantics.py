@@ -64,11 +64,14 @@ class Evaluator:
     """Step a NIR graph in float64 with Euler (or exact) discretisation."""
 
     def __init__(self, graph, dt, *, method="euler", reset="subtract", reset_delay=False,
-                 delayed_zero="sum", threshold_ge=False, v_floor=None, multi_spike=False):
+                 delayed_zero="sum", subtract_retest=False, threshold_ge=False, v_floor=None,
+                 multi_spike=False):
         """``reset_delay``: snnTorch's ``v_t = beta v_{t-1} + in - H(v_{t-1} - th) th``
         (or ``* (1 - H)`` for zero reset; with ``delayed_zero="stored"`` the
         zero reset clears ``v_{t-1}`` instead, snnTorch's Leaky: ``v_t =
-        beta (1 - H) v_{t-1} + in``); ``threshold_ge``, ``v_floor`` and
+        beta (1 - H) v_{t-1} + in``); ``subtract_retest``: snnTorch 1.0's
+        ``reset_delay=False``, ``m = beta v + in - H(v_{t-1} - th) th``, ``s =
+        H(m - th)``, ``v = m - (s - H(v_{t-1} - th)) th``; ``threshold_ge``, ``v_floor`` and
         ``multi_spike``: Sinabs' ``v >= th``, ``min_v_mem`` (a clamp applied
         after the spike and its reset, as Sinabs does) and ``MultiSpike``
         (``floor(v / th)`` spikes, each subtracting ``th``)."""
@@ -76,6 +79,7 @@ class Evaluator:
         self.dt, self.method, self.reset = dt, method, reset
         self.reset_delay, self.threshold_ge = reset_delay, threshold_ge
         self.delayed_zero = delayed_zero
+        self.subtract_retest = subtract_retest
         self.v_floor, self.multi_spike = v_floor, multi_spike
         self.preds = {n: [] for n in self.nodes}
         for a, b in self.edges:
@@ -222,6 +226,14 @@ class Evaluator:
                 st["v"] = st["v"] - fired * th
             else:
                 st["v"] = np.where(fired, 0.0, st["v"])
+        if self.subtract_retest and not self.reset_delay and self.reset == "subtract":
+            pre = above(v_prev).astype(np.float64)
+            m = st["v"] - pre * th
+            s = above(m).astype(np.float64)
+            st["v"] = m - (s - pre) * th
+            if self.v_floor is not None:
+                st["v"] = np.maximum(st["v"], self.v_floor)
+            return s
         if self.multi_spike:
             s = np.where(above(st["v"]), np.floor(st["v"] / th), 0.0)
         else:

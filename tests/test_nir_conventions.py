@@ -36,10 +36,11 @@ SCALE = 2.0 ** 17
 GEOM = Geometry(rows=2, cols=2, n_neurons=32, n_axons=64, n_synapses=1024, n_fanout=64,
                 n_profiles=4, n_groups=8, delay_slots=8)
 
-#: (reset, reset_delay, delayed_zero, threshold_ge, v_floor)
+#: (reset, reset_delay, delayed_zero or "retest", threshold_ge, v_floor)
 POLICIES = [(reset, delay, on, ge, floor) for reset in ("zero", "subtract")
-            for delay, on in ((False, "sum"), (True, "sum"), (True, "stored"))
-            if not (reset == "subtract" and on == "stored")
+            for delay, on in ((False, "sum"), (True, "sum"), (True, "stored"), (False, "retest"))
+            if not (reset == "subtract" and on == "stored") and not (reset == "zero"
+                                                                     and on == "retest")
             for ge in (False, True) for floor in (None, -0.5)]
 
 
@@ -92,8 +93,8 @@ def random_graph(seed):
 
 def evaluate(graph, x, options):
     ev = Evaluator(graph, options.dt, reset=options.reset, reset_delay=options.reset_delay,
-                   delayed_zero=options.delayed_zero, threshold_ge=options.threshold_ge,
-                   v_floor=options.v_floor)
+                   delayed_zero=options.delayed_zero, subtract_retest=options.subtract_retest,
+                   threshold_ge=options.threshold_ge, v_floor=options.v_floor)
     return ev.run(x, STEPS)
 
 
@@ -110,8 +111,10 @@ def cases(n):
         seed, found = 1000 * p, 0
         while found < n:
             graph, x = random_graph(seed)
+            retest = policy[2] == "retest"
             options = NIROptions(dt=1.0, reset=policy[0], reset_delay=policy[1],
-                                 delayed_zero=policy[2], threshold_ge=policy[3],
+                                 delayed_zero="sum" if retest else policy[2],
+                                 subtract_retest=retest, threshold_ge=policy[3],
                                  v_floor=policy[4])
             ev = evaluate(graph, x, options)
             spikes = sum(int(v.sum()) for k, v in ev.items() if k.startswith("n")
@@ -327,8 +330,8 @@ def test_compile_command_says_which_conventions_it_applied(tmp_path, capsys):
     assert "subtract reset, delayed a step, v > threshold" in out      # per population
     assert main(["compile", str(model), "-o", str(image), "--framework", "snntorch",
                  "--no-reset-delay", "--dt", "1", *geometry]) == 0
-    assert ("conventions: dt = 1, euler decays, subtract reset, v > threshold (snntorch "
-            "preset with --dt, --reset-delay)") in capsys.readouterr().out
+    assert ("conventions: dt = 1, euler decays, subtract reset (re-tested as snnTorch 1.0), "
+            "v > threshold (snntorch preset with --dt, --reset-delay)") in capsys.readouterr().out
     nir.write(model, if_graph())
     assert main(["compile", str(model), "-o", str(image), "--framework", "sinabs",
                  *geometry]) == 2
