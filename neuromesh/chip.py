@@ -148,9 +148,12 @@ class Geometry:
         Parameters not named keep their defaults. ``str(geometry)`` gives the
         same notation back.
         """
-        parts = [p.strip() for p in text.split(",") if p.strip()]
+        parts = [p.strip() for p in str(text).split(",") if p.strip()]
+        if not parts:
+            raise ChipError(f"geometry {text!r}: empty; expected RxC[,name=value...], "
+                            f"e.g. 2x2,n_neurons=128")
         kwargs = {}
-        if parts and (m := re.fullmatch(r"(\d+)x(\d+)", parts[0])):
+        if m := re.fullmatch(r"(\d+)x(\d+)", parts[0]):
             kwargs["rows"], kwargs["cols"] = int(m[1]), int(m[2])
             parts = parts[1:]
         names = {f.name for f in dataclasses.fields(cls)}
@@ -161,6 +164,10 @@ class Geometry:
                 raise ChipError(
                     f"geometry {text!r}: cannot read {part!r}; expected RxC or "
                     f"name=value with name one of {', '.join(sorted(names))}")
+            if name in kwargs:
+                raise ChipError(f"geometry {text!r}: {name} is given twice"
+                                + (" (RxC sets rows and cols)" if name in ("rows", "cols")
+                                   else ""))
             try:
                 kwargs[name] = int(value, 0)
             except ValueError:

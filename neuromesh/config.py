@@ -148,16 +148,17 @@ def check(image: ChipImage) -> dict:
     return w
 
 
-def decode(image: ChipImage) -> ChipConfig:
+def decode(image: ChipImage, checked: dict | None = None) -> ChipConfig:
     """Decode and check all memory regions of ``image``.
 
     Raises :class:`~neuromesh.image.ImageError` naming the core (index
     ``y * cols + x``), region, word, field, value and limit of the first
     violation. The arrays cover the whole chip (memory in proportion to the
     geometry); :func:`check` alone costs only in proportion to the writes.
+    ``checked``: what :func:`check` returned for this image (not checked again).
     """
     g = image.geometry
-    words = check(image)
+    words = check(image) if checked is None else checked
     regions = {region: words[region].dense(g.n_cores, g.region_size(region))
                for region in LAYOUTS}
     regions[Region.ACCUM]["value"] = regions[Region.ACCUM]["value"].reshape(

@@ -13,8 +13,9 @@ import os
 import re
 
 from .chip import ChipError
+from .image import ImageError
 
-__all__ = ["MemoryLimitError", "default_max_memory", "parse_size", "format_size",
+__all__ = ["MemoryLimitError", "ImageTooLargeError", "default_max_memory", "parse_size", "format_size",
            "check_memory", "MEMORY_FRACTION"]
 
 #: Share of the machine's physical memory a run may use by default.
@@ -24,6 +25,12 @@ MEMORY_FRACTION = 0.5
 class MemoryLimitError(ChipError):
     """A run would need more memory than it is allowed (the estimate and the
     limit are in the message)."""
+
+
+class ImageTooLargeError(ImageError, MemoryLimitError):
+    """A chip image whose tables expand beyond the memory limit even for one
+    batch row (a legal but hostile image: e.g. overlapping fan-out lists that
+    reach long synapse runs many times over)."""
 
 
 def physical_memory() -> int:
