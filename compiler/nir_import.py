@@ -245,9 +245,8 @@ def from_nir(graph, options: NIROptions) -> Network:
     that differ within a population, a nonzero ``v_reset``, a bias into a
     CubaLIF current, a delay that is not a whole number of steps, ...).
     """
-    import nir
-    if not isinstance(graph, nir.NIRGraph):
-        graph = nir.read(graph)
+    from .nir_read import read_nir
+    graph = read_nir(graph)
     if options.reset_delay and options.reset == "subtract":
         raise NetworkError("NIR options: subtract reset delayed by one step (snnTorch "
                            "reset_delay=True) has no exact chip equivalent; export with "
