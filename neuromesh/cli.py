@@ -63,23 +63,27 @@ def _printable(text, limit: int = 200) -> str:
 def _load_spikes(path, option: str = "--input") -> np.ndarray:
     """The ``spikes`` array of an input npz file, checked to be 2-D or 3-D
     numbers (values are checked by the emulator)."""
+    import zipfile
+
     from .files import check_regular_file
     check_regular_file(path, option)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise ChipError(f"{option} {path}: not a readable npz file ({e})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ChipError(f"{option} {path}: a single .npy array; give an .npz file with an "
-                        f"array named 'spikes' (np.savez(file, spikes=...))")
-    with data as f:
-        if "spikes" not in f:
-            raise ChipError(f"{option} {path}: no array named 'spikes' (found "
-                            f"{', '.join(f.files) or 'none'})")
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+    with open(path, "rb") as handle:
         try:
-            spikes = f["spikes"]
-        except (ValueError, OSError, EOFError) as e:
-            raise ChipError(f"{option} {path}: cannot read 'spikes' ({e})") from None
+            data = np.load(handle, allow_pickle=False)
+        except unreadable as e:
+            raise ChipError(f"{option} {path}: not a readable npz file ({e})") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ChipError(f"{option} {path}: a single .npy array; give an .npz file with an "
+                            f"array named 'spikes' (np.savez(file, spikes=...))")
+        with data as f:
+            if "spikes" not in f:
+                raise ChipError(f"{option} {path}: no array named 'spikes' (found "
+                                f"{', '.join(f.files) or 'none'})")
+            try:
+                spikes = f["spikes"]
+            except unreadable as e:
+                raise ChipError(f"{option} {path}: cannot read 'spikes' ({e})") from None
     if spikes.ndim not in (2, 3):
         raise ChipError(f"{option} {path}: 'spikes' has shape {spikes.shape}; expected "
                         f"[steps, batch, n_inputs] or [steps, n_inputs]")
@@ -397,7 +401,11 @@ def cmd_compile(args):
                              reset=args.reset or "zero", reset_delay=args.reset_delay)
     print(f"discretisation: dt={options.dt:g}, {options.method}, {options.reset} reset"
           f"{', delayed one step' if options.reset_delay else ''}")
-    net = from_nir(args.model, options)
+    from .compiler.nir_read import read_nir
+    graph = read_nir(args.model)
+    for repair in (graph.metadata or {}).get("neuromesh_repairs", []):
+        print(f"repaired: {repair}")
+    net = from_nir(graph, options)
     compiled = compile_network(net, Geometry.parse(args.geometry), name=Path(args.model).stem)
     save(compiled.image, args.output)
     print(image_summary(compiled.image))

@@ -15,8 +15,8 @@ import re
 from .chip import ChipError
 from .image import ImageError
 
-__all__ = ["MemoryLimitError", "ImageTooLargeError", "default_max_memory", "parse_size", "format_size",
-           "check_memory", "MEMORY_FRACTION"]
+__all__ = ["MemoryLimitError", "ImageTooLargeError", "default_max_memory", "parse_size",
+           "format_size", "check_memory", "MEMORY_FRACTION"]
 
 #: Share of the machine's physical memory a run may use by default.
 MEMORY_FRACTION = 0.5
@@ -77,7 +77,9 @@ def check_memory(needed: float, max_memory: int | None, what: str, detail: str =
     default limit)."""
     limit = default_max_memory() if max_memory is None else int(max_memory)
     if needed > limit:
+        whence = ("--max-memory" if max_memory is not None else
+                  f"the default, {MEMORY_FRACTION:.0%} of this machine's memory; "
+                  f"see --max-memory")
         raise error(f"{what} needs an estimated {format_size(needed)}"
                     f"{f' ({detail})' if detail else ''}, more than the memory limit "
-                    f"{format_size(limit)} (--max-memory; default "
-                    f"{MEMORY_FRACTION:.0%} of this machine's memory)")
+                    f"{format_size(limit)} ({whence})")
