@@ -240,8 +240,10 @@ def _fix_edges(nodes: dict, edges: list, key: str, repair: bool, repairs: list,
                 hint = (f"; {match!r} would match (repair=True renames it)" if match else "")
                 raise NIRReadError(f"{label}: edge ({a!r}, {b!r}) names {end!r}, which is not "
                                    f"a node of it (nodes: {known}){hint}")
-            repairs.append(f"{label}: edge end {end!r} read as node {match!r} (inner name of "
-                           f"subgraph {key!r})")
+            note = (f"{label}: edge end {end!r} read as node {match!r} (inner name of "
+                    f"subgraph {key!r})")
+            if note not in repairs:
+                repairs.append(note)
             ends.append(match)
         out.append(tuple(ends))
     return out
