@@ -145,15 +145,13 @@ class Geometry:
     def parse(cls, text: str) -> Geometry:
         """Parse ``"RxC[,name=value...]"``, e.g. ``"2x2,n_neurons=128"``.
 
-        Parameters not named keep their defaults. ``str(geometry)`` gives the
+        Parameters not named keep their defaults (``""`` is the default
+        geometry); naming one twice is an error. ``str(geometry)`` gives the
         same notation back.
         """
         parts = [p.strip() for p in str(text).split(",") if p.strip()]
-        if not parts:
-            raise ChipError(f"geometry {text!r}: empty; expected RxC[,name=value...], "
-                            f"e.g. 2x2,n_neurons=128")
         kwargs = {}
-        if m := re.fullmatch(r"(\d+)x(\d+)", parts[0]):
+        if parts and (m := re.fullmatch(r"(\d+)x(\d+)", parts[0])):
             kwargs["rows"], kwargs["cols"] = int(m[1]), int(m[2])
             parts = parts[1:]
         names = {f.name for f in dataclasses.fields(cls)}

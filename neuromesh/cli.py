@@ -468,6 +468,15 @@ def _positive_float(text):
     return value
 
 
+def _geometry_text(text):
+    """argparse type: a geometry, ``RxC[,name=value...]`` -- not empty (an
+    empty option is a mistake, not a request for the 1x1 default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; expected RxC[,name=value...], "
+                                         "e.g. 2x2,n_neurons=128")
+    return text
+
+
 def _size(text):
     """argparse type: a memory size (512M, 4G, bytes)."""
     from .limits import parse_size
@@ -540,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the digits classifier on the chip: accuracy, energy, plots",
                        description=cmd_demo.__doc__)
-    s.add_argument("--geometry", default=None,
+    s.add_argument("--geometry", type=_geometry_text, default=None,
                    help="RxC[,name=value...] (default: the demo's 2x2 geometry)")
     s.add_argument("--limit", type=_count(1), metavar="N",
                    help="only the first N (>= 1) test images")
@@ -562,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_compile.__doc__)
     s.add_argument("model", help="NIR file (.nir)")
     s.add_argument("-o", "--output", required=True, metavar="IMAGE", help="chip image to write")
-    s.add_argument("--geometry", default="2x2",
+    s.add_argument("--geometry", type=_geometry_text, default="2x2",
                    help="RxC[,name=value...] (default: %(default)s)")
     s.add_argument("--framework", choices=["snntorch", "norse", "lava-dl", "rockpool", "sinabs"],
                    help="use that framework's documented discretisation preset")
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rtl", help="generate the chip's Verilog for a geometry",
                        description=cmd_rtl.__doc__)
-    s.add_argument("--geometry", default="1x1",
+    s.add_argument("--geometry", type=_geometry_text, default="1x1",
                    help="RxC[,name=value...], e.g. 2x2,n_neurons=64 (default: %(default)s)")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="Verilog output file")
     s.add_argument("--lint", action="store_true",
