@@ -219,6 +219,7 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
     bit = root / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
     if proc.returncode == 0 and bit.exists():
         report.bitstream = str(bit)
-    (root / f"{NAME}.report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    (root / f"{NAME}.report.txt").write_text(report.summary() + "\n")
+    from neuromesh.files import write_text
+    write_text(root / f"{NAME}.report.json", json.dumps(report.to_json(), indent=2) + "\n")
+    write_text(root / f"{NAME}.report.txt", report.summary() + "\n")
     return report

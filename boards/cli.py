@@ -88,4 +88,4 @@ def make_backend(args, image, batch: int):
             raise ChipError(f"batch {batch}: a board runs one input stream (batch 1)")
         return open_board(args, image)
     from neuromesh.emulator import Emulator
-    return Emulator(image, batch=batch)
+    return Emulator(image, batch=batch, max_memory=getattr(args, "max_memory", None))

@@ -350,9 +350,8 @@ def from_nir(graph, options: NIROptions) -> Network:
     that differ within a population, a nonzero ``v_reset``, a bias into a
     CubaLIF current, a delay that is not a whole number of steps, ...).
     """
-    import nir
-    if not isinstance(graph, nir.NIRGraph):
-        graph = nir.read(graph)
+    from .nir_read import read_nir
+    graph = read_nir(graph)
     if options.multi_spike and not options.approximate_multi_spike:
         raise NetworkError(
             "NIR options: the source model may emit several spikes in one step (Sinabs "

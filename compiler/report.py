@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuromesh.chip import Region, core_xy, unpack_address
+from neuromesh.chip import Region
 
 __all__ = ["utilization", "compile_report", "mesh_heatmap", "RESOURCE_NAMES"]
 
@@ -18,34 +18,27 @@ __all__ = ["utilization", "compile_report", "mesh_heatmap", "RESOURCE_NAMES"]
 RESOURCE_NAMES = ("neurons", "axons", "synapses", "fan-out")
 
 
-def _written(image, region) -> np.ndarray:
-    """Boolean ``[n_cores, size]``: which words of ``region`` the image writes."""
-    g = image.geometry
-    core, reg, offset = unpack_address(image.addresses)
-    mask = np.zeros((g.n_cores, g.region_size(region)), dtype=bool)
-    sel = reg == region
-    x, y = core_xy(core[sel])
-    mask[y * g.cols + x, offset[sel]] = True
-    return mask
-
-
 def utilization(image) -> dict:
     """Per-core use of each resource: ``{name: (used int64 [n_cores],
     capacity)}`` for :data:`RESOURCE_NAMES`, plus ``"profiles"`` (distinct
     neuron profiles in use). Core ``k`` sits at ``x = k % cols, y = k // cols``.
+    Reads only the words the image writes (cheap for any geometry).
     """
-    from neuromesh.config import decode
-    cfg = decode(image)
+    from neuromesh.config import check
+    words = check(image)
     g = image.geometry
-    neur, axon = cfg[Region.NEURON], cfg[Region.AXON]
-    written = _written(image, Region.NEURON)
+    neur, axon = words[Region.NEURON], words[Region.AXON]
+
+    def per_core(core, weights=None):
+        return np.bincount(core, weights=weights, minlength=g.n_cores).astype(np.int64)
+
+    pairs = np.unique(neur.core * g.n_profiles + neur["profile"])
     return {
-        "neurons": (written.sum(axis=1), g.n_neurons),
-        "axons": ((axon["syn_len"] > 0).sum(axis=1), g.n_axons),
-        "synapses": (axon["syn_len"].sum(axis=1), g.n_synapses),
-        "fan-out": (neur["fanout_len"].sum(axis=1), g.n_fanout),
-        "profiles": (np.array([np.unique(neur["profile"][k][written[k]]).size
-                               for k in range(g.n_cores)]), g.n_profiles),
+        "neurons": (per_core(neur.core), g.n_neurons),
+        "axons": (per_core(axon.core[axon["syn_len"] > 0]), g.n_axons),
+        "synapses": (per_core(axon.core, axon["syn_len"]), g.n_synapses),
+        "fan-out": (per_core(neur.core, neur["fanout_len"]), g.n_fanout),
+        "profiles": (per_core(pairs // g.n_profiles), g.n_profiles),
     }
 
 
@@ -58,6 +51,18 @@ def compile_report(image) -> str:
     rep = image.meta.get("compiler")
     if not rep:
         return "(no compiler report: this image was not compiled)"
+    try:
+        return _format_report(rep)
+    except KeyError as e:
+        problem = f"has no {e.args[0]!r}"
+    except (TypeError, ValueError, IndexError, AttributeError) as e:
+        problem = f"has a field of the wrong type or shape ({e})"
+    from neuromesh.image import ImageError
+    raise ImageError(f"meta.compiler {problem}: not a compiler report this neuromesh can "
+                     f"read (the image itself is fine: neuromesh info shows it)")
+
+
+def _format_report(rep) -> str:
     lines = [f"{'projection':<24} {'w_shift':>7} {'max |err|':>10} {'rms rel err':>11} "
              f"{'flushed':>8}"]
     for name, q in rep["quantization"].items():
@@ -105,9 +110,12 @@ def mesh_heatmap(image, path, *, title: str | None = None):
     g = image.geometry
     use = utilization(image)
     names = {}
-    rep = image.meta.get("compiler") or {}
-    for k, v in rep.get("placement", {}).get("clusters", {}).items():
-        names.setdefault((v[0], v[1]), []).append(k)
+    try:
+        clusters = (image.meta.get("compiler") or {}).get("placement", {}).get("clusters", {})
+        for k, v in clusters.items():
+            names.setdefault((int(v[0]), int(v[1])), []).append(str(k))
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        names = {}   # a malformed compiler report only loses the labels
     fig, axes = plt.subplots(1, len(RESOURCE_NAMES),
                              figsize=(3.2 * len(RESOURCE_NAMES), 0.6 + 2.8 * g.rows / g.cols + 0.6),
                              squeeze=False)
@@ -128,6 +136,12 @@ def mesh_heatmap(image, path, *, title: str | None = None):
             ax.text(x, y, label, ha="center", va="center", fontsize=7,
                     color="white" if frac[y, x] < 0.6 else "black")
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="fraction used")
-    fig.suptitle(title or f"{image.meta.get('name', 'chip image')}: {g}", fontsize=10)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    name = image.meta.get("name")
+    fig.suptitle(title or f"{name if isinstance(name, str) else 'chip image'}: {g}",
+                 fontsize=10)
+    from neuromesh.files import atomic_write
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuromesh.chip import Region
-from neuromesh.config import ChipConfig, decode
+from neuromesh.config import ChipConfig, check, decode
 from neuromesh.image import ChipImage
+from neuromesh.limits import ImageTooLargeError, MemoryLimitError, check_memory, format_size
 
 from .learning import LearningEngine
 from .neuron import NeuronParams, NeuronState, neuron_step, wrap24
-from .synapses import expand, make_propagator
+from .synapses import count_edges, expand, make_propagator
 
-__all__ = ["Emulator", "RunResult", "PROBE_FIELDS"]
+__all__ = ["Emulator", "RunResult", "PROBE_FIELDS", "memory_estimate", "run_memory_estimate"]
 
 #: The chip's step counter is 32 bits wide and wraps (delay_slots divides 2**32,
 #: so ring slots agree across the wrap).
@@ -29,6 +30,47 @@ STEP_MASK = (1 << 32) - 1
 
 #: Quantities a probe can record, and their dtypes.
 PROBE_FIELDS = {"spikes": np.bool_, "u": np.int32, "v": np.int32, "refractory": np.int16}
+
+
+#: Peak bytes that building the emulator holds per fan-out entry and per
+#: synaptic edge of the expanded tables (measured with tracemalloc on dense,
+#: sparse and overlapping-fan-out images, rounded up: tests/test_bad_input.py
+#: checks the estimate stays above the measured peak).
+BYTES_PER_FANOUT_ENTRY = 96
+BYTES_PER_EDGE = 256
+#: Bytes of working arrays that do not grow with the image (index maps, blocks).
+BYTES_FIXED = 8 << 20
+
+
+def memory_estimate(image: ChipImage, batch: int = 1, checked: dict | None = None):
+    """Bytes ``Emulator(image, batch)`` needs at its peak, estimated from the
+    image's tables without expanding them, and the figures behind it as text.
+    ``checked``: the words :func:`neuromesh.config.check` returned."""
+    g = image.geometry
+    words = check(image) if checked is None else checked
+    entries, edges = count_edges(image, words)
+    from neuromesh.chip import LAYOUTS, LEARN_LAYOUTS, region_words
+    tables = 8 * g.n_cores * sum(
+        region_words(g, r, image.learning) * len(layout.fields)
+        for r, layout in {**LAYOUTS, **(LEARN_LAYOUTS if image.learning else {})}.items())
+    n_total = g.n_cores * g.n_neurons
+    # Per batch row: u, v, refractory, the accumulator ring (float64), spike counts.
+    state = 8 * batch * n_total * (g.delay_slots + 5)
+    if image.learning:   # per-row plastic weights, tags and traces
+        state += 8 * batch * g.n_cores * (2 * g.n_synapses + g.n_axons + g.n_neurons)
+    need = (BYTES_FIXED + tables + state + BYTES_PER_FANOUT_ENTRY * entries
+            + BYTES_PER_EDGE * edges)
+    detail = (f"{edges:,} synaptic edges, {entries:,} fan-out entries, tables of "
+              f"{format_size(tables)}, batch {batch} state {format_size(state)}")
+    return need, detail
+
+
+def run_memory_estimate(steps: int, batch: int, n_outputs: int, n_inputs: int = 0,
+                        n_probe: int = 0, record=("spikes", "u", "v")) -> int:
+    """Bytes the arrays :meth:`Emulator.run` allocates for ``steps`` steps:
+    outputs, probes and the gathered inputs."""
+    per_probe = sum(np.dtype(PROBE_FIELDS[r]).itemsize for r in record if r in PROBE_FIELDS)
+    return steps * batch * (n_outputs + n_inputs + n_probe * per_probe)
 
 
 @dataclass
@@ -75,12 +117,27 @@ class Emulator:
     propagation:
         ``"auto"`` (default), ``"dense"`` or ``"sparse"``: how spikes are
         summed into the accumulators. All give identical results.
+    max_memory:
+        Bytes the emulator may use (default: half of the machine's memory,
+        :func:`neuromesh.limits.default_max_memory`). Construction and
+        :meth:`run` estimate what they need first and raise
+        :class:`~neuromesh.limits.MemoryLimitError` (for an image too large
+        even at batch 1: :class:`~neuromesh.limits.ImageTooLargeError`, an
+        :class:`~neuromesh.image.ImageError`) instead of allocating more.
     """
 
-    def __init__(self, image, batch: int = 1, *, propagation: str = "auto"):
-        config = image if isinstance(image, ChipConfig) else decode(image)
+    def __init__(self, image, batch: int = 1, *, propagation: str = "auto",
+                 max_memory: int | None = None):
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self.max_memory = max_memory
+        if isinstance(image, ChipConfig):
+            config = image
+            self._check_memory(image.image, int(batch), None)
+        else:
+            checked = check(image)
+            self._check_memory(image, int(batch), checked)
+            config = decode(image, checked)
         self.config = config
         self.image: ChipImage = config.image
         self.geometry = g = config.geometry
@@ -161,6 +218,16 @@ class Emulator:
         self._modes = self.params.modes()
         self.reset()
 
+    def _check_memory(self, image, batch, checked):
+        need, detail = memory_estimate(image, batch, checked)
+        name = image.meta.get("name") if isinstance(image.meta.get("name"), str) else None
+        what = f"image {name!r}" if name else "the image"
+        one, _ = memory_estimate(image, 1, checked) if batch > 1 else (need, detail)
+        error = ImageTooLargeError if batch == 1 or \
+            not _fits(one, self.max_memory) else MemoryLimitError
+        check_memory(need, self.max_memory, f"emulating {what} with batch {batch}", detail,
+                     error=error)
+
     # -- state ------------------------------------------------------------------
 
     def reset(self):
@@ -229,7 +296,12 @@ class Emulator:
         if inputs is None:
             if steps is None:
                 raise ValueError("give inputs, steps, or both")
+            if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
+                raise ValueError(f"steps = {steps!r} must be a non-negative integer")
             return None, int(steps)
+        if steps is not None and (not isinstance(steps, (int, np.integer))
+                                  or isinstance(steps, bool) or steps < 0):
+            raise ValueError(f"steps = {steps!r} must be a non-negative integer")
         x = np.asarray(inputs)
         if x.ndim == 2:
             x = x[:, None, :]
@@ -287,6 +359,12 @@ class Emulator:
         pslots, pidx = self._check_probe(probe, record)
         b = self.batch
         n_probe = 0 if probe is None else np.size(probe)
+        need = run_memory_estimate(steps, b, self.image.n_outputs,
+                                   0 if x is None else self._row_inputs.size, n_probe, record)
+        check_memory(need, self.max_memory,
+                     f"a run of {steps:,} steps x batch {b}",
+                     f"{self.image.n_outputs} output channels"
+                     + (f", {n_probe} probed neurons x {', '.join(record)}" if n_probe else ""))
         probes = {name: np.zeros((steps, b, n_probe), dtype=PROBE_FIELDS[name])
                   for name in (record if n_probe else ())}
         outputs = np.zeros((steps, b, self.image.n_outputs), dtype=bool)
@@ -359,6 +437,11 @@ class Emulator:
             for i, d in enumerate(self.delays):
                 target = self._acc[(step + 1 + int(d)) % d_slots]
                 target[:, cols] += c if single else c[:, i * n_cols:(i + 1) * n_cols]
+
+
+def _fits(need, max_memory) -> bool:
+    from neuromesh.limits import default_max_memory
+    return need <= (default_max_memory() if max_memory is None else max_memory)
 
 
 def _as_slice(index):

@@ -20,7 +20,8 @@ from neuromesh.chip import Region
 
 from .neuron import wrap24
 
-__all__ = ["Edges", "expand", "DensePropagator", "SparsePropagator", "make_propagator"]
+__all__ = ["Edges", "expand", "count_edges", "DensePropagator", "SparsePropagator",
+           "make_propagator"]
 
 
 @dataclass
@@ -103,6 +104,41 @@ def expand(config) -> Edges:
         out_channel=out_channel,
         synapse=score * g.n_synapses + sidx,
         axon=np.repeat(dest * g.n_axons + dest_axon, slen))
+
+
+def count_edges(image, words) -> tuple[int, int]:
+    """``(fan-out entries, synaptic edges)`` that :func:`expand` would list,
+    counted without listing them, from the words
+    :func:`neuromesh.config.check` returns (a few array passes over the
+    writes, so fan-out lists that overlap cost nothing extra here)."""
+    g = image.geometry
+    neur, fan, axon = words[Region.NEURON], words[Region.FANOUT], words[Region.AXON]
+    akey = axon.core * g.n_axons + axon.offset
+    alen = axon["syn_len"]
+
+    def syn_len(core_index, ax):
+        key = np.asarray(core_index, np.int64) * g.n_axons + ax
+        if not akey.size:
+            return np.zeros(key.shape, np.int64)
+        i = np.minimum(np.searchsorted(akey, key), akey.size - 1)
+        return np.where(akey[i] == key, alen[i], 0)
+
+    # Synapses reached through each written fan-out entry; an entry never
+    # written is a zero word: core-bound to core (0, 0), axon 0.
+    reach = np.where(fan["to_host"] == 1, 0,
+                     syn_len(fan["y"] * g.cols + fan["x"], fan["axon"]))
+    unwritten = int(syn_len(0, 0))
+    fkey = fan.core * g.n_fanout + fan.offset
+    prefix = np.concatenate([[0], np.cumsum(reach - unwritten)])
+    has = neur["fanout_len"] > 0
+    length = neur["fanout_len"][has]
+    lo = neur.core[has] * g.n_fanout + neur["fanout_base"][has]
+    hi = lo + length
+    per_neuron = (unwritten * length + prefix[np.searchsorted(fkey, hi)]
+                  - prefix[np.searchsorted(fkey, lo)])
+    ports = np.array([(p.core, p.axon) for p in image.inputs], np.int64).reshape(-1, 2)
+    from_host = syn_len((ports[:, 0] >> 4) * g.cols + (ports[:, 0] & 0xF), ports[:, 1])
+    return int(length.sum()), int(per_neuron.sum()) + int(from_host.sum())
 
 
 # A float32 product is exact while every partial sum stays below 2**24 in

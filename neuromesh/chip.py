@@ -158,10 +158,11 @@ class Geometry:
     def parse(cls, text: str) -> Geometry:
         """Parse ``"RxC[,name=value...]"``, e.g. ``"2x2,n_neurons=128"``.
 
-        Parameters not named keep their defaults. ``str(geometry)`` gives the
+        Parameters not named keep their defaults (``""`` is the default
+        geometry); naming one twice is an error. ``str(geometry)`` gives the
         same notation back.
         """
-        parts = [p.strip() for p in text.split(",") if p.strip()]
+        parts = [p.strip() for p in str(text).split(",") if p.strip()]
         kwargs = {}
         if parts and (m := re.fullmatch(r"(\d+)x(\d+)", parts[0])):
             kwargs["rows"], kwargs["cols"] = int(m[1]), int(m[2])
@@ -174,6 +175,10 @@ class Geometry:
                 raise ChipError(
                     f"geometry {text!r}: cannot read {part!r}; expected RxC or "
                     f"name=value with name one of {', '.join(sorted(names))}")
+            if name in kwargs:
+                raise ChipError(f"geometry {text!r}: {name} is given twice"
+                                + (" (RxC sets rows and cols)" if name in ("rows", "cols")
+                                   else ""))
             try:
                 kwargs[name] = int(value, 0)
             except ValueError:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,20 +20,90 @@ import numpy as np
 
 from .chip import ChipError
 
-__all__ = ["main", "parse_neurons", "image_summary"]
+__all__ = ["main", "parse_neurons", "image_summary", "EXIT_USAGE"]
+
+#: Exit status for a usage or input error (one line on stderr, no traceback).
+EXIT_USAGE = 2
+#: Exit status for an unexpected failure (a bug: one line, traceback with NEUROMESH_TRACEBACK=1).
+EXIT_INTERNAL = 3
 
 
-def parse_neurons(text: str) -> np.ndarray:
-    """Parse ``"0-15,300,512-520"`` into global neuron indices (ranges inclusive)."""
-    out = []
-    for part in text.split(","):
-        part = part.strip()
+def parse_neurons(text: str, n_total: int | None = None) -> np.ndarray:
+    """Parse ``"0-15,300,512-520"`` into global neuron indices (ranges inclusive).
+
+    With ``n_total`` every index must lie in ``[0, n_total)``; ranges are
+    checked before they are expanded, so a huge range costs nothing."""
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip():
+        raise ChipError("--probe: empty; give neurons, e.g. 0-15,300")
+    bounds = []
+    for part in parts:
         lo, sep, hi = part.partition("-")
         try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+            a, b = (int(lo), int(hi)) if sep else (int(lo), int(lo))
         except ValueError:
             raise ChipError(f"--probe: cannot read {part!r}; use e.g. 0-15,300") from None
-    return np.array(out, dtype=np.int64)
+        if a > b:
+            raise ChipError(f"--probe: range {part!r} is empty (start > end); use e.g. {b}-{a}")
+        if n_total is not None and not (0 <= a and b < n_total):
+            raise ChipError(f"--probe: {part!r} is outside the chip's neurons 0-{n_total - 1} "
+                            f"(index = core * n_neurons + neuron)")
+        bounds.append((a, b))
+    return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in bounds])
+
+
+def _printable(text, limit: int = 200) -> str:
+    """``text`` with control characters escaped and cut to ``limit`` characters
+    (image metadata is untrusted: no terminal escapes, one line)."""
+    text = str(text)
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                  for c in text[:limit])
+    return out + ("..." if len(text) > limit else "")
+
+
+def _load_spikes(path, option: str = "--input") -> np.ndarray:
+    """The ``spikes`` array of an input npz file, checked to be 2-D or 3-D
+    numbers (values are checked by the emulator)."""
+    import zipfile
+
+    from .files import check_regular_file
+    check_regular_file(path, option)
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+    with open(path, "rb") as handle:
+        try:
+            data = np.load(handle, allow_pickle=False)
+        except unreadable as e:
+            raise ChipError(f"{option} {path}: not a readable npz file ({e})") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ChipError(f"{option} {path}: a single .npy array; give an .npz file with an "
+                            f"array named 'spikes' (np.savez(file, spikes=...))")
+        with data as f:
+            if "spikes" not in f:
+                raise ChipError(f"{option} {path}: no array named 'spikes' (found "
+                                f"{', '.join(f.files) or 'none'})")
+            try:
+                spikes = f["spikes"]
+            except unreadable as e:
+                raise ChipError(f"{option} {path}: cannot read 'spikes' ({e})") from None
+    if spikes.ndim not in (2, 3):
+        raise ChipError(f"{option} {path}: 'spikes' has shape {spikes.shape}; expected "
+                        f"[steps, batch, n_inputs] or [steps, n_inputs]")
+    if spikes.dtype.kind not in "biuf":
+        raise ChipError(f"{option} {path}: 'spikes' holds {spikes.dtype}, not 0/1 numbers")
+    return spikes
+
+
+def _npz_path(path) -> Path:
+    """Where ``np.savez`` puts ``path``: ``.npz`` is appended when missing."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def _save_npz(path, **arrays):
+    """``np.savez_compressed`` to ``path``, atomically."""
+    from .files import atomic_write
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **arrays)
 
 
 def image_summary(image) -> str:
@@ -46,7 +118,7 @@ def image_summary(image) -> str:
              f"{image.n_outputs} output channels",
              f"writes     {image.addresses.size} words"]
     if image.meta.get("name"):
-        lines.append(f"name       {image.meta['name']}")
+        lines.append(f"name       {_printable(image.meta['name'])}")
     lines.append("")
     lines.append(f"{'core':>6} {'x,y':>5} {'neurons':>9} {'axons':>9} {'synapses':>11} "
                  f"{'fan-out':>9} {'profiles':>8}")
@@ -71,15 +143,18 @@ def cmd_run(args):
     """Run a chip image on the emulator, or on a board over its serial port
     (--backend board --port ...): the same inputs give the same outputs."""
     from .boards.cli import make_backend
+    from .files import check_output_path, same_file
     from .image import load
+    out = _npz_path(args.out) if args.out else None
+    if out is not None:
+        check_output_path(out, "--out")
+        for other, name in ((args.input, "--input"), (args.image, "the image")):
+            if other and (same_file(other, out) or Path(other).resolve() == out.resolve()):
+                raise ChipError(f"--out {out} is {name}; write the outputs elsewhere")
     image = load(args.image)
     inputs = None
     if args.input:
-        with np.load(args.input) as f:
-            if "spikes" not in f:
-                raise ChipError(f"{args.input}: no array named 'spikes' (found "
-                                f"{', '.join(f.files) or 'none'})")
-            inputs = f["spikes"]
+        inputs = _load_spikes(args.input)
         if inputs.ndim == 2:
             inputs = inputs[:, None, :]
         if args.steps is not None and args.steps != inputs.shape[0]:
@@ -90,7 +165,9 @@ def cmd_run(args):
     elif args.steps is None:
         raise ChipError("give --input, --steps or both")
     batch = inputs.shape[1] if inputs is not None else args.batch
-    probe = parse_neurons(args.probe) if args.probe else None
+    g = image.geometry
+    probe = parse_neurons(args.probe, g.n_cores * g.n_neurons) if args.probe is not None \
+        else None
     emu = make_backend(args, image, batch)
     t0 = time.perf_counter()
     result = emu.run(inputs, None if inputs is not None else args.steps, probe=probe,
@@ -101,27 +178,37 @@ def cmd_run(args):
     if probe is not None:
         arrays["probe_neurons"] = probe
         arrays.update({f"probe_{k}": v for k, v in result.probes.items()})
-    if args.out:
-        np.savez_compressed(args.out, **arrays)
+    if out is not None:
+        _save_npz(out, **arrays)
     print(f"ran {result.steps} steps x batch {batch} in {elapsed:.3f} s "
           f"({result.steps / max(elapsed, 1e-9):.0f} steps/s)")
     print(f"output spikes per row: {result.outputs.sum(axis=(0, 2)).tolist()}")
     print(f"neuron spikes per row: {result.neuron_spikes.tolist()}")
     print(f"synaptic events per row: {result.synaptic_events.tolist()}")
-    if args.out:
-        print(f"wrote {args.out}: {', '.join(arrays)}")
+    if out is not None:
+        print(f"wrote {out}: {', '.join(arrays)}")
 
 
 def cmd_example(args):
     """Build a built-in example image, run it and summarise the result."""
     from .emulator import Emulator
+    from .emulator.emulator import run_memory_estimate
     from .examples import EXAMPLES, example_inputs
+    from .files import check_output_path
     from .image import save
+    from .limits import check_memory
+    if args.save:
+        check_output_path(args.save, "--save")
     image = EXAMPLES[args.name]()
+    # The random input draws float64 [steps, batch, n_inputs] before it becomes spikes.
+    check_memory(args.steps * args.batch * image.n_inputs * 9
+                 + run_memory_estimate(args.steps, args.batch, image.n_outputs, image.n_inputs),
+                 args.max_memory, f"{args.steps:,} steps x batch {args.batch}",
+                 f"{image.n_inputs} inputs, {image.n_outputs} outputs")
+    emu = Emulator(image, batch=args.batch, max_memory=args.max_memory)
     x = example_inputs(image, steps=args.steps, batch=args.batch)
     print(image_summary(image))
     print()
-    emu = Emulator(image, batch=args.batch)
     t0 = time.perf_counter()
     r = emu.run(x, progress=not args.quiet)
     elapsed = time.perf_counter() - t0
@@ -133,19 +220,21 @@ def cmd_example(args):
               f"{int(r.neuron_spikes[b]):>14} {int(r.synaptic_events[b]):>12}  "
               f"{r.outputs[:, b].sum(axis=0).tolist()}")
     if args.save:
-        save(image, args.save)
         inputs = Path(args.save).with_suffix(".inputs.npz")
-        np.savez_compressed(inputs, spikes=x)
+        save(image, args.save)
+        _save_npz(inputs, spikes=x)
         print(f"wrote {args.save} and {inputs}")
 
 
 def cmd_rtl(args):
     """Generate the Verilog of the chip for a geometry (and lint it with Verilator)."""
     from .chip import Geometry
+    from .files import check_output_path, write_text
     from .rtl.generate import generate_verilog
+    check_output_path(args.output, "-o/--output")
     geometry = Geometry.parse(args.geometry)
     source = generate_verilog(geometry, **({"learning": True} if args.learning else {}))
-    Path(args.output).write_text(source)
+    write_text(args.output, source)
     print(f"wrote {args.output}: neuromesh_chip for {geometry}"
           f"{' with learning engines' if args.learning else ''} "
           f"({source.count(chr(10))} lines)")
@@ -169,13 +258,15 @@ def cmd_cosim(args):
     # Learning images need the chip with its learning engines (§11).
     factory = learning_chip if image.learning else None
     if args.input:
-        with np.load(args.input) as f:
-            inputs = f["spikes"]
+        inputs = _load_spikes(args.input)
         if inputs.ndim == 3:
             if not 0 <= args.row < inputs.shape[1]:
                 raise ChipError(f"--row {args.row}: {args.input} has batch rows "
                                 f"0..{inputs.shape[1] - 1}")
             inputs = inputs[:, args.row]
+        if inputs.shape[1] != image.n_inputs:
+            raise ChipError(f"--input {args.input}: 'spikes' has {inputs.shape[1]} input "
+                            f"channels, the image {image.n_inputs}")
     else:
         if args.steps is None:
             raise ChipError("give --input, --steps or both")
@@ -183,6 +274,8 @@ def cmd_cosim(args):
     steps = args.steps if args.steps is not None else inputs.shape[0]
     if steps > inputs.shape[0]:
         raise ChipError(f"--steps {steps} but the input holds {inputs.shape[0]} steps")
+    if steps < 1:
+        raise ChipError(f"--input {args.input}: holds no steps")
     inputs = inputs[:steps]
     t0 = time.perf_counter()
     if args.sim == "amaranth":
@@ -293,7 +386,11 @@ def cmd_compile(args):
     from .compiler import compile_network
     from .compiler.nir_import import FRAMEWORKS, NIROptions, from_nir
     from .compiler.report import compile_report, mesh_heatmap
+    from .files import check_output_path
     from .image import save
+    check_output_path(args.output, "-o/--output")
+    if args.heatmap:
+        check_output_path(args.heatmap, "--heatmap")
     if args.framework:
         base, label = FRAMEWORKS[args.framework], f"{args.framework} preset"
     else:
@@ -313,7 +410,11 @@ def cmd_compile(args):
     if args.no_bias_source:
         options = dataclasses.replace(options, bias_source=False)
     print(f"conventions: {options.describe()} ({label})")
-    net = from_nir(args.model, options)
+    from .compiler.nir_read import read_nir
+    graph = read_nir(args.model)
+    for repair in (graph.metadata or {}).get("neuromesh_repairs", []):
+        print(f"repaired: {repair}")
+    net = from_nir(graph, options)
     for note in net.notes:
         print(f"note: {note}")
     compiled = compile_network(net, Geometry.parse(args.geometry), name=Path(args.model).stem)
@@ -331,7 +432,10 @@ def cmd_report(args):
     """Print the memory use and compiler report of a chip image (and, with
     --heatmap, draw the mesh's utilization as a PNG)."""
     from .compiler.report import compile_report, mesh_heatmap
+    from .files import check_output_path
     from .image import load
+    if args.heatmap:
+        check_output_path(args.heatmap, "--heatmap")
     image = load(args.image)
     print(image_summary(image))
     print()
@@ -341,12 +445,73 @@ def cmd_report(args):
         print(f"wrote {args.heatmap}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``neuromesh CMD: error: ...`` and
+    exit status 2, without the usage block (``--help`` shows it)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} "
+                              f"(see {self.prog} --help)\n")
+
+
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def _geometry_text(text):
+    """argparse type: a geometry, ``RxC[,name=value...]`` -- not empty (an
+    empty option is a mistake, not a request for the 1x1 default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; expected RxC[,name=value...], "
+                                         "e.g. 2x2,n_neurons=128")
+    return text
+
+
+def _size(text):
+    """argparse type: a memory size (512M, 4G, bytes)."""
+    from .limits import parse_size
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_memory_argument(parser):
+    """``--max-memory SIZE``: the memory a run may use (default: half of the machine's)."""
+    from .limits import MEMORY_FRACTION, default_max_memory, format_size
+    parser.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                        help=f"refuse to run when the estimated memory need exceeds this "
+                             f"(e.g. 512M, 8G; default: {MEMORY_FRACTION:.0%} of this "
+                             f"machine's memory, {format_size(default_max_memory())})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neuromesh`` command."""
     from . import __version__
     from .boards.cli import add_backend_arguments
     from .boards.cli import register as register_build
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="neuromesh",
         description="neuromesh: an open neuromorphic chip, its bit-accurate emulator "
                     "and toolchain.")
@@ -357,12 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_example.__doc__)
     s.add_argument("name", nargs="?", default="feedforward_2x2",
                    choices=["feedforward_2x2"], help="which example (default: %(default)s)")
-    s.add_argument("--steps", type=int, default=200, help="timesteps (default: %(default)s)")
-    s.add_argument("--batch", type=int, default=4,
-                   help="independent input streams (default: %(default)s)")
+    s.add_argument("--steps", type=_count(1), default=200,
+                   help="timesteps, >= 1 (default: %(default)s)")
+    s.add_argument("--batch", type=_count(1), default=4,
+                   help="independent input streams, >= 1 (default: %(default)s)")
     s.add_argument("--save", metavar="IMAGE", help="also write the image and its inputs "
                    "(IMAGE and IMAGE with suffix .inputs.npz)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_memory_argument(s)
     s.set_defaults(func=cmd_example)
 
     s = sub.add_parser("info", help="show geometry and memory use of a chip image",
@@ -378,25 +545,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "'probe_spikes', 'probe_u', 'probe_v' [steps, batch, probes].")
     s.add_argument("image", help="chip image file (.nmi)")
     s.add_argument("--input", metavar="NPZ", help="input spikes (see above)")
-    s.add_argument("--steps", type=int, help="timesteps (default: all input steps)")
-    s.add_argument("--batch", type=int, default=1,
+    s.add_argument("--steps", type=_count(1), help="timesteps, >= 1 (default: all input steps)")
+    s.add_argument("--batch", type=_count(1), default=1,
                    help="batch rows when there is no --input (default: %(default)s)")
-    s.add_argument("--out", metavar="NPZ", help="write outputs and probes here")
+    s.add_argument("--out", metavar="NPZ", help="write outputs and probes here (.npz is "
+                   "appended when missing)")
     s.add_argument("--probe", metavar="NEURONS",
                    help="record spikes/u/v of global neurons core*n_neurons+neuron, "
                         "e.g. 0-15,300")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_memory_argument(s)
     add_backend_arguments(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("demo", help="the digits classifier on the chip: accuracy, energy, plots",
                        description=cmd_demo.__doc__)
-    s.add_argument("--geometry", default=None,
+    s.add_argument("--geometry", type=_geometry_text, default=None,
                    help="RxC[,name=value...] (default: the demo's 2x2 geometry)")
-    s.add_argument("--limit", type=int, metavar="N", help="only the first N test images")
+    s.add_argument("--limit", type=_count(1), metavar="N",
+                   help="only the first N (>= 1) test images")
     s.add_argument("--out-dir", default="neuromesh-demo", metavar="DIR",
                    help="where raster.png and mesh.png go (default: %(default)s)")
-    s.add_argument("--cosim", type=int, default=0, metavar="N",
+    s.add_argument("--cosim", type=_count(0), default=0, metavar="N",
                    help="also run the first N test images on the RTL (Verilator, needs the "
                         "dev extra) and check them against the emulator")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -412,11 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_compile.__doc__)
     s.add_argument("model", help="NIR file (.nir)")
     s.add_argument("-o", "--output", required=True, metavar="IMAGE", help="chip image to write")
-    s.add_argument("--geometry", default="2x2",
+    s.add_argument("--geometry", type=_geometry_text, default="2x2",
                    help="RxC[,name=value...] (default: %(default)s)")
     s.add_argument("--framework", choices=["snntorch", "norse", "lava-dl", "rockpool", "sinabs"],
                    help="use that framework's defaults (discretisation, reset, threshold test)")
-    s.add_argument("--dt", type=float, help="timestep of the model (overrides the preset)")
+    s.add_argument("--dt", type=_positive_float,
+                   help="timestep of the model, > 0 (overrides the preset)")
     s.add_argument("--method", choices=["euler", "exact"], help="decay discretisation")
     s.add_argument("--reset", choices=["zero", "subtract"], help="reset mode")
     s.add_argument("--reset-delay", action=argparse.BooleanOptionalAction, default=None,
@@ -444,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rtl", help="generate the chip's Verilog for a geometry",
                        description=cmd_rtl.__doc__)
-    s.add_argument("--geometry", default="1x1",
+    s.add_argument("--geometry", type=_geometry_text, default="1x1",
                    help="RxC[,name=value...], e.g. 2x2,n_neurons=64 (default: %(default)s)")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="Verilog output file")
     s.add_argument("--lint", action="store_true",
@@ -457,8 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_cosim.__doc__)
     s.add_argument("image", help="chip image file (.nmi)")
     s.add_argument("--input", metavar="NPZ", help="input spikes, 'spikes' [steps, n_inputs]")
-    s.add_argument("--steps", type=int, help="timesteps (default: all input steps)")
-    s.add_argument("--row", type=int, default=0,
+    s.add_argument("--steps", type=_count(1), help="timesteps, >= 1 (default: all input steps)")
+    s.add_argument("--row", type=_count(0), default=0,
                    help="batch row of a [steps, batch, n_inputs] input (default: 0)")
     s.add_argument("--sim", choices=["amaranth", "verilator"], default="verilator",
                    help="simulator (default: %(default)s; amaranth needs no compile step)")
@@ -469,8 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("cosim-campaign", help="randomized RTL-vs-emulator campaign (Verilator)",
                        description=cmd_campaign.__doc__)
-    s.add_argument("--cases", type=int, default=200, help="random cases (default: %(default)s)")
-    s.add_argument("--steps", type=int, default=100, help="steps per case (default: %(default)s)")
+    s.add_argument("--cases", type=_count(1), default=200,
+                   help="random cases, >= 1 (default: %(default)s)")
+    s.add_argument("--steps", type=_count(1), default=100,
+                   help="steps per case, >= 1 (default: %(default)s)")
     s.add_argument("--seed", type=int, help="first case seed (default: new, printed)")
     s.add_argument("--no-corners", action="store_true", help="skip the directed corner cases")
     s.add_argument("--reproducers", default="cosim-reproducers", metavar="DIR",
@@ -481,14 +654,50 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(text) -> str:
+    """An error message as one line (the CLI prints one line per error)."""
+    return " ".join(str(text).split())
+
+
+def _expected_errors() -> tuple:
+    """Exception types that mean bad input, a bad file or a misbehaving board:
+    reported as one line with exit status 2."""
+    from .host import HostLinkError
+    errors = [ChipError, ValueError, OSError, HostLinkError, MemoryError]
+    return tuple(errors)
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``neuromesh`` command."""
+    """Entry point of the ``neuromesh`` command.
+
+    Every command runs inside one error handler: bad input (a ChipError or
+    ValueError, which every checked error in neuromesh is), a failing file
+    operation, a board that misbehaves or a refused memory need prints one
+    line ``neuromesh COMMAND: error: ...`` on stderr and returns 2; anything
+    else is a bug and prints one line plus the hint to rerun with
+    ``NEUROMESH_TRACEBACK=1`` (which shows the traceback), returning 3.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ChipError, ValueError, OSError) as e:
-        print(f"neuromesh {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"neuromesh {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("NEUROMESH_TRACEBACK"):
+            raise
+        if isinstance(e, _expected_errors()):
+            if isinstance(e, MemoryError):
+                message = "out of memory" + (f": {e}" if str(e) else "")
+            elif isinstance(e, OSError) and e.filename is not None and e.strerror:
+                message = f"{e.filename}: {e.strerror}"
+            else:
+                message = str(e) or type(e).__name__
+            print(f"neuromesh {args.command}: error: {_one_line(message)}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"neuromesh {args.command}: internal error: {type(e).__name__}: "
+              f"{_one_line(e)} (a bug; NEUROMESH_TRACEBACK=1 shows where)", file=sys.stderr)
+        return EXIT_INTERNAL
     return 0
 
 

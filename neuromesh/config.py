@@ -25,10 +25,11 @@ from .chip import (
     LearnRegion,
     LearnWord,
     Region,
+    region_words,
 )
 from .image import ChipImage, ImageError
 
-__all__ = ["ChipConfig", "decode"]
+__all__ = ["ChipConfig", "decode", "check"]
 
 
 @dataclass
@@ -60,92 +61,141 @@ class ChipConfig:
         return self.regions[region]
 
 
-def _fail(region: Region, field: str, mask: np.ndarray, values: np.ndarray, limit: str):
-    core, offset = (int(i[0]) for i in np.nonzero(mask))
-    count = int(mask.sum())
+class _Words:
+    """The final contents of the words an image writes in one region (the
+    last write to an address wins), sorted by core index and offset, with
+    their fields unpacked. Words never written are zero, and a zero word
+    passes every per-word check, so checking only these is complete."""
+
+    def __init__(self, region, layout, core, offset, words):
+        self.region, self.layout = region, layout
+        self.core, self.offset, self.words = core, offset, words
+        self.fields = layout.unpack(words)
+
+    def __getitem__(self, name):
+        return self.fields[name]
+
+    def fail(self, field, mask, values, limit):
+        """Raise the error for the first word in ``mask`` (and count the rest)."""
+        _raise(self.region, field, self.core, self.offset, mask, values, limit)
+
+    def check(self, field, bad, limit):
+        if bad.any():
+            self.fail(field, bad, self.fields[field], limit)
+
+    def dense(self, n_cores, size):
+        """The region as int64 field arrays ``[n_cores, size]``."""
+        out = {}
+        for name, values in self.fields.items():
+            a = np.zeros((n_cores, size), dtype=np.int64)
+            a[self.core, self.offset] = values
+            out[name] = a
+        return out
+
+
+def _raise(region, field, core, offset, mask, values, limit):
+    i = int(np.flatnonzero(mask)[0])
+    count = int(np.count_nonzero(mask))
     more = f" (and {count - 1} more words)" if count > 1 else ""
     raise ImageError(
-        f"core {core} {region.name} word {offset}: {field} = {int(values[core, offset])} "
+        f"core {int(core[i])} {region.name} word {int(offset[i])}: {field} = {int(values[i])} "
         f"{limit}{more}")
 
 
-def decode(image: ChipImage) -> ChipConfig:
+def _final_words(image: ChipImage, region, layout) -> _Words:
+    core, offset, words = image.final_writes(region)
+    reserved = layout.reserved_bits(words)
+    if reserved.any():
+        _raise(region, "reserved bits", core, offset, reserved, words, "must be zero")
+    return _Words(region, layout, core, offset, words)
+
+
+def check(image: ChipImage) -> dict:
+    """Check every memory word of ``image`` against the spec, at a cost in
+    proportion to the writes (not to the geometry): what
+    :func:`neuromesh.image.load` runs. Returns the checked words by region
+    (for :func:`decode`). Raises :class:`~neuromesh.image.ImageError` like
+    :func:`decode`."""
+    g = image.geometry
+    w = {region: _final_words(image, region, layout) for region, layout in LAYOUTS.items()}
+    p = w[Region.PROFILE]
+    p.check("du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
+    p.check("dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")
+    n = w[Region.NEURON]
+    n.check("profile", n["profile"] >= g.n_profiles, f">= n_profiles {g.n_profiles}")
+    n.check("fanout_len", n["fanout_base"] + n["fanout_len"] > g.n_fanout,
+            f"(from fanout_base) runs past n_fanout {g.n_fanout}")
+    a = w[Region.AXON]
+    a.check("syn_len", a["syn_base"] + a["syn_len"] > g.n_synapses,
+            f"(from syn_base) runs past n_synapses {g.n_synapses}")
+    s = w[Region.SYNAPSE]
+    s.check("target", s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}")
+    s.check("delay", s["delay"] > g.max_delay, f"> max delay {g.max_delay} (delay_slots - 2)")
+    s.check("group", s["group"] >= g.n_groups, f">= n_groups {g.n_groups}")
+    f = w[Region.FANOUT]
+    host = f["to_host"] == 1
+    f.check("x", ~host & (f["x"] >= g.cols), f">= cols {g.cols}")
+    f.check("y", ~host & (f["y"] >= g.rows), f">= rows {g.rows}")
+    f.check("axon", ~host & (f["axon"] >= g.n_axons), f">= n_axons {g.n_axons}")
+    f.check("channel", ~host & (f["channel"] != 0), "must be 0 in a core-bound entry")
+    for name in ("axon", "x", "y"):
+        f.check(name, host & (f[name] != 0), "must be 0 in a host-bound entry")
+    f.check("channel", host & (f["channel"] >= image.n_outputs),
+            f">= n_outputs {image.n_outputs}")
+    _check_unique_channels(image, w)
+    if image.learning:
+        w.update(_check_learning(image, w))
+    return w
+
+
+def decode(image: ChipImage, checked: dict | None = None) -> ChipConfig:
     """Decode and check all memory regions of ``image``.
 
     Raises :class:`~neuromesh.image.ImageError` naming the core (index
     ``y * cols + x``), region, word, field, value and limit of the first
-    violation.
+    violation. The arrays cover the whole chip (memory in proportion to the
+    geometry); :func:`check` alone costs only in proportion to the writes.
+    ``checked``: what :func:`check` returned for this image (not checked again).
     """
     g = image.geometry
-    regions = {}
-    for region, layout in LAYOUTS.items():
-        words = image.memory(region)
-        reserved = layout.reserved_bits(words)
-        if reserved.any():
-            _fail(region, "reserved bits", reserved, words.astype(object),
-                  "must be zero")
-        regions[region] = layout.unpack(words)
+    words = check(image) if checked is None else checked
+    regions = {region: words[region].dense(g.n_cores, g.region_size(region))
+               for region in LAYOUTS}
     regions[Region.ACCUM]["value"] = regions[Region.ACCUM]["value"].reshape(
         g.n_cores, g.delay_slots, g.n_neurons)
-
-    def check(region, field, bad, limit):
-        if bad.any():
-            _fail(region, field, bad, regions[region][field], limit)
-
-    p = regions[Region.PROFILE]
-    check(Region.PROFILE, "du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
-    check(Region.PROFILE, "dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")
-    n = regions[Region.NEURON]
-    check(Region.NEURON, "profile", n["profile"] >= g.n_profiles,
-          f">= n_profiles {g.n_profiles}")
-    check(Region.NEURON, "fanout_len", n["fanout_base"] + n["fanout_len"] > g.n_fanout,
-          f"(from fanout_base) runs past n_fanout {g.n_fanout}")
-    a = regions[Region.AXON]
-    check(Region.AXON, "syn_len", a["syn_base"] + a["syn_len"] > g.n_synapses,
-          f"(from syn_base) runs past n_synapses {g.n_synapses}")
-    s = regions[Region.SYNAPSE]
-    check(Region.SYNAPSE, "target", s["target"] >= g.n_neurons,
-          f">= n_neurons {g.n_neurons}")
-    check(Region.SYNAPSE, "delay", s["delay"] > g.max_delay,
-          f"> max delay {g.max_delay} (delay_slots - 2)")
-    check(Region.SYNAPSE, "group", s["group"] >= g.n_groups, f">= n_groups {g.n_groups}")
-    f = regions[Region.FANOUT]
-    host = f["to_host"] == 1
-    check(Region.FANOUT, "x", ~host & (f["x"] >= g.cols), f">= cols {g.cols}")
-    check(Region.FANOUT, "y", ~host & (f["y"] >= g.rows), f">= rows {g.rows}")
-    check(Region.FANOUT, "axon", ~host & (f["axon"] >= g.n_axons),
-          f">= n_axons {g.n_axons}")
-    check(Region.FANOUT, "channel", ~host & (f["channel"] != 0),
-          "must be 0 in a core-bound entry")
-    for name in ("axon", "x", "y"):
-        check(Region.FANOUT, name, host & (f[name] != 0), "must be 0 in a host-bound entry")
-    check(Region.FANOUT, "channel", host & (f["channel"] >= image.n_outputs),
-          f">= n_outputs {image.n_outputs}")
-    _check_unique_channels(image, regions)
-    rules = _decode_learning(image, regions) if image.learning else {}
+    rules = {}
+    if image.learning:
+        rules = _decode_learning(image, words, regions)
     return ChipConfig(image, regions, rules)
 
 
-def _check_unique_channels(image: ChipImage, regions):
-    """Each host output channel must be fed by at most one neuron."""
-    n = regions[Region.NEURON]
-    f = regions[Region.FANOUT]
-    core, neuron = np.nonzero(n["fanout_len"] > 0)
-    if core.size == 0:
+def _check_unique_channels(image: ChipImage, w):
+    """Each host output channel must be fed by at most one neuron.
+
+    Fan-out lists may overlap, so the references to an entry are counted as
+    the number of neuron ranges covering it, never by listing the ranges."""
+    g = image.geometry
+    n, f = w[Region.NEURON], w[Region.FANOUT]
+    has = n["fanout_len"] > 0
+    host = f["to_host"] == 1
+    if not has.any() or not host.any():
         return
-    lens = n["fanout_len"][core, neuron]
-    entry = np.repeat(n["fanout_base"][core, neuron] - np.cumsum(lens) + lens, lens) \
-        + np.arange(lens.sum())
-    ecore = np.repeat(core, lens)
-    host = f["to_host"][ecore, entry] == 1
-    channels = f["channel"][ecore[host], entry[host]]
-    uniq, counts = np.unique(channels, return_counts=True)
-    if (counts > 1).any():
-        ch = int(uniq[counts > 1][0])
-        refs = np.flatnonzero(host)[channels == ch]
-        eneuron = np.repeat(neuron, lens)
-        src = [f"core {int(ecore[i])} neuron {int(eneuron[i])}" for i in refs[:2]]
-        raise ImageError(f"output channel {ch} is fed by {refs.size} fan-out references "
+    ncore, base, length = n.core[has], n["fanout_base"][has], n["fanout_len"][has]
+    starts = np.sort(ncore * g.n_fanout + base)
+    ends = np.sort(ncore * g.n_fanout + base + length)
+    ekey = f.core[host] * g.n_fanout + f.offset[host]
+    cover = np.searchsorted(starts, ekey, "right") - np.searchsorted(ends, ekey, "right")
+    channels = f["channel"][host]
+    totals = np.bincount(channels, weights=cover, minlength=1)
+    if (totals > 1).any():
+        ch = int(np.flatnonzero(totals > 1)[0])
+        entries = ekey[channels == ch]
+        # The feeding neurons in (core, neuron) order, once per entry they reach.
+        lo = ncore * g.n_fanout + base
+        reach = np.searchsorted(entries, lo + length) - np.searchsorted(entries, lo)
+        src = [f"core {int(c)} neuron {int(k)}" for c, k in
+               zip(np.repeat(ncore, reach), np.repeat(n.offset[has], reach))][:2]
+        raise ImageError(f"output channel {ch} is fed by {int(totals[ch])} fan-out references "
                          f"({', '.join(src)}, ...); a channel may have one source neuron")
 
 
@@ -162,36 +212,19 @@ def sign_range(w_bits, sign):
     return lo, hi
 
 
-def _decode_learning(image: ChipImage, regions) -> dict:
-    from .learning import LearningRule, RuleError
-
+def _check_learning(image: ChipImage, w) -> dict:
+    """The checks of the learning regions (§11.8); returns their words."""
     g = image.geometry
-    learn = {}
-    words = image.memory(LearnRegion.LEARN)
-    for w, layout in LEARN_WORD_LAYOUTS.items():
-        reserved = layout.reserved_bits(words[:, w])
-        if reserved.any():
-            core = int(np.flatnonzero(reserved)[0])
-            raise ImageError(f"core {core} LEARN word {int(w)} ({w.name}): reserved bits = "
-                             f"0x{int(words[core, w]):016x} must be zero")
-        learn.update(layout.unpack(words[:, w]))
-    regions[LearnRegion.LEARN] = learn
+    out = {}
+    learn = _learn_fields(image)
     for region, layout in LEARN_LAYOUTS.items():
-        words = image.memory(region)
-        reserved = layout.reserved_bits(words)
-        if reserved.any():
-            _fail(region, "reserved bits", reserved, words.astype(object), "must be zero")
-        regions[region] = layout.unpack(words)
+        out[region] = _final_words(image, region, layout)
 
     def learn_fail(bad, word, field, limit):
         if bad.any():
             core = int(np.flatnonzero(bad)[0])
             raise ImageError(f"core {core} LEARN word {int(word)} ({word.name}): {field} = "
                              f"{int(learn[field][core])} {limit}")
-
-    def check(region, field, bad, limit):
-        if bad.any():
-            _fail(region, field, bad, regions[region][field], limit)
 
     on = learn["t_epoch"] > 0
     learn_fail(learn["reward_en"].astype(bool) & (learn["reward_axon"] >= g.n_axons),
@@ -204,28 +237,111 @@ def _decode_learning(image: ChipImage, regions) -> dict:
     learn_fail(on & stochastic & (learn["lfsr"] == 0), LearnWord.LFSR, "lfsr",
                "must be non-zero when stochastic rounding is on (a zero LFSR never leaves 0)")
 
-    lg = regions[LearnRegion.LGROUP]
+    lg = out[LearnRegion.LGROUP]
     plastic = lg["plastic"] == 1
     for name in ("sign", "w_bits", "rule_base", "rule_len"):
-        check(LearnRegion.LGROUP, name, ~plastic & (lg[name] != 0),
-              "must be 0 in a non-plastic group")
-    check(LearnRegion.LGROUP, "w_bits", plastic & ((lg["w_bits"] < W_BITS_MIN)
-                                                   | (lg["w_bits"] > W_BITS_MAX)),
-          f"is outside [{W_BITS_MIN}, {W_BITS_MAX}]")
-    check(LearnRegion.LGROUP, "sign", plastic & (lg["sign"] > 2),
-          "is not a sign mode (0 mixed, 1 excitatory, 2 inhibitory)")
-    check(LearnRegion.LGROUP, "rule_len", plastic & (lg["rule_len"] > MAX_PRODUCTS),
-          f"> MAX_PRODUCTS {MAX_PRODUCTS}")
-    check(LearnRegion.LGROUP, "rule_len", plastic & (lg["rule_base"] + lg["rule_len"]
-                                                     > RULE_WORDS),
-          f"(from rule_base) runs past the {RULE_WORDS} RULE words")
+        lg.check(name, ~plastic & (lg[name] != 0), "must be 0 in a non-plastic group")
+    lg.check("w_bits", plastic & ((lg["w_bits"] < W_BITS_MIN) | (lg["w_bits"] > W_BITS_MAX)),
+             f"is outside [{W_BITS_MIN}, {W_BITS_MAX}]")
+    lg.check("sign", plastic & (lg["sign"] > 2),
+             "is not a sign mode (0 mixed, 1 excitatory, 2 inhibitory)")
+    lg.check("rule_len", plastic & (lg["rule_len"] > MAX_PRODUCTS),
+             f"> MAX_PRODUCTS {MAX_PRODUCTS}")
+    lg.check("rule_len", plastic & (lg["rule_base"] + lg["rule_len"] > RULE_WORDS),
+             f"(from rule_base) runs past the {RULE_WORDS} RULE words")
 
-    rule_words = image.memory(LearnRegion.RULE)
-    rw = regions[LearnRegion.RULE]
+    rw = out[LearnRegion.RULE]
     for k in range(4):
-        check(LearnRegion.RULE, f"var{k}", rw[f"var{k}"] > 8, "is not a variable code (0..8)")
-        check(LearnRegion.RULE, f"c{k}", (rw[f"var{k}"] == 0) & (rw[f"c{k}"] != 0),
-              "must be 0 in an empty factor slot (var = 0)")
+        rw.check(f"var{k}", rw[f"var{k}"] > 8, "is not a variable code (0..8)")
+        rw.check(f"c{k}", (rw[f"var{k}"] == 0) & (rw[f"c{k}"] != 0),
+                 "must be 0 in an empty factor slot (var = 0)")
+
+    # Plastic synapses: within their group's range, and in at most one axon run.
+    lgd = lg.dense(g.n_cores, g.n_groups)
+    pl = lgd["plastic"] == 1
+    syn = w[Region.SYNAPSE]
+    sgroup = syn["group"]
+    splastic = pl[syn.core, sgroup]
+    lo, hi = sign_range(lgd["w_bits"][syn.core, sgroup], lgd["sign"][syn.core, sgroup])
+    syn.check("w_mant", splastic & ((syn["w_mant"] < lo) | (syn["w_mant"] > hi)),
+              "is outside the clamp range of its plastic group (precision w_bits, sign mode)")
+    _check_plastic_overlap(g, w[Region.AXON], syn, splastic, pl[:, 0])
+    return out
+
+
+def _learn_fields(image: ChipImage) -> dict:
+    """The fields of the LEARN region's five words, int64 ``[n_cores]`` each."""
+    learn = {}
+    words = image.memory(LearnRegion.LEARN)
+    for w, layout in LEARN_WORD_LAYOUTS.items():
+        reserved = layout.reserved_bits(words[:, w])
+        if reserved.any():
+            core = int(np.flatnonzero(reserved)[0])
+            raise ImageError(f"core {core} LEARN word {int(w)} ({w.name}): reserved bits = "
+                             f"0x{int(words[core, w]):016x} must be zero")
+        learn.update(layout.unpack(words[:, w]))
+    return learn
+
+
+def _check_plastic_overlap(g, axon, syn, splastic, group0_plastic):
+    """A plastic synapse may lie in the run of at most one axon. Runs are
+    swept as intervals, so the cost follows the writes, not n_synapses; a
+    synapse never written is in group 0 and plastic when group 0 is."""
+    has = axon["syn_len"] > 0
+    if not has.any():
+        return
+    core = axon.core[has]
+    lo = core * g.n_synapses + axon["syn_base"][has]
+    hi = lo + axon["syn_len"][has]
+    # Sweep: the coverage between consecutive run ends; keep the stretches > 1.
+    points = np.concatenate([lo, hi])
+    delta = np.concatenate([np.ones(lo.size, np.int64), -np.ones(hi.size, np.int64)])
+    order = np.argsort(points, kind="stable")
+    points, cover = points[order], np.cumsum(delta[order])
+    seg = np.flatnonzero((cover > 1) & (np.diff(points, append=points[-1]) > 0))
+    if not seg.size:
+        return
+    seg_lo, seg_hi = points[seg], points[seg + 1]
+    key = syn.core * g.n_synapses + syn.offset
+    at = np.searchsorted(seg_lo, key, "right") - 1
+    inside = (at >= 0) & (key < seg_hi[np.maximum(at, 0)])
+    bad = splastic & inside
+    count = int(np.count_nonzero(bad))
+    first = int(key[bad][0]) if count else None
+    # Never-written synapses in the stretches, on cores whose group 0 is plastic.
+    written = np.searchsorted(key, seg_hi) - np.searchsorted(key, seg_lo)
+    unwritten = (seg_hi - seg_lo) - written
+    zero = group0_plastic[seg_lo // g.n_synapses] & (unwritten > 0)
+    count += int(unwritten[zero].sum())
+    for i in np.flatnonzero(zero):
+        if first is not None and seg_lo[i] >= first:
+            break
+        taken = key[np.searchsorted(key, seg_lo[i]):np.searchsorted(key, seg_hi[i])]
+        gap = np.flatnonzero(taken != seg_lo[i] + np.arange(taken.size))
+        k = int(seg_lo[i] + (gap[0] if gap.size else taken.size))
+        first = k if first is None else min(first, k)
+        break
+    if first is None:
+        return
+    where = np.searchsorted(key, first)
+    group = int(syn["group"][where]) if where < key.size and key[where] == first else 0
+    more = f" (and {count - 1} more words)" if count > 1 else ""
+    raise ImageError(f"core {first // g.n_synapses} SYNAPSE word {first % g.n_synapses}: group = "
+                     f"{group} is plastic, but the synapse lies in the runs of more than one "
+                     f"axon{more}")
+
+
+def _decode_learning(image: ChipImage, words, regions) -> dict:
+    """Dense learning regions into ``regions``; returns the decoded rules."""
+    from .learning import LearningRule, RuleError
+
+    g = image.geometry
+    regions[LearnRegion.LEARN] = _learn_fields(image)
+    for region in LEARN_LAYOUTS:
+        regions[region] = words[region].dense(g.n_cores, region_words(g, region, True))
+    plastic = regions[LearnRegion.LGROUP]["plastic"] == 1
+    lg = regions[LearnRegion.LGROUP]
+    rule_words = image.memory(LearnRegion.RULE)
     rules = {}
     for core, group in zip(*np.nonzero(plastic)):
         base, n = int(lg["rule_base"][core, group]), int(lg["rule_len"][core, group])
@@ -233,19 +349,4 @@ def _decode_learning(image: ChipImage, regions) -> dict:
             rules[int(core), int(group)] = LearningRule.decode(rule_words[core, base:base + n])
         except RuleError as e:   # pragma: no cover - the checks above catch every case
             raise ImageError(f"core {core} RULE words {base}..{base + n - 1}: {e}") from None
-
-    # Plastic synapses: within their group's range, and in at most one axon run.
-    syn = regions[Region.SYNAPSE]
-    cores = np.arange(g.n_cores)[:, None]
-    splastic = plastic[cores, syn["group"]]
-    lo, hi = sign_range(lg["w_bits"][cores, syn["group"]], lg["sign"][cores, syn["group"]])
-    check(Region.SYNAPSE, "w_mant", splastic & ((syn["w_mant"] < lo) | (syn["w_mant"] > hi)),
-          "is outside the clamp range of its plastic group (precision w_bits, sign mode)")
-    ax = regions[Region.AXON]
-    refs = np.zeros((g.n_cores, g.n_synapses + 1), dtype=np.int64)
-    np.add.at(refs, (cores, ax["syn_base"]), 1)
-    np.add.at(refs, (cores, ax["syn_base"] + ax["syn_len"]), -1)
-    refs = np.cumsum(refs, axis=1)[:, :g.n_synapses]
-    check(Region.SYNAPSE, "group", splastic & (refs > 1),
-          "is plastic, but the synapse lies in the runs of more than one axon")
     return rules

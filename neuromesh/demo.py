@@ -143,7 +143,9 @@ def spike_raster(result: DemoResult, path, index: int = 0):
     fig.suptitle(f"test image {index}: label {result.labels[index]}, chip says "
                  f"{result.chip_predictions[index]}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from .files import atomic_write
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
 
 

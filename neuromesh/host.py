@@ -23,9 +23,11 @@ from .protocol import (
     INFO_LAYOUT,
     MAX_SPIKES,
     MAX_WORDS,
+    Command,
     ErrorCode,
     Frame,
     FrameDecoder,
+    ProtocolError,
     ResetMode,
     Response,
     cmd_identify,
@@ -41,6 +43,22 @@ __all__ = ["HostLinkError", "HostDriver", "run_sync"]
 
 _TERMINAL = {Response.ACK, Response.DATA, Response.INFO, Response.STATUS, Response.DONE,
              Response.ERROR}
+
+#: The response each command must get (besides ERROR).
+_ANSWER = {Command.IDENTIFY: Response.INFO, Command.WRITE: Response.ACK,
+           Command.READ: Response.DATA, Command.SPIKES: Response.ACK, Command.RUN: Response.DONE,
+           Command.STATUS: Response.STATUS, Command.RESET: Response.ACK}
+
+#: Payload bytes of the fixed-size responses (§9).
+_PAYLOAD = {Response.ACK: 1, Response.INFO: INFO_LAYOUT.size, Response.STATUS: 8,
+            Response.DONE: 4, Response.ERROR: 6}
+
+
+def _name(type_: int) -> str:
+    for enum_ in (Response, Command):
+        if type_ in enum_._value2member_map_:
+            return enum_(type_).name
+    return f"0x{type_:02x}"
 
 
 class HostLinkError(RuntimeError):
@@ -67,16 +85,26 @@ class HostDriver:
         self.decoder = FrameDecoder()
         self.max_idle_reads = max_idle_reads
         self.outputs: dict[int, list[int]] = {}
+        #: Output channels of the loaded image: an OUTPUT frame naming a
+        #: channel beyond it is a ProtocolError (None: not known yet).
+        self.n_outputs: int | None = None
+        self._run_outputs: list[int] = []
 
     async def transact(self, frame: bytes) -> Frame:
         """Send one command frame; return its terminal response frame.
 
         OUTPUT frames received meanwhile are collected in ``self.outputs``
         (step -> channels). An ERROR response raises :class:`HostLinkError`.
+        A response that breaks the protocol (a CRC error, a payload of the
+        wrong size, the wrong response type, an OUTPUT frame outside a RUN or
+        naming a channel the image does not have) raises
+        :class:`~neuromesh.protocol.ProtocolError` naming the frame.
         """
         await self.transport.write(frame)
+        command = frame[1]
         idle = 0
         pending: list[Frame] = []
+        self._run_outputs = []
         while True:
             if not pending:
                 data = await self.transport.read()
@@ -86,22 +114,53 @@ class HostDriver:
                 pending = self.decoder.feed(data) if data else []
                 continue
             f = pending.pop(0)
+            size = _PAYLOAD.get(f.type)
+            if size is not None and len(f.payload) != size:
+                raise ProtocolError(f"{_name(f.type)} frame (answer to {_name(command)}) has a "
+                                    f"{len(f.payload)}-byte payload; §9 says {size} bytes")
             if f.type == Response.OUTPUT:
-                step, count = struct.unpack_from("<IH", f.payload)
-                channels = struct.unpack_from(f"<{count}H", f.payload, 6)
-                self.outputs.setdefault(step, []).extend(channels)
+                self._output(f, command)
             elif f.type == Response.ERROR:
-                code, command, detail = struct.unpack("<BBI", f.payload)
+                code, cmd, detail = struct.unpack("<BBI", f.payload)
                 name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else code
-                raise HostLinkError(f"chip rejected command 0x{command:02x}: {name} "
-                                    f"(detail 0x{detail:x})", code, command, detail)
+                raise HostLinkError(f"chip rejected command 0x{cmd:02x}: {name} "
+                                    f"(detail 0x{detail:x})", code, cmd, detail)
             elif f.type in _TERMINAL:
+                expected = _ANSWER.get(command)
+                if expected is not None and f.type != expected:
+                    raise ProtocolError(f"{_name(f.type)} frame answers {_name(command)}; "
+                                        f"§9 says {expected.name}")
+                if f.type == Response.ACK and f.payload[0] != command:
+                    raise ProtocolError(f"ACK frame acknowledges command 0x{f.payload[0]:02x}, "
+                                        f"not the {_name(command)} sent")
                 if pending:
                     raise HostLinkError(f"{len(pending)} unexpected frames after the "
                                         f"response to command 0x{frame[1]:02x}")
                 return f
             else:
-                raise HostLinkError(f"unexpected frame type 0x{f.type:02x}")
+                raise ProtocolError(f"unexpected frame type 0x{f.type:02x} (answer to "
+                                    f"{_name(command)})")
+
+    def _output(self, f: Frame, command: int):
+        """Collect one OUTPUT frame, checking its length and channels."""
+        if command != Command.RUN:
+            raise ProtocolError(f"OUTPUT frame in answer to {_name(command)}; only RUN "
+                                f"produces output")
+        if len(f.payload) < 6:
+            raise ProtocolError(f"OUTPUT frame has a {len(f.payload)}-byte payload; §9 says "
+                                f"at least 6 (step u32, count u16)")
+        step, count = struct.unpack_from("<IH", f.payload)
+        if len(f.payload) != 6 + 2 * count:
+            raise ProtocolError(f"OUTPUT frame for step {step} announces {count} channels in "
+                                f"a {len(f.payload)}-byte payload; §9 says {6 + 2 * count}")
+        channels = struct.unpack_from(f"<{count}H", f.payload, 6)
+        if self.n_outputs is not None:
+            bad = [c for c in channels if c >= self.n_outputs]
+            if bad:
+                raise ProtocolError(f"OUTPUT frame for step {step} names channel {bad[0]}; the "
+                                    f"image has {self.n_outputs} output channels")
+        self.outputs.setdefault(step, []).extend(channels)
+        self._run_outputs.append(step)
 
     # -- commands ------------------------------------------------------------------
 
@@ -155,6 +214,7 @@ class HostDriver:
         await self.reset(ResetMode.ALL)
         for start, words in image.runs():
             await self.write(start, words)
+        self.n_outputs = image.n_outputs
 
     async def spikes(self, pairs):
         """Queue host spikes ``(core id, axon)`` for the next step."""
@@ -166,6 +226,11 @@ class HostDriver:
         """RUN ``steps`` steps; returns the step counter after it."""
         f = await self.transact(cmd_run(steps))
         (step,) = struct.unpack("<I", f.payload)
+        first = (step - steps) & 0xFFFFFFFF
+        for s in self._run_outputs:
+            if (s - first) & 0xFFFFFFFF >= steps:
+                raise ProtocolError(f"OUTPUT frame for step {s} during a RUN of steps "
+                                    f"{first}..{(step - 1) & 0xFFFFFFFF}")
         return step
 
     # -- the emulator-like API ------------------------------------------------------

@@ -29,7 +29,7 @@ from .chip import (
 )
 
 __all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "FLAG_LEARNING",
-           "save", "load"]
+           "MAX_JSON_DEPTH", "save", "load"]
 
 MAGIC = b"\x89NMI\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -128,17 +128,44 @@ class ChipImage:
             if not 0 <= value <= MAX_CHANNELS:
                 raise ImageError(f"image: {name} = {value} is outside [0, {MAX_CHANNELS}]")
         for i, p in enumerate(self.inputs):
-            px, py = core_xy(p.core)
-            if not 0 <= p.channel < self.n_inputs:
+            if p.channel < 0:
+                raise ImageError(f"input port #{i}: channel {p.channel} is negative (channels "
+                                 f"are 0 .. n_inputs - 1 = {self.n_inputs - 1})")
+            if p.channel >= self.n_inputs:
                 raise ImageError(f"input port #{i}: channel {p.channel} >= n_inputs "
                                  f"{self.n_inputs}")
-            if not (0 <= p.core <= 0xFF and px < g.cols and py < g.rows):
+            if not 0 <= p.core <= 0xFF:
+                raise ImageError(f"input port #{i}: core id {p.core} (not in [0, 255], "
+                                 f"y << 4 | x) is outside the {g.rows}x{g.cols} mesh")
+            px, py = core_xy(p.core)
+            if not (px < g.cols and py < g.rows):
                 raise ImageError(f"input port #{i}: core x={px} y={py} is outside the "
                                  f"{g.rows}x{g.cols} mesh")
-            if not 0 <= p.axon < g.n_axons:
+            if p.axon < 0:
+                raise ImageError(f"input port #{i}: axon {p.axon} is negative (axons are "
+                                 f"0 .. n_axons - 1 = {g.n_axons - 1})")
+            if p.axon >= g.n_axons:
                 raise ImageError(f"input port #{i}: axon {p.axon} >= n_axons {g.n_axons}")
 
     # -- views ----------------------------------------------------------------
+
+    def final_writes(self, region: int):
+        """The words that end up in ``region``: ``(core index, offset, word)``
+        arrays, one entry per address written (the last write wins), sorted
+        by core index ``y * cols + x`` and offset. Costs in proportion to the
+        writes, not to the region's size."""
+        g = self.geometry
+        core, reg, offset = unpack_address(self.addresses)
+        sel = np.flatnonzero(reg == region)
+        if not sel.size:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0, np.uint64)
+        # np.unique sorts by address, i.e. by (y, x, offset) = (core index, offset).
+        rev = sel[::-1]
+        _, first = np.unique(self.addresses[rev], return_index=True)
+        keep = rev[first]
+        x, y = core_xy(core[keep])
+        return y * g.cols + x, offset[keep], self.words[keep]
 
     def memory(self, region: Region) -> np.ndarray:
         """The final contents of ``region`` in every core, uint64 ``[n_cores, size]``.
@@ -147,15 +174,8 @@ class ChipImage:
         """
         g = self.geometry
         out = np.zeros((g.n_cores, region_words(g, region, self.learning)), dtype=np.uint64)
-        core, reg, offset = unpack_address(self.addresses)
-        sel = np.flatnonzero(reg == region)
-        if sel.size:
-            # Last write wins: keep the final occurrence of each address.
-            addr = self.addresses[sel][::-1]
-            _, first = np.unique(addr, return_index=True)
-            keep = sel[::-1][first]
-            x, y = core_xy(core[keep])
-            out[y * g.cols + x, offset[keep]] = self.words[keep]
+        core, offset, words = self.final_writes(region)
+        out[core, offset] = words
         return out
 
     def runs(self):
@@ -177,7 +197,8 @@ def _crc(*parts: bytes) -> int:
 
 
 def save(image: ChipImage, path) -> None:
-    """Write ``image`` to ``path`` in the chip image file format."""
+    """Write ``image`` to ``path`` in the chip image file format (atomically:
+    a failed write leaves a previous file at ``path`` as it was)."""
     g = image.geometry
     body = bytearray()
     runs = image.runs()
@@ -195,23 +216,50 @@ def save(image: ChipImage, path) -> None:
               len(runs), len(body), len(meta))
     header_wo_crc = _HEADER.pack(*fields, 0)[:-4]
     crc = _crc(header_wo_crc, bytes(body), meta)
-    Path(path).write_bytes(_HEADER.pack(*fields, crc) + bytes(body) + meta)
+    from .files import write_bytes
+    write_bytes(path, _HEADER.pack(*fields, crc) + bytes(body) + meta)
 
 
 def load(path, *, check_config: bool = True) -> ChipImage:
     """Read a chip image file, checking it completely.
 
-    Raises :class:`ImageError` for a truncated file, a wrong magic number, an
-    unsupported version, a checksum mismatch, a geometry outside the limits,
-    a write outside the address map or (with ``check_config``) a memory word
-    whose fields break the spec. The error names the file and the problem.
+    Raises :class:`ImageError` for what is not a regular file (a folder, a
+    FIFO, a device), a truncated file, a wrong magic number, an unsupported
+    version, a checksum mismatch, a geometry outside the limits, a write
+    outside the address map, a JSON section nested deeper than
+    :data:`MAX_JSON_DEPTH` or (with ``check_config``) a memory word whose
+    fields break the spec. The error names the file and the problem. The
+    checks cost in proportion to the file, not to the chip it configures
+    (docs/architecture.md §8.5 lists every limit).
     """
+    from .files import check_regular_file
     path = Path(path)
+    try:
+        check_regular_file(path, "chip image")
+    except ChipError as e:
+        raise ImageError(str(e)) from None
     data = path.read_bytes()
     try:
         return _parse(data, check_config)
     except ChipError as e:
         raise ImageError(f"{path}: {e}") from None
+
+
+#: Deepest nesting of arrays/objects the JSON section may have (§8.5).
+MAX_JSON_DEPTH = 64
+
+
+def _json_depth(value) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d > MAX_JSON_DEPTH:
+                break
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def _port_map(meta):
@@ -279,9 +327,12 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
             raise ImageError(f"write run #{i}: header runs past the write section")
         start, count = _RUN.unpack_from(data, pos)
         pos += _RUN.size
-        if pos + 8 * count > end or start + count > 1 << 32:
+        if pos + 8 * count > end:
             raise ImageError(f"write run #{i}: {count} words at 0x{start:08x} "
                              f"run past the write section")
+        if start + count > 1 << 32:
+            raise ImageError(f"write run #{i}: {count} words at 0x{start:08x} "
+                             f"run past the last address 0xffffffff")
         words.append(np.frombuffer(data, "<u8", count, pos).astype(np.uint64))
         addresses.append(np.arange(start, start + count, dtype=np.uint64))
         pos += 8 * count
@@ -289,7 +340,13 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
         raise ImageError(f"write section: {end - pos} bytes left after {n_runs} runs")
     try:
         meta = json.loads(data[end:].decode())
+        depth = _json_depth(meta)
+        if depth > MAX_JSON_DEPTH:
+            raise RecursionError
         ports, n_inputs, n_outputs, extra = _port_map(meta)
+    except RecursionError:
+        raise ImageError(f"port map / metadata section nests deeper than MAX_JSON_DEPTH "
+                         f"{MAX_JSON_DEPTH} levels") from None
     except (ValueError, KeyError, TypeError) as e:
         raise ImageError(f"port map / metadata section is malformed: {e}") from None
     image = ChipImage(
@@ -299,7 +356,7 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
         inputs=ports, n_inputs=n_inputs, n_outputs=n_outputs, meta=extra,
         learning=bool(flags & FLAG_LEARNING))
     if check_config:
-        from .config import decode
-        decode(image)
+        from .config import check
+        check(image)
     return image
 

@@ -81,7 +81,9 @@ def test_delayed_resets_are_a_profile_option(reset):
     from neuromesh.config import decode
     prof = decode(compiled.image)[Region.PROFILE]
     used = prof["vth_mant"] > 0
-    assert (prof["reset_delay"][used] == 1).all()
+    from neuromesh.chip import ResetTiming
+    timing = ResetTiming.DELAYED_STORED if pop.reset_stored else ResetTiming.DELAYED
+    assert (prof["reset_timing"][used] == timing).all()
     assert (prof["reset_subtract"][used] == (reset == "subtract")).all()
 
 
