@@ -30,7 +30,7 @@ __all__ = ["Violation", "DesignRuleError", "NetworkNeeds", "Layout", "layout",
 #: Fractions of a core's fan-out entries kept free, round by round, when
 #: a population is cut again with the fan-out of its previous cut
 #: (:func:`layout`).
-FANOUT_MARGINS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+FANOUT_MARGINS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,11 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
              if p.src not in net.inputs or not net.inputs[p.src].always_on]
     pairs += [(n, HOST) for n in net.outputs]
     traffic = group_traffic(Traffic.from_rates(clusters, rates, pairs), core_groups)
-    placement = place([g.as_cluster() for g in core_groups], traffic, geometry, seed=seed)
+    # (every perturbation round of the search costs clusters x cores per
+    # step: fewer rounds for large layouts)
+    kicks = 32 if len(core_groups) <= 64 else max(4, 2048 // len(core_groups))
+    placement = place([g.as_cluster() for g in core_groups], traffic, geometry, seed=seed,
+                      kicks=kicks)
     positions, offsets = {}, {}
     for g in core_groups:
         for c, first in zip(g.members, g.offsets):

@@ -676,14 +676,19 @@ class NeuronNeeds:
                 "profiles": min(self.profiles, stop - start) + b}
 
 
-def _greedy(needs: NeuronNeeds, limits: dict, cap: int, at_most: int | None = None):
+def _greedy(needs: NeuronNeeds, limits: dict, cap: int, at_most: int | None = None,
+            spread: bool = False):
     """Cut ``needs`` from neuron 0 up into the longest ranges within
-    ``limits`` (and ``cap`` neurons): ``[(start, stop, axons, binding)]``,
-    or ``None`` once there would be more than ``at_most``."""
+    ``limits`` (and ``cap`` neurons; with ``spread``, also at most the
+    neurons left over the ``at_most`` clusters left): ``[(start, stop,
+    axons, binding)]``, or ``None`` once there would be more than
+    ``at_most``."""
     n, p, f, first = needs.size, needs._syn_prefix, needs._fan_prefix, needs.first_seen
     out = []
     s = 0
     while s < n:
+        if spread:
+            cap = -(-(n - s) // max(at_most - len(out), 1))
         ends = {"neurons": min(n, s + limits["neurons"]),
                 "synapses": int(np.searchsorted(p, p[s] + limits["synapses"], "right")) - 1,
                 "fanout": int(np.searchsorted(f, f[s] + limits["fanout"], "right")) - 1,
@@ -724,9 +729,11 @@ def cut(needs: NeuronNeeds, geometry: Geometry) -> tuple[list[Cluster], str]:
     ``n_fanout`` from prefix sums of the per-neuron needs, ``n_axons`` from
     the distinct sources of the range, :class:`NeuronNeeds`). Every need of a
     range grows with the range, so no cut into contiguous ranges has fewer
-    clusters. Then the smallest cap on neurons per cluster that keeps that
-    number is found by bisection and the cut repeated under it, so the
-    clusters come out of even size when the neuron count binds.
+    clusters. Then the cut is evened out at that number: each cluster takes
+    at most its share of the neurons left if that still makes no more
+    clusters, else at most the smallest cap on neurons per cluster that does
+    (found by bisection), so the clusters come out of even size when the
+    neuron count binds.
 
     Returns
     -------
@@ -756,7 +763,10 @@ def cut(needs: NeuronNeeds, geometry: Geometry) -> tuple[list[Cluster], str]:
     kinds = [g[3] for g in greedy if g[3] != "end"]
     binding = max(RESOURCES, key=kinds.count) if kinds else "end"
     m = len(greedy)
-    if m > 1:
+    even = _greedy(needs, limits, needs.size, at_most=m, spread=True) if m > 1 else None
+    if even is not None:
+        greedy = even
+    elif m > 1:
         lo, hi = -(-needs.size // m), max(e - s for s, e, _, _ in greedy)
         while lo < hi:
             mid = (lo + hi) // 2
