@@ -7,23 +7,30 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stable_order", "distinct", "sort_pairs"]
+__all__ = ["stable_sort", "stable_order", "distinct", "sort_pairs"]
 
 
 def _bits(limit: int) -> int:
     return max(int(limit), 1).bit_length()
 
 
-def stable_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` for non-negative integers."""
+def stable_sort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sorted values, order)`` with ``order = np.argsort(values,
+    kind="stable")``, for non-negative integers."""
     values = np.asarray(values, dtype=np.int64)
     if not values.size:
-        return np.zeros(0, np.int64)
+        return values, np.zeros(0, np.int64)
     bits = _bits(values.size)
     if _bits(int(values.max()) + 1) + bits > 62:
-        return np.argsort(values, kind="stable")
+        order = np.argsort(values, kind="stable")
+        return values[order], order
     packed = np.sort((values << bits) | np.arange(values.size))
-    return packed & ((1 << bits) - 1)
+    return packed >> bits, packed & ((1 << bits) - 1)
+
+
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` for non-negative integers."""
+    return stable_sort(values)[1]
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

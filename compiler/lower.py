@@ -14,7 +14,7 @@ from neuromesh.chip import DECAY_ONE, FLOOR_MANT_MAX, FLOOR_SHIFT, U_BITS, V_MAX
 from neuromesh.image import ChipImage
 
 from .drc import DesignRuleError, layout
-from .intsort import stable_order
+from .intsort import stable_order, stable_sort
 from .network import Network, NetworkError
 from .placement import HOST, Traffic, group_traffic, place
 from .quantize import (
@@ -378,25 +378,25 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                 delay = np.maximum(delay - 1, 0)
             else:
                 key = ids[p.src] + p.pre[keep].astype(np.int64)
-            tag = -1
             if p.plastic is not None:
-                tag = plastic_names.setdefault(p.name, len(plastic_names))
-            syn.append((core, key, local, w_mant, delay, group_base[n][core] + gi,
-                        np.full(keep.size, tag, np.int64)))
+                plastic_names[p.name] = len(syn)
+            syn.append((core * n_ids + key, local, w_mant, delay, group_base[n][core] + gi))
     if syn:
-        core, key, local, w_mant, delay, group, tag = (np.concatenate(a) for a in zip(*syn))
+        pair, local, w_mant, delay, group = (np.concatenate(a) for a in zip(*syn))
     else:
-        core = key = local = w_mant = delay = group = tag = np.zeros(0, np.int64)
-    # synapses by core, then source (= axon), in the order above within one
-    order = stable_order(core * n_ids + key)
-    pair = core[order] * n_ids + key[order]
+        pair = local = w_mant = delay = group = np.zeros(0, np.int64)
+    # synapses by (core, source), in the order above within one; a core's
+    # axons are numbered by source
+    pair, order = stable_sort(pair)
     new = np.r_[True, pair[1:] != pair[:-1]] if pair.size else np.zeros(0, bool)
+    rank = np.cumsum(new) - 1                       # (core, source) of each sorted synapse
+    firsts = np.flatnonzero(new)                    # the first synapse of each
     pair = pair[new]
     pair_core, pair_key = pair // n_ids, pair % n_ids
-    pair_axon = np.arange(pair.size) - np.searchsorted(pair_core, pair_core)
-    axon = pair_axon[np.cumsum(new) - 1]            # of the sorted synapses
-    sorted_core = core[order]
-    bounds = np.searchsorted(sorted_core, np.arange(n_cores + 1))
+    core_first = np.searchsorted(pair_core, np.arange(n_cores + 1))
+    pair_axon = np.arange(pair.size) - core_first[pair_core]
+    axon = pair_axon[rank]
+    bounds = np.r_[firsts, order.size][core_first]  # each core's sorted synapses
     for k in np.flatnonzero(np.diff(bounds)).tolist():
         at, sel = slice(bounds[k], bounds[k + 1]), order[bounds[k]:bounds[k + 1]]
         # already in the builder's layout order (by axon, stable)
@@ -405,11 +405,15 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                                              group=group[sel])
     sites = {}
     if plastic_names:
-        slot = np.empty(core.size, np.int64)
-        slot[order] = np.arange(core.size) - bounds[sorted_core]
-        for name, t in plastic_names.items():
-            sel = tag == t
-            sites[name] = np.stack([core[sel], slot[sel]])
+        first = np.cumsum([0] + [len(s[1]) for s in syn])
+        core = pair_core[rank]                      # of the sorted synapses
+        slot = np.empty(order.size, np.int64)
+        slot[order] = np.arange(order.size) - bounds[core]
+        unsorted_core = np.empty(order.size, np.int64)
+        unsorted_core[order] = core
+        for name, i in plastic_names.items():
+            at = slice(first[i], first[i + 1])
+            sites[name] = np.stack([unsorted_core[at], slot[at]])
 
     # The bias neurons, after every other neuron of their core.
     bias_neurons = {}
