@@ -147,7 +147,7 @@ class ChipImage:
         """
         g = self.geometry
         out = np.zeros((g.n_cores, region_words(g, region, self.learning)), dtype=np.uint64)
-        core, reg, offset = unpack_address(self.addresses)
+        core, reg, offset = self._address_fields()
         sel = np.flatnonzero(reg == region)
         if sel.size:
             # Last write wins: keep the final occurrence of each address.
@@ -157,6 +157,16 @@ class ChipImage:
             x, y = core_xy(core[keep])
             out[y * g.cols + x, offset[keep]] = self.words[keep]
         return out
+
+    def _address_fields(self):
+        """``unpack_address(self.addresses)``, kept while ``addresses`` is the
+        same array: decoding calls :meth:`memory` once per region, and
+        splitting millions of addresses again each time dominated it."""
+        cache = self.__dict__.get("_address_cache")
+        if cache is None or cache[0] is not self.addresses:
+            cache = (self.addresses, unpack_address(self.addresses))
+            self.__dict__["_address_cache"] = cache
+        return cache[1]
 
     def runs(self):
         """The writes as ``(start address, words)`` runs of consecutive addresses."""
