@@ -169,6 +169,8 @@ def fit_geometry(net: Network, *, board=None, max_cores: int | None = None,
         most = min(most, max_cores)
     where = (f"{owner}: at most {most} core{'s' if most != 1 else ''} of "
              + ", ".join(f"{getattr(top, k)} {_WORDS[k]}" for k in PER_CORE))
+    if not net.populations:
+        raise ValueError("the network has no populations: nothing to fit")
     needs = NetworkNeeds(net)
     # 1. The fewest cores at the largest per-core sizes.
     _, _, r0, c0 = max(_meshes(most))

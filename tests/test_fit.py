@@ -12,7 +12,7 @@ import pytest
 from neuromesh import digits
 from neuromesh.chip import Geometry
 from neuromesh.cli import main
-from neuromesh.compiler import compile_network
+from neuromesh.compiler import Network, compile_network
 from neuromesh.compiler.drc import design_rule_check
 from neuromesh.compiler.fit import PER_CORE, FitError, fit_geometry, largest_geometry
 from neuromesh.compiler.nir_import import from_nir
@@ -94,6 +94,8 @@ def test_fit_errors_give_the_numbers():
         fit_geometry(net, board="icebreaker")
     with pytest.raises(ValueError, match="unknown board 'nope'"):
         fit_geometry(net, board="nope")
+    with pytest.raises(ValueError, match="no populations"):
+        fit_geometry(Network())
     with pytest.raises(ValueError, match="max_cores = 0"):
         fit_geometry(digits_net(), max_cores=0)
     # a delay longer than any core's ring
@@ -125,3 +127,25 @@ def test_compile_geometry_auto_and_board(tmp_path, capsys):
     assert "--geometry 2x2 exceeds board 'icebreaker'" in err
     assert "4 cores > 1, n_fanout = 512 > 256, delay_slots = 8 > 4" in err
     assert not (tmp_path / "x.nmi").exists()
+
+
+def test_fit_keeps_the_limits_when_smaller_cores_would_cut_differently(monkeypatch):
+    """If the geometry with every per-core size at what a core needs does
+    not hold the network as the search found (here: made to fail), the sizes
+    stay at the limits and the reasons say so."""
+    import neuromesh.compiler.fit as fit_module
+    from neuromesh.compiler.drc import Violation
+    real = fit_module.layout
+
+    def shrunk_fails(net, geometry, **kw):
+        lay = real(net, geometry, **kw)
+        if geometry.n_synapses < 16384:                    # the shrunk attempt
+            lay.violations = [Violation("network", "cores", 1, 2)]
+        return lay
+
+    monkeypatch.setattr(fit_module, "layout", shrunk_fails)
+    fit = fit_geometry(digits_net(), board="icebreaker")
+    assert str(fit.geometry) == ("1x1,n_synapses=16384,n_fanout=256,delay_slots=2")
+    assert fit.reasons["n_synapses"] == ("16384: the limit; this cut needs 9472, but cores "
+                                         "that small cut the network into more clusters")
+    assert fit.reasons["delay_slots"] == "2: no delays (the minimum)"
