@@ -201,6 +201,8 @@ class Layout:
         for a population on one core).
     fanout : dict
         ``{population: fan-out entries per neuron}`` under this partition.
+    needs : NetworkNeeds
+        The counts the layout was made from.
     """
 
     violations: list
@@ -238,14 +240,18 @@ def layout(net: Network, geometry: Geometry, *, needs: NetworkNeeds | None = Non
     :func:`~neuromesh.compiler.placement.cut`, every cluster charged its
     neurons' exact synapses, distinct sources (axons) and fan-out entries.
     A neuron's fan-out depends on how its targets are cut, and a recurrent
-    population is its own target, so the cut is iterated: start from one
-    entry per target population a neuron reaches, cut, count each neuron's
-    distinct target clusters, raise the per-neuron fan-out to at least that
-    count and cut again, until the counts stay within what the cut assumed
-    (the assumed fan-out only grows, so this ends; after
-    :data:`FANOUT_ROUNDS` rounds a bound valid for any cut is used). When
-    the clusters outnumber the cores, small ones share cores
-    (:func:`~neuromesh.compiler.placement.pack`).
+    population is its own target, so the cut is iterated: cut with one
+    entry per target population a neuron reaches, count each neuron's
+    distinct target clusters under that cut, and cut again with those
+    counts while keeping a margin of each core's fan-out free
+    (:data:`FANOUT_MARGINS`, one per round) for the entries the new cut
+    adds, until every cluster's entries fit; after the last round a bound
+    valid for any cut (each neuron's outgoing synapses) is used, so this
+    ends with clusters that fit. When the clusters outnumber the cores,
+    small ones share cores (:func:`~neuromesh.compiler.placement.pack`),
+    unless their summed neurons, synapses or fan-out entries already fill
+    more cores than the mesh has (then the ``cores`` violation is that
+    lower bound).
 
     Checked besides: synaptic delays against ``delay_slots - 2``, incoming
     projections per population against ``n_groups``, host channels against

@@ -2,11 +2,15 @@
 
 Three steps of the compiler live here, all pure functions of plain data:
 
-1. :func:`partition` splits every population into the fewest *clusters*
-   (contiguous neuron index ranges) such that each cluster fits one core under
-   every per-core limit of the :class:`~neuromesh.chip.Geometry`
-   (``n_neurons``, ``n_axons``, ``n_synapses``, ``n_fanout``,
-   ``n_profiles``; ``docs/architecture.md`` §2.1).
+1. :func:`cut` splits a population into the fewest *clusters* (contiguous
+   neuron index ranges) such that each cluster fits one core under every
+   per-core limit of the :class:`~neuromesh.chip.Geometry` (``n_neurons``,
+   ``n_axons``, ``n_synapses``, ``n_fanout``, ``n_profiles``;
+   ``docs/architecture.md`` §2.1), charging each cluster its neurons' exact
+   needs (:class:`NeuronNeeds`); the compiler and its design-rule check use
+   it (:func:`neuromesh.compiler.drc.layout`). :func:`partition` does the
+   same from per-population bounds (:class:`PopulationNeeds`), for when only
+   those are known.
 2. :func:`pack`, only when the clusters outnumber the cores, puts several
    small clusters on one core (a :class:`CoreGroup`) within the summed
    limits; :func:`group_traffic` sums their traffic.
