@@ -13,18 +13,10 @@ from neuromesh.builder import ChipBuilder
 from neuromesh.chip import DECAY_ONE, FLOOR_MANT_MAX, FLOOR_SHIFT, U_BITS, V_MAX, Geometry
 from neuromesh.image import ChipImage
 
-from .drc import DesignRuleError, design_rule_check, population_needs, sharing_args
+from .drc import DesignRuleError, layout
+from .intsort import stable_order, stable_sort
 from .network import Network, NetworkError
-from .placement import (
-    HOST,
-    CoreGroup,
-    Traffic,
-    group_traffic,
-    max_neurons_per_core,
-    pack,
-    partition,
-    place,
-)
+from .placement import HOST, Traffic, group_traffic, place
 from .quantize import (
     VTH_MANT_MAX,
     choose_scale,
@@ -224,9 +216,9 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     violated limit before compiling anything.
     """
     image_name = name
-    violations = design_rule_check(net, geometry)
-    if violations:
-        raise DesignRuleError(violations)
+    lay = layout(net, geometry)
+    if lay.violations:
+        raise DesignRuleError(lay.violations)
     pops = net.populations
     incoming = {n: [p for p in net.projections if p.dst == n] for n in pops}
 
@@ -236,18 +228,14 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         alpha, beta = net.retention(pop)
         du = pop.du if pop.du is not None else int(decay_from_factor(alpha, name=n).d)
         dv = pop.dv if pop.dv is not None else int(decay_from_factor(beta, name=n).d)
-        # Weights as [n_post, n_pre] (quantize's layout), for the estimate of
-        # the largest input one step can bring to one neuron.
         win = []
         for p in incoming[n]:
-            dense = np.zeros((pop.size, int(p.pre.max(initial=0)) + 1))
             w = p.weight
             if p.plastic is not None and p.plastic.w_max is not None:
                 # learned weights may reach w_max on every synapse
                 w = np.full(w.shape, -p.plastic.w_max if p.plastic.sign == "inhibitory"
                             else p.plastic.w_max)
-            np.add.at(dense, (p.post, p.pre), w)
-            win.append(dense)
+            win.append(_weights_by_target(p.pre, p.post, w, pop.size))
         if pop.spiking:
             choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
         else:
@@ -270,22 +258,9 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
             quant[p.name] = (q.w_shift, q.max_abs_error, q.rms_rel_error, q.n_flushed)
         del win
 
-    # 2. Partition under every per-core limit.
-    def needs(n, fanout):
-        return population_needs(net, n, fanout)
-
-    k_of = {n: max_neurons_per_core(needs(n, 1), geometry)[0] for n in pops}
-    fanout = {}
-    for n in pops:
-        f = sum(-(-pops[p.dst].size // k_of[p.dst]) for p in net.projections if p.src == n)
-        fanout[n] = max(1, f + (1 if n in net.outputs else 0))
-    clusters = partition([needs(n, fanout[n]) for n in pops], geometry, check_cores=False)
-    if len(clusters) > geometry.n_cores:
-        # Too many for a core each: small clusters share cores.
-        core_groups = pack(clusters, geometry, **sharing_args(net, clusters))
-    else:
-        core_groups = [CoreGroup(c.name, (c,), (0,), len(incoming[c.population]))
-                       for c in clusters]
+    # 2. Partition under every per-core limit: the design-rule check's, so
+    # what it accepts fits (small clusters share cores if cores run out).
+    clusters, core_groups = lay.clusters, lay.cores
 
     # 3. Placement by expected traffic.
     if rates is None and sample_inputs is not None:
@@ -299,7 +274,11 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
              if p.src not in net.inputs or not net.inputs[p.src].always_on]
     pairs += [(n, HOST) for n in net.outputs]
     traffic = group_traffic(Traffic.from_rates(clusters, rates, pairs), core_groups)
-    placement = place([g.as_cluster() for g in core_groups], traffic, geometry, seed=seed)
+    # (every perturbation round of the search costs clusters x cores per
+    # step: fewer rounds for large layouts)
+    kicks = 32 if len(core_groups) <= 64 else max(4, 2048 // len(core_groups))
+    placement = place([g.as_cluster() for g in core_groups], traffic, geometry, seed=seed,
+                      kicks=kicks)
     positions, offsets = {}, {}
     for g in core_groups:
         for c, first in zip(g.members, g.offsets):
@@ -308,10 +287,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
 
     # 4. Routing and emission.
     b = ChipBuilder(geometry)
-    home = {}    # population -> (core x, y, first neuron, stop, first core neuron) per cluster
-    for c in clusters:
-        home.setdefault(c.population, []).append((*positions[c.name], c.start, c.stop,
-                                                  offsets[c.name]))
+    cols, n_cores = geometry.cols, geometry.n_cores
     input_channels, first = {}, 0
     for name, port in net.host_inputs().items():
         input_channels[name] = first
@@ -323,118 +299,159 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         first += pops[n].size
     b.n_outputs = first
 
-    def locate(pop, idx):
-        """(cluster number, neuron on its core) of neurons ``idx`` of ``pop``."""
-        starts = np.array([h[2] for h in home[pop]])
-        firsts = np.array([h[4] for h in home[pop]])
-        k = np.searchsorted(starts, idx, side="right") - 1
-        return k, idx - starts[k] + firsts[k]
+    # Every neuron's core (index y * cols + x) and its neuron on that core.
+    core_of = {n: np.zeros(p.size, np.int64) for n, p in pops.items()}
+    local_of = {n: np.zeros(p.size, np.int64) for n, p in pops.items()}
+    for c in clusters:
+        x, y = positions[c.name]
+        core_of[c.population][c.start:c.stop] = y * cols + x
+        local_of[c.population][c.start:c.stop] = offsets[c.name] + np.arange(c.stop - c.start)
 
     # Per core, each population takes the next profile and the next weight
     # groups (one per incoming projection); a lone population gets 0 and 0.
-    profile_of, group_of, used = {}, {}, {}
+    profile_of, used, filled = {}, {}, {}
+    group_base = {n: np.zeros(n_cores, np.int64) for n in pops}
     for g in core_groups:
         xy = placement.positions[g.name]
+        last = g.members[-1]
+        filled[xy] = g.offsets[-1] + last.stop - last.start     # neurons on the core
         for c in g.members:
             if (xy, c.population) not in profile_of:
                 n_prof, n_grp = used.get(xy, (0, 0))
                 profile_of[xy, c.population] = n_prof
-                group_of[xy, c.population] = n_grp
+                group_base[c.population][xy[1] * cols + xy[0]] = n_grp
                 used[xy] = (n_prof + 1, n_grp + len(incoming[c.population]))
 
-    for n, pop in pops.items():
-        for x, y, start, stop, at in home[n]:
-            c = b.core(x, y)
-            pr = params[n]
-            prof, g0 = profile_of[(x, y), n], group_of[(x, y), n]
-            c.profile(prof, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
-                      refractory=pop.refractory, reset=pop.reset,
-                      reset_delay=pop.reset_delay and pop.spiking,
-                      reset_stored=pop.reset_stored and pop.reset_delay and pop.spiking,
-                      reset_retest=pop.reset_retest and pop.spiking,
-                      threshold_ge=pop.threshold_ge and pop.spiking, v_floor=pr["v_floor"])
-            c.neurons(at + np.arange(stop - start), profile=prof,
-                      bias_mant=pr["bias_mant"][start:stop], bias_exp=pr["bias_exp"][start:stop])
-            if pr["state"] is not None:
-                u0, v0 = pr["state"]
-                c.state(at + np.arange(stop - start), u=u0[start:stop], v=v0[start:stop])
-            for g, p in enumerate(incoming[n]):
-                if p.plastic is None:
-                    c.group(g0 + g, w_shift=proj_q[p.name].w_shift)
-                else:
-                    c.group(g0 + g, w_shift=proj_q[p.name].w_shift, rule=p.plastic.rule,
-                            w_bits=p.plastic.w_bits, sign=p.plastic.sign)
-            plastic = [p.plastic for p in incoming[n] if p.plastic is not None]
-            if plastic:
-                c.learning(**plastic[0].engine())
+    for c in clusters:
+        n, pop, pr = c.population, pops[c.population], params[c.population]
+        (x, y), at, start, stop = positions[c.name], offsets[c.name], c.start, c.stop
+        core = b.core(x, y)
+        prof, g0 = profile_of[(x, y), n], int(group_base[n][y * cols + x])
+        core.profile(prof, du=pr["du"], dv=pr["dv"], vth_mant=pr["vth_mant"],
+                     refractory=pop.refractory, reset=pop.reset,
+                     reset_delay=pop.reset_delay and pop.spiking,
+                     reset_stored=pop.reset_stored and pop.reset_delay and pop.spiking,
+                     reset_retest=pop.reset_retest and pop.spiking,
+                     threshold_ge=pop.threshold_ge and pop.spiking, v_floor=pr["v_floor"])
+        core.neurons(at + np.arange(stop - start), profile=prof,
+                     bias_mant=pr["bias_mant"][start:stop], bias_exp=pr["bias_exp"][start:stop])
+        if pr["state"] is not None:
+            u0, v0 = pr["state"]
+            core.state(at + np.arange(stop - start), u=u0[start:stop], v=v0[start:stop])
+        for gi, p in enumerate(incoming[n]):
+            if p.plastic is None:
+                core.group(g0 + gi, w_shift=proj_q[p.name].w_shift)
+            else:
+                core.group(g0 + gi, w_shift=proj_q[p.name].w_shift, rule=p.plastic.rule,
+                           w_bits=p.plastic.w_bits, sign=p.plastic.sign)
+        plastic = [p.plastic for p in incoming[n] if p.plastic is not None]
+        if plastic:
+            core.learning(**plastic[0].engine())
         if n in output_channels:
-            for x, y, start, stop, at in home[n]:
-                b.core(x, y).to_host(at + np.arange(stop - start),
-                                     output_channels[n] + np.arange(start, stop))
+            core.to_host(at + np.arange(stop - start),
+                         output_channels[n] + np.arange(start, stop))
 
-    # Axons: one per (source neuron or input channel, target core), shared by
-    # every synapse from that source into the core. Every always-on port is
-    # the same signal: one axon per core, fed by the core's bias neuron,
-    # which fires at every step from step 0. Its spike of step t arrives at
-    # t + 1 + delay, so a synapse of network delay d >= 1 gets delay d - 1;
-    # one of delay 0 gets delay 0 (steps 1, 2, ...) and its weight is
-    # preloaded into the accumulator of step 0.
-    always_on = {k for k, v in net.inputs.items() if v.always_on}
-    preload: dict = {}     # (x, y) -> {core neuron: summed contribution for step 0}
-    size_of = {**{k: v.size for k, v in net.inputs.items()}, **{k: v.size for k, v in pops.items()}}
-    calls: dict = {}       # (x, y) -> [(plastic projection or None, its synapses, axons)]
-    axon_of: dict = {}     # (x, y) -> {source name: axon id per source index, -1 = none}
-    next_axon: dict = {}
+    # Axons: one per (source, target core) -- a host input channel, a neuron
+    # or the always-on signal (source ids of NetworkNeeds; always-on is id
+    # 0) -- shared by every synapse from that source into the core, numbered
+    # by source id on each core. The always-on axon (axon 0 where present)
+    # is fed by the core's bias neuron, which fires at every step from step
+    # 0. Its spike of step t arrives at t + 1 + delay, so a synapse of
+    # network delay d >= 1 gets delay d - 1; one of delay 0 gets delay 0
+    # (steps 1, 2, ...) and its weight is preloaded into the accumulator of
+    # step 0.
+    ids, n_ids = lay.needs.first, lay.needs.n_ids
+    syn, preload = [], []
+    plastic_names = {}
     for n in pops:
-        for g, p in enumerate(incoming[n]):
+        for gi, p in enumerate(incoming[n]):
             q = proj_q[p.name]
-            k, local = locate(n, p.post)
             # a plastic synapse at zero can still grow, so it stays
-            keep = q.w_mant != 0 if p.plastic is None else np.ones(q.w_mant.shape, bool)
-            for ci, (x, y, *_) in enumerate(home[n]):
-                sel = keep & (k == ci)
-                if not sel.any():
-                    continue
-                src_key, pre = p.src, p.pre[sel]
-                delay = p.delay[sel]
-                if p.src in always_on:
-                    src_key, pre = _ALWAYS_ON, np.zeros_like(pre)
-                    w0 = (q.w_mant[sel] << q.w_shift)[delay == 0]
-                    at0 = preload.setdefault((x, y), {})
-                    for t, w in zip(local[sel][delay == 0].tolist(), w0.tolist()):
-                        at0[t] = at0.get(t, 0) + int(w)
-                    delay = np.maximum(delay - 1, 0)
-                table = axon_of.setdefault((x, y), {}).setdefault(
-                    src_key, np.full(1 if src_key == _ALWAYS_ON else size_of[p.src], -1,
-                                     dtype=np.int64))
-                new = np.unique(pre[table[pre] < 0])
-                first_id = next_axon.get((x, y), 0)
-                table[new] = first_id + np.arange(new.size)
-                next_axon[(x, y)] = first_id + new.size
-                b.core(x, y).synapses(axon=table[pre], target=local[sel],
-                                      w_mant=q.w_mant[sel], delay=delay,
-                                      group=group_of[(x, y), n] + g)
-                calls.setdefault((x, y), []).append(
-                    (p.name if p.plastic is not None else None, np.flatnonzero(sel),
-                     table[p.pre[sel]]))
-    sites = _synapse_sites(calls, geometry, {p.name: p.weight.size for p in net.projections
-                                             if p.plastic is not None})
-    # Fan-out entries and input ports from the axon tables.
+            keep = np.flatnonzero(q.w_mant != 0) if p.plastic is None \
+                else np.arange(p.pre.size)
+            post, delay, w_mant = p.post[keep], p.delay[keep], q.w_mant[keep]
+            core, local = core_of[n][post], local_of[n][post]
+            if ids[p.src] == 0:
+                key = np.zeros(keep.size, np.int64)
+                now = delay == 0
+                preload.append((core[now], local[now],
+                                w_mant[now].astype(np.int64) << int(q.w_shift)))
+                delay = np.maximum(delay - 1, 0)
+            else:
+                key = ids[p.src] + p.pre[keep].astype(np.int64)
+            if p.plastic is not None:
+                plastic_names[p.name] = len(syn)
+            syn.append((core * n_ids + key, local, w_mant, delay, group_base[n][core] + gi))
+    if syn:
+        pair, local, w_mant, delay, group = (np.concatenate(a) for a in zip(*syn))
+    else:
+        pair = local = w_mant = delay = group = np.zeros(0, np.int64)
+    # synapses by (core, source), in the order above within one; a core's
+    # axons are numbered by source
+    pair, order = stable_sort(pair)
+    new = np.r_[True, pair[1:] != pair[:-1]] if pair.size else np.zeros(0, bool)
+    rank = np.cumsum(new) - 1                       # (core, source) of each sorted synapse
+    firsts = np.flatnonzero(new)                    # the first synapse of each
+    pair = pair[new]
+    pair_core, pair_key = pair // n_ids, pair % n_ids
+    core_first = np.searchsorted(pair_core, np.arange(n_cores + 1))
+    pair_axon = np.arange(pair.size) - core_first[pair_core]
+    axon = pair_axon[rank]
+    bounds = np.r_[firsts, order.size][core_first]  # each core's sorted synapses
+    for k in np.flatnonzero(np.diff(bounds)).tolist():
+        at, sel = slice(bounds[k], bounds[k + 1]), order[bounds[k]:bounds[k + 1]]
+        # already in the builder's layout order (by axon, stable)
+        b.core(k % cols, k // cols).synapses(axon=axon[at], target=local[sel],
+                                             w_mant=w_mant[sel], delay=delay[sel],
+                                             group=group[sel])
+    sites = {}
+    if plastic_names:
+        first = np.cumsum([0] + [len(s[1]) for s in syn])
+        core = pair_core[rank]                      # of the sorted synapses
+        slot = np.empty(order.size, np.int64)
+        slot[order] = np.arange(order.size) - bounds[core]
+        unsorted_core = np.empty(order.size, np.int64)
+        unsorted_core[order] = core
+        for name, i in plastic_names.items():
+            at = slice(first[i], first[i + 1])
+            sites[name] = np.stack([unsorted_core[at], slot[at]])
+
+    # The bias neurons, after every other neuron of their core.
     bias_neurons = {}
-    for (x, y), tables in axon_of.items():
-        for src, table in tables.items():
-            idx = np.flatnonzero(table >= 0)
-            if src == _ALWAYS_ON:
-                bias_neurons[(x, y)] = _bias_neuron(b.core(x, y), home, used.get((x, y), (0, 0))[0],
-                                                    int(table[0]), preload.get((x, y), {}), (x, y))
-                continue
-            if src in net.inputs:
-                b.input(input_channels[src] + idx, x, y, table[idx])
-                continue
-            k, local = locate(src, idx)
-            for ci in np.unique(k):
-                sx, sy = home[src][int(ci)][:2]
-                b.core(sx, sy).route(local[k == ci], x, y, table[idx[k == ci]])
+    if preload:
+        pc, pl, pv = (np.concatenate(a) for a in zip(*preload))
+    else:
+        pc = pl = pv = np.zeros(0, np.int64)
+    for k in pair_core[pair_key == 0].tolist():
+        xy = (k % cols, k // cols)
+        mine = pc == k
+        targets, sums = _sum_by(pl[mine], pv[mine])
+        bias_neurons[xy] = _bias_neuron(b.core(*xy), filled[xy], used.get(xy, (0, 0))[0],
+                                        0, targets, sums)
+    # Host input channels to their axons (channel = source id - 1).
+    host = (pair_key >= 1) & (pair_key < lay.needs.first_population)
+    if host.any():
+        b.input(pair_key[host] - 1, pair_core[host] % cols, pair_core[host] // cols,
+                pair_axon[host])
+    # Fan-out entries: each source neuron, one per target core it reaches.
+    src_core, src_local, dst_core, dst_axon = [], [], [], []
+    for n, pop in pops.items():
+        lo = ids[n]
+        sel = (pair_key >= lo) & (pair_key < lo + pop.size)
+        i = pair_key[sel] - lo
+        src_core.append(core_of[n][i])
+        src_local.append(local_of[n][i])
+        dst_core.append(pair_core[sel])
+        dst_axon.append(pair_axon[sel])
+    src_core, src_local, dst_core, dst_axon = (np.concatenate(a) for a in
+                                               (src_core, src_local, dst_core, dst_axon))
+    # by source core, then neuron: the builder's fan-out layout order
+    by_src = stable_order(src_core * geometry.n_neurons + src_local)
+    bounds = np.searchsorted(src_core[by_src], np.arange(n_cores + 1))
+    for k in np.flatnonzero(np.diff(bounds)).tolist():
+        sel = by_src[bounds[k]:bounds[k + 1]]
+        b.core(k % cols, k // cols).route(src_local[sel], dst_core[sel] % cols,
+                                          dst_core[sel] // cols, dst_axon[sel])
     report = {
         "populations": {n: p.size for n, p in pops.items()},
         "input_channels": input_channels, "output_channels": output_channels,
@@ -465,47 +482,55 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                     bias_neurons=bias_neurons)
 
 
-def _synapse_sites(calls, geometry, plastic_sizes) -> dict:
-    """``{plastic projection: (core, synapse slot) int64 [2, n]}`` in the
-    projection's synapse order. The builder lays a core's synapses out by a
-    stable sort on the axon of everything added, in the order added."""
-    sites = {name: np.full((2, n), -1, dtype=np.int64) for name, n in plastic_sizes.items()}
-    for (x, y), entries in calls.items():
-        axons = np.concatenate([a for _, _, a in entries])
-        slot = np.empty(axons.size, dtype=np.int64)
-        slot[np.argsort(axons, kind="stable")] = np.arange(axons.size)
-        first = 0
-        for name, idx, a in entries:
-            if name is not None:
-                sites[name][0, idx] = y * geometry.cols + x
-                sites[name][1, idx] = slot[first:first + a.size]
-            first += a.size
-    return sites
-
-
-
-#: The axon-table key of the always-on signal (not a valid population name:
-#: names never start with a NUL).
-_ALWAYS_ON = "\0always-on"
-
-
-def _bias_neuron(core, home, profile, axon, preload, xy) -> int:
-    """Put the bias neuron on ``core``: the next free neuron and profile;
-    it fires at every step from step 0 (u and v forget at once, bias 1 >
-    threshold 0) and feeds the always-on ``axon``. ``preload``: ``{core
-    neuron: contribution}`` for step 0 (accumulator slot 0). Returns the
-    bias neuron's index."""
-    index = max((at + stop - start for entries in home.values()
-                 for x, y, start, stop, at in entries if (x, y) == xy), default=0)
+def _bias_neuron(core, index, profile, axon, targets, values) -> int:
+    """Put the bias neuron on ``core`` as neuron ``index`` with ``profile``
+    (the next free ones); it fires at every step from step 0 (u and v forget
+    at once, bias 1 > threshold 0) and feeds the always-on ``axon`` of its
+    own core. ``targets``/``values``: core neurons and their summed input
+    for step 0 (accumulator slot 0), wrapped to the 24-bit accumulator.
+    Returns ``index``."""
     core.profile(profile, du=DECAY_ONE, dv=DECAY_ONE, vth_mant=0)
     core.neurons(index, profile=profile, bias_mant=1, bias_exp=0)
-    core.route(index, xy[0], xy[1], axon)
-    if preload:
-        targets = np.array(sorted(preload))
+    core.route(index, core.x, core.y, axon)
+    if targets.size:
         half = 1 << (U_BITS - 1)
-        values = (np.array([preload[t] for t in targets]) + half) % (1 << U_BITS) - half
-        core.accum(0, targets, values)
+        core.accum(0, targets, (values + half) % (1 << U_BITS) - half)
     return index
+
+
+def _sum_by(index: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``index`` values, sorted, and the exact int64 sum of
+    ``values`` at each."""
+    if not index.size:
+        return index, values
+    order = np.argsort(index, kind="stable")
+    index, values = index[order], values[order]
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    return index[starts], np.add.reduceat(values, starts)
+
+
+def _weights_by_target(pre, post, weight, n_post) -> np.ndarray:
+    """A projection's weights as ``[n_post, k]`` (quantize's target-first
+    layout): row ``i`` holds neuron ``i``'s weights by source, the synapses
+    of one (source, target) pair summed, padded with zeros to the largest
+    in-degree ``k``. It has what :func:`choose_scale` reads of the dense
+    ``[n_post, n_pre]`` matrix -- per-target sums of the excitatory and the
+    inhibitory weights, the extreme weights -- in ``n_post x k`` instead of
+    ``n_post x n_pre`` numbers."""
+    if not pre.size:
+        return np.zeros((n_post, 1))
+    n_pre = int(pre.max()) + 1
+    pair = post.astype(np.int64) * n_pre + pre
+    order = stable_order(pair)
+    pair = pair[order]
+    first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    summed = np.add.reduceat(weight[order], first)     # in synapse order, as the dense sum
+    pair = pair[first]
+    row = pair // n_pre
+    count = np.bincount(row, minlength=n_post)
+    out = np.zeros((n_post, int(count.max())))
+    out[row, np.arange(pair.size) - (np.cumsum(count) - count)[row]] = summed
+    return out
 
 
 def _population_scale(pop, chosen: float) -> float:

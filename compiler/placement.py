@@ -2,11 +2,15 @@
 
 Three steps of the compiler live here, all pure functions of plain data:
 
-1. :func:`partition` splits every population into the fewest *clusters*
-   (contiguous neuron index ranges) such that each cluster fits one core under
-   every per-core limit of the :class:`~neuromesh.chip.Geometry`
-   (``n_neurons``, ``n_axons``, ``n_synapses``, ``n_fanout``,
-   ``n_profiles``; ``docs/architecture.md`` §2.1).
+1. :func:`cut` splits a population into the fewest *clusters* (contiguous
+   neuron index ranges) such that each cluster fits one core under every
+   per-core limit of the :class:`~neuromesh.chip.Geometry` (``n_neurons``,
+   ``n_axons``, ``n_synapses``, ``n_fanout``, ``n_profiles``;
+   ``docs/architecture.md`` §2.1), charging each cluster its neurons' exact
+   needs (:class:`NeuronNeeds`); the compiler and its design-rule check use
+   it (:func:`neuromesh.compiler.drc.layout`). :func:`partition` does the
+   same from per-population bounds (:class:`PopulationNeeds`), for when only
+   those are known.
 2. :func:`pack`, only when the clusters outnumber the cores, puts several
    small clusters on one core (a :class:`CoreGroup`) within the summed
    limits; :func:`group_traffic` sums their traffic.
@@ -46,9 +50,12 @@ import numpy as np
 
 from neuromesh.chip import ChipError, Geometry
 
+from .intsort import distinct
+
 __all__ = [
     "HOST", "RESOURCES", "PlacementError", "PopulationNeeds", "Cluster", "Traffic",
-    "Placement", "CoreGroup", "max_neurons_per_core", "partition", "pack", "group_traffic",
+    "Placement", "CoreGroup", "NeuronNeeds", "max_neurons_per_core", "partition", "cut", "pack",
+    "group_traffic",
     "hops", "host_hops",
     "naive_placement", "placement_cost", "place",
 ]
@@ -576,6 +583,211 @@ def partition(populations: Iterable[PopulationNeeds], geometry: Geometry, *,
     return clusters
 
 
+@dataclass(frozen=True, eq=False)
+class NeuronNeeds:
+    """The exact needs of every neuron of one population, for :func:`cut`.
+
+    Where :class:`PopulationNeeds` bounds a population by its worst neuron,
+    this lists each neuron's needs, so a cluster is charged what its own
+    neurons take.
+
+    Parameters
+    ----------
+    name : str
+        Population name.
+    synapses : int array, shape (size,)
+        Incoming synapses of each neuron (one synapse memory entry each).
+    fanout : int array, shape (size,)
+        Fan-out entries of each neuron (one per destination core, one per
+        host output channel).
+    first_seen : int array, shape (sum(synapses),)
+        The incoming synapses listed by target neuron (neuron 0's, then
+        neuron 1's, ...). For each: the target neuron of the previous synapse
+        from the same source in that order, or -1. Neurons ``s .. e - 1`` then
+        hear one distinct source -- one axon of their core -- per synapse of
+        theirs whose ``first_seen < s``.
+    profiles : int
+        Neuron profiles the population uses.
+    bias : int
+        1 if every core holding neurons of the population also holds a bias
+        neuron (see :class:`PopulationNeeds`).
+    sources : int array, shape (size,), optional
+        Distinct sources of each neuron, if already known (else computed
+        from ``first_seen`` when needed).
+    """
+
+    name: str
+    synapses: np.ndarray
+    fanout: np.ndarray
+    first_seen: np.ndarray
+    profiles: int = 1
+    bias: int = 0
+    sources: np.ndarray | None = None
+
+    def __post_init__(self):
+        owner = f"population {self.name!r}"
+        syn = np.asarray(self.synapses, dtype=np.int64).reshape(-1)
+        fan = np.asarray(self.fanout, dtype=np.int64).reshape(-1)
+        if syn.size < 1 or fan.shape != syn.shape:
+            raise PlacementError(f"{owner}: synapses and fanout need one entry per neuron "
+                                 f"(got {syn.size} and {fan.size})")
+        if (syn < 0).any() or (fan < 0).any():
+            raise PlacementError(f"{owner}: negative synapse or fan-out count")
+        prefix = np.zeros(syn.size + 1, dtype=np.int64)
+        np.cumsum(syn, out=prefix[1:])
+        first = np.asarray(self.first_seen).reshape(-1)
+        if first.size != prefix[-1]:
+            raise PlacementError(f"{owner}: first_seen has {first.size} entries for "
+                                 f"{prefix[-1]} synapses")
+        _check_count(owner, "profiles", self.profiles, 1)
+        if self.bias not in (0, 1):
+            raise PlacementError(f"{owner}: bias = {self.bias!r} must be 0 or 1")
+        fan_prefix = np.zeros(fan.size + 1, dtype=np.int64)
+        np.cumsum(fan, out=fan_prefix[1:])
+        object.__setattr__(self, "synapses", syn)
+        object.__setattr__(self, "fanout", fan)
+        object.__setattr__(self, "first_seen", first)
+        object.__setattr__(self, "_syn_prefix", prefix)
+        object.__setattr__(self, "_fan_prefix", fan_prefix)
+
+    @property
+    def size(self) -> int:
+        """Number of neurons."""
+        return int(self.synapses.size)
+
+    def axons(self) -> np.ndarray:
+        """Distinct sources each neuron hears alone (its axons on a core to itself)."""
+        if self.sources is not None:
+            return np.asarray(self.sources)
+        target = np.repeat(np.arange(self.size), self.synapses)
+        return np.bincount(target[self.first_seen < target], minlength=self.size)
+
+    def one_neuron(self) -> dict[str, int]:
+        """``{resource: need}`` of the most demanding single neuron on a core
+        (with the bias neuron if any), resource by resource."""
+        b = self.bias
+        return {"neurons": 1 + b, "axons": int(self.axons().max(initial=0)),
+                "synapses": int(self.synapses.max(initial=0)),
+                "fanout": int(self.fanout.max(initial=0)) + b, "profiles": 1 + b}
+
+    def range_needs(self, start: int, stop: int) -> dict[str, int]:
+        """``{resource: need}`` of a core holding neurons ``start .. stop - 1``."""
+        p, f = self._syn_prefix, self._fan_prefix
+        b = self.bias
+        axons = int((self.first_seen[p[start]:p[stop]] < start).sum())
+        return {"neurons": stop - start + b, "axons": axons,
+                "synapses": int(p[stop] - p[start]), "fanout": int(f[stop] - f[start]) + b,
+                "profiles": min(self.profiles, stop - start) + b}
+
+
+def _greedy(needs: NeuronNeeds, limits: dict, cap: int, at_most: int | None = None,
+            spread: bool = False):
+    """Cut ``needs`` from neuron 0 up into the longest ranges within
+    ``limits`` (and ``cap`` neurons; with ``spread``, also at most the
+    neurons left over the ``at_most`` clusters left): ``[(start, stop,
+    axons, binding)]``, or ``None`` once there would be more than
+    ``at_most``."""
+    n, p, f, first = needs.size, needs._syn_prefix, needs._fan_prefix, needs.first_seen
+    out = []
+    s = 0
+    while s < n:
+        if spread:
+            cap = -(-(n - s) // max(at_most - len(out), 1))
+        ends = {"neurons": min(n, s + limits["neurons"]),
+                "synapses": int(np.searchsorted(p, p[s] + limits["synapses"], "right")) - 1,
+                "fanout": int(np.searchsorted(f, f[s] + limits["fanout"], "right")) - 1,
+                "profiles": s + limits["profiles"] if needs.profiles > limits["profiles"]
+                else n}
+        binding = min(ends, key=ends.get)
+        e = ends[binding]
+        if cap < e - s:
+            e, binding = s + cap, "cap"
+        if e >= n:
+            e, binding = n, "end"
+        # distinct sources of s .. e - 1: the synapses whose source's
+        # previous synapse lies before s
+        new = first[p[s]:p[e]] < s
+        axons = int(np.count_nonzero(new))
+        if axons > limits["axons"]:
+            # the same for s .. t - 1, every t up to e
+            seen = np.zeros(e - s + 1, dtype=np.int64)
+            at = p[s + 1:e + 1] - p[s]
+            seen[1:][at > 0] = np.cumsum(new)[at[at > 0] - 1]
+            e = s + int(np.searchsorted(seen, limits["axons"], "right")) - 1
+            axons, binding = int(seen[e - s]), "axons"
+        if e <= s:          # cut() checked every neuron first
+            raise PlacementError(f"population {needs.name!r}: neuron {s} does not fit a core")
+        out.append((s, e, axons, binding))
+        s = e
+        if at_most is not None and len(out) > at_most:
+            return None
+    return out
+
+
+def cut(needs: NeuronNeeds, geometry: Geometry) -> tuple[list[Cluster], str]:
+    """Cut one population into the fewest contiguous clusters that each fit a
+    core, charging every cluster its neurons' exact needs; sizes balanced.
+
+    First a greedy cut from neuron 0 takes, cluster after cluster, the most
+    neurons that fit every per-core limit (``n_neurons``, ``n_synapses``,
+    ``n_fanout`` from prefix sums of the per-neuron needs, ``n_axons`` from
+    the distinct sources of the range, :class:`NeuronNeeds`). Every need of a
+    range grows with the range, so no cut into contiguous ranges has fewer
+    clusters. Then the cut is evened out at that number: each cluster takes
+    at most its share of the neurons left if that still makes no more
+    clusters, else at most the smallest cap on neurons per cluster that does
+    (found by bisection), so the clusters come out of even size when the
+    neuron count binds.
+
+    Returns
+    -------
+    clusters : list of Cluster
+        Named ``"name[i]"`` in neuron order, with their exact needs.
+    binding : str
+        The resource (a :data:`RESOURCES` key) that ended most clusters of
+        the greedy cut, ``"end"`` if one cluster holds the whole population.
+
+    Raises
+    ------
+    PlacementError
+        If one neuron alone needs more than a core has (with the numbers).
+    """
+    b = needs.bias
+    limits = {"neurons": geometry.n_neurons - b, "synapses": geometry.n_synapses,
+              "fanout": geometry.n_fanout - b, "axons": geometry.n_axons,
+              "profiles": geometry.n_profiles - b}
+    one = needs.one_neuron()
+    over = [f"{r}: one neuron needs {one[r]}, a core has {RESOURCES[r]} = "
+            f"{getattr(geometry, RESOURCES[r])}" for r in RESOURCES
+            if one[r] > getattr(geometry, RESOURCES[r])]
+    if over:
+        raise PlacementError(f"population {needs.name!r} cannot be placed even one neuron "
+                             f"per core: " + "; ".join(over))
+    greedy = _greedy(needs, limits, needs.size)
+    kinds = [g[3] for g in greedy if g[3] != "end"]
+    binding = max(RESOURCES, key=kinds.count) if kinds else "end"
+    m = len(greedy)
+    even = _greedy(needs, limits, needs.size, at_most=m, spread=True) if m > 1 else None
+    if even is not None:
+        greedy = even
+    elif m > 1:
+        lo, hi = -(-needs.size // m), max(e - s for s, e, _, _ in greedy)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _greedy(needs, limits, mid, at_most=m) is None:
+                lo = mid + 1
+            else:
+                hi = mid
+        greedy = _greedy(needs, limits, lo)
+    clusters = []
+    for i, (s, e, axons, _) in enumerate(greedy):
+        d = needs.range_needs(s, e)
+        d["axons"] = axons
+        clusters.append(Cluster(name=f"{needs.name}[{i}]", population=needs.name, start=s,
+                                stop=e, bias=b, **d))
+    return clusters, binding
+
+
 @dataclass(frozen=True)
 class CoreGroup:
     """Clusters that share one core (:func:`pack`).
@@ -672,7 +884,7 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
     bins: list[dict] = []       # {"members", "used", "pops", "sources"}
     for i in order:
         c, d = clusters[i], need(clusters[i])
-        src = None if sources is None else np.asarray(sources[c.name], dtype=np.int64)
+        src = None if sources is None else distinct(np.asarray(sources[c.name]))
         for b in bins:
             pops = b["pops"] | {c.population}
             if len(pops) > 1 and pops & exclusive:
@@ -683,11 +895,15 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
             if c.bias and b["bias"]:
                 for r in _BIAS_OVERHEAD:
                     extra[r] -= 1
+            if src is not None:            # at least the larger of the two source sets
+                extra["axons"] = max(src.size - b["used"]["axons"], 0)
+            if not all(b["used"][r] + extra[r] <= limits[r] for r in limits):
+                continue
             union = None
-            if src is not None:
-                union = np.union1d(b["sources"], src)
+            if src is not None:            # the exact union only for a core that may take c
+                union = distinct(np.concatenate([b["sources"], src]))
                 extra["axons"] = union.size - b["used"]["axons"]
-            if all(b["used"][r] + extra[r] <= limits[r] for r in limits):
+            if b["used"]["axons"] + extra["axons"] <= limits["axons"]:
                 b["members"].append(i)
                 b["pops"].add(c.population)
                 b["bias"] |= bool(c.bias)
@@ -697,10 +913,9 @@ def pack(clusters: Sequence[Cluster], geometry: Geometry, *,
                 break
         else:
             if src is not None:
-                d["axons"] = np.unique(src).size
+                d["axons"] = src.size
             bins.append({"members": [i], "used": dict(d), "pops": {c.population},
-                         "bias": bool(c.bias),
-                         "sources": None if src is None else np.unique(src)})
+                         "bias": bool(c.bias), "sources": src})
     if check_cores and len(bins) > geometry.n_cores:
         total = {r: sum(need(c)[r] for c in clusters) for r in limits}
         raise PlacementError(

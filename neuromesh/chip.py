@@ -155,6 +155,17 @@ class Geometry:
         return ",".join([f"{self.rows}x{self.cols}", *extra])
 
     @classmethod
+    def fit(cls, network, board=None, max_cores: int | None = None) -> Geometry:
+        """The smallest geometry that holds ``network`` (a compiler
+        ``Network``): the fewest cores, then the smallest per-core sizes,
+        within the chip's limits or ``board``'s (a name from the boards
+        catalog) and at most ``max_cores`` cores.
+        :func:`neuromesh.compiler.fit.fit_geometry` gives the reason for each
+        choice; it raises ``FitError`` with the numbers if nothing fits."""
+        from neuromesh.compiler.fit import fit_geometry  # the compiler imports chip
+        return fit_geometry(network, board=board, max_cores=max_cores).geometry
+
+    @classmethod
     def parse(cls, text: str) -> Geometry:
         """Parse ``"RxC[,name=value...]"``, e.g. ``"2x2,n_neurons=128"``.
 

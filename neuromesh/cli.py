@@ -374,6 +374,30 @@ def _demo_on_board(args):
         raise SystemExit(1)
 
 
+def _compile_geometry(args, net):
+    """The geometry ``neuromesh compile`` compiles for: ``--geometry`` parsed
+    (and checked against ``--board``'s limits), or with ``auto`` (the default
+    with ``--board``) the smallest that holds the model, printed with the
+    reason for each choice."""
+    from .chip import Geometry
+    from .compiler.fit import PER_CORE, board_limits, fit_geometry
+    text = args.geometry or ("auto" if args.board else "2x2")
+    if text == "auto":
+        fit = fit_geometry(net, board=args.board)
+        print(fit.report())
+        return fit.geometry
+    geometry = Geometry.parse(text)
+    if args.board:
+        limits, cores = board_limits(args.board)
+        over = ([f"{geometry.n_cores} cores > {cores}"] if geometry.n_cores > cores else []) \
+            + [f"{k} = {getattr(geometry, k)} > {getattr(limits, k)}" for k in PER_CORE
+               if getattr(geometry, k) > getattr(limits, k)]
+        if over:
+            raise ChipError(f"--geometry {text} exceeds board {args.board!r} ({limits}): "
+                            + ", ".join(over))
+    return geometry
+
+
 def cmd_compile(args):
     """Compile a NIR graph onto a chip geometry and write the chip image.
 
@@ -382,7 +406,6 @@ def cmd_compile(args):
     or --dt and the options that differ from Euler, zero reset, v > threshold.
     Any option also overrides the preset's value. The conventions applied
     are printed first."""
-    from .chip import Geometry
     from .compiler import compile_network
     from .compiler.nir_import import FRAMEWORKS, NIROptions, from_nir
     from .compiler.report import compile_report, mesh_heatmap
@@ -417,7 +440,8 @@ def cmd_compile(args):
     net = from_nir(graph, options)
     for note in net.notes:
         print(f"note: {note}")
-    compiled = compile_network(net, Geometry.parse(args.geometry), name=Path(args.model).stem)
+    geometry = _compile_geometry(args, net)
+    compiled = compile_network(net, geometry, name=Path(args.model).stem)
     save(compiled.image, args.output)
     print(image_summary(compiled.image))
     print()
@@ -582,8 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_compile.__doc__)
     s.add_argument("model", help="NIR file (.nir)")
     s.add_argument("-o", "--output", required=True, metavar="IMAGE", help="chip image to write")
-    s.add_argument("--geometry", type=_geometry_text, default="2x2",
-                   help="RxC[,name=value...] (default: %(default)s)")
+    s.add_argument("--geometry", type=_geometry_text, default=None,
+                   help="RxC[,name=value...], or auto: the smallest mesh and per-core sizes "
+                        "that hold the model, printed with the reason for each (default: "
+                        "2x2; auto with --board)")
+    s.add_argument("--board", choices=sorted(BOARDS),
+                   help="stay within this board's geometry (its cores and per-core sizes)")
     s.add_argument("--framework", choices=["snntorch", "norse", "lava-dl", "rockpool", "sinabs"],
                    help="use that framework's defaults (discretisation, reset, threshold test)")
     s.add_argument("--dt", type=_positive_float,

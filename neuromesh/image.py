@@ -155,7 +155,7 @@ class ChipImage:
         by core index ``y * cols + x`` and offset. Costs in proportion to the
         writes, not to the region's size."""
         g = self.geometry
-        core, reg, offset = unpack_address(self.addresses)
+        core, reg, offset = self._address_fields()
         sel = np.flatnonzero(reg == region)
         if not sel.size:
             empty = np.zeros(0, np.int64)
@@ -177,6 +177,16 @@ class ChipImage:
         core, offset, words = self.final_writes(region)
         out[core, offset] = words
         return out
+
+    def _address_fields(self):
+        """``unpack_address(self.addresses)``, kept while ``addresses`` is the
+        same array: decoding calls :meth:`memory` once per region, and
+        splitting millions of addresses again each time dominated it."""
+        cache = self.__dict__.get("_address_cache")
+        if cache is None or cache[0] is not self.addresses:
+            cache = (self.addresses, unpack_address(self.addresses))
+            self.__dict__["_address_cache"] = cache
+        return cache[1]
 
     def runs(self):
         """The writes as ``(start address, words)`` runs of consecutive addresses."""

@@ -341,6 +341,7 @@ def test_compile_command_says_which_conventions_it_applied(tmp_path, capsys):
     assert ("conventions: dt = 1, exact decays, subtract reset, v >= threshold, v floor -1, "
             "multi-spike approximated by one spike per step (sinabs preset with "
             "--v-floor, --approximate-multi-spike)") in capsys.readouterr().out
-    assert main(["compile", str(model), "-o", str(image), "--framework", "snntorch",
-                 "--dt", "0"]) == 2
-    assert "dt = 0.0 must be a finite number > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["compile", str(model), "-o", str(image), "--framework", "snntorch", "--dt", "0"])
+    assert stop.value.code == 2
+    assert "--dt: '0' must be a finite number > 0" in capsys.readouterr().err

@@ -16,10 +16,12 @@ from neuromesh import ChipError, Geometry
 from neuromesh.compiler.placement import (
     HOST,
     Cluster,
+    NeuronNeeds,
     Placement,
     PlacementError,
     PopulationNeeds,
     Traffic,
+    cut,
     group_traffic,
     hops,
     host_hops,
@@ -241,6 +243,73 @@ def test_partition_error_when_clusters_outnumber_cores():
         partition([PopulationNeeds("a", 1), PopulationNeeds("b", 1)], Geometry())
     assert len(partition([PopulationNeeds("a", 1), PopulationNeeds("b", 1)], Geometry(),
                          check_cores=False)) == 2
+
+
+def hand_needs(fanout=(1, 1, 1, 1, 1, 1)):
+    """Six neurons hearing sources a..g: {a,b,c}, {a,b,c}, {d,e,f}, {d,e,f},
+    {a,d,g}, {a,d,g}; first_seen by hand (the target of each synapse's
+    source's previous synapse, in target order)."""
+    first_seen = [-1, -1, -1, 0, 0, 0,          # n0: a b c    n1: a b c
+                  -1, -1, -1, 2, 2, 2,          # n2: d e f    n3: d e f
+                  1, 3, -1, 4, 4, 4]            # n4: a d g    n5: a d g
+    return NeuronNeeds("p", [3] * 6, list(fanout), first_seen)
+
+
+def test_cut_charges_each_cluster_its_distinct_sources():
+    needs = hand_needs()
+    np.testing.assert_array_equal(needs.axons(), [3] * 6)
+    assert needs.range_needs(0, 3)["axons"] == 6 and needs.range_needs(2, 6)["axons"] == 5
+    g = Geometry(rows=1, cols=4, n_neurons=8, n_axons=4, n_synapses=64, n_fanout=64)
+    cl, binding = cut(needs, g)
+    assert [(c.start, c.stop, c.axons) for c in cl] == [(0, 2, 3), (2, 4, 3), (4, 6, 3)]
+    assert binding == "axons"
+    # five axons: {d,e,f} and {a,d,g} share d, so neurons 2..5 fit one core
+    cl, _ = cut(needs, Geometry(rows=1, cols=4, n_neurons=8, n_axons=5, n_synapses=64))
+    assert [(c.start, c.stop, c.axons, c.synapses) for c in cl] == [(0, 2, 3, 6),
+                                                                   (2, 6, 5, 12)]
+    # (the per-population bound charged min(7 sources, k x 3 synapses) axons:
+    # a core of 5 axons took one neuron, six clusters)
+    assert len(partition([PopulationNeeds("p", 6, fan_in=3, n_sources=7)],
+                         Geometry(rows=1, cols=8, n_neurons=8, n_axons=5),
+                         check_cores=False)) == 6
+
+
+def test_cut_by_synapses_and_fan_out_prefix_sums_then_balanced():
+    needs = NeuronNeeds("q", [5, 1, 1, 1, 1, 5, 5, 1], [2, 2, 2, 9, 2, 2, 2, 2],
+                        np.full(20, -1))
+    g = Geometry(rows=1, cols=4, n_neurons=8, n_axons=64, n_synapses=10, n_fanout=16)
+    cl, binding = cut(needs, g)
+    # greedy: 0..3 (fan-out 2+2+2+9 = 15, +2 > 16), 4..5 (synapses 1+5, +5 > 10),
+    # 6..7: three clusters, one ended by fan-out, one by synapses (the first
+    # in RESOURCES order is reported); then at most three neurons each still
+    # makes three clusters
+    assert [(c.start, c.stop) for c in cl] == [(0, 3), (3, 6), (6, 8)]
+    assert [c.synapses for c in cl] == [7, 7, 6]
+    assert [c.fanout for c in cl] == [6, 13, 4]
+    assert binding == "synapses"
+    # balanced: four neurons at most per cluster keeps three clusters; three would not
+    even = cut(NeuronNeeds("e", [1] * 10, [0] * 10, np.full(10, -1)),
+               Geometry(n_neurons=4))[0]
+    assert [c.stop - c.start for c in even] == [4, 3, 3]
+    # shares of 2 would need a fourth cluster (9 + 9 > 10): the smallest cap
+    # that keeps three is 3
+    lumpy = cut(NeuronNeeds("l", [1, 1, 1, 1, 9, 9], [0] * 6, np.full(22, -1)),
+                Geometry(n_neurons=8, n_synapses=10))[0]
+    assert [(c.start, c.stop) for c in lumpy] == [(0, 3), (3, 5), (5, 6)]
+
+
+def test_cut_errors():
+    with pytest.raises(PlacementError, match=r"population 'p' cannot be placed even one "
+                                             r"neuron per core: axons: one neuron needs 3, "
+                                             r"a core has n_axons = 2"):
+        cut(hand_needs(), Geometry(n_axons=2))
+    with pytest.raises(PlacementError, match=r"fanout: one neuron needs 9, a core has "
+                                             r"n_fanout = 8"):
+        cut(hand_needs(fanout=(1, 1, 9, 1, 1, 1)), Geometry(n_fanout=8))
+    with pytest.raises(PlacementError, match="first_seen has 2 entries for 18 synapses"):
+        NeuronNeeds("p", [3] * 6, [1] * 6, [-1, -1])
+    with pytest.raises(PlacementError, match="one entry per neuron"):
+        NeuronNeeds("p", [3] * 6, [1] * 5, [-1] * 18)
 
 
 def test_pack_shares_cores_first_fit_decreasing():
