@@ -6,6 +6,8 @@ chip steps each. Three ways, interleaved, best of ``--reps``:
 
 - one process: ``Emulator(image, batch=N).run(x)`` in this process, BLAS
   pinned to one thread (threadpoolctl), the baseline;
+- one process in chunks: ``evaluate`` without a client, the same chunks one
+  after the other here (separates the effect of the chunk size from Dask's);
 - ``evaluate`` on a local cluster of 1 worker process;
 - ``evaluate`` on a local cluster of 2 worker processes.
 
@@ -77,9 +79,10 @@ def main():
                        for k in ("outputs", "neuron_spikes", "synaptic_events"))
         print("merged results identical to the single-process run: yes\n")
 
-        times = {"one process": [], "1 worker": [], "2 workers": []}
+        times = {"one process": [], "in chunks": [], "1 worker": [], "2 workers": []}
         for _ in range(args.reps):                 # interleaved
             times["one process"].append(best_of(single, 1))
+            times["in chunks"].append(best_of(lambda: spread(None), 1))
             times["1 worker"].append(best_of(lambda: spread(one), 1))
             times["2 workers"].append(best_of(lambda: spread(two), 1))
         base = min(times["one process"])

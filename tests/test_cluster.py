@@ -253,3 +253,37 @@ def test_datasets_module_writes_eval_input(digits, tmp_path, capsys):
         assert np.array_equal(f["spikes"], np.concatenate([x, x], axis=1))
         assert np.array_equal(f["labels"], np.concatenate([labels, labels]))
     assert load(tmp_path / "d.nmi").n_inputs == image.n_inputs
+
+
+def _start_sleeper():
+    return subprocess.Popen(["sleep", "600"]).pid
+
+
+def test_a_closing_worker_ends_the_processes_its_tasks_started():
+    """A co-simulation task's Verilator child must not outlive its worker
+    (Ctrl-C closes the cluster mid-task): the worker's teardown ends it."""
+    psutil = pytest.importorskip("psutil")
+    with connect(1) as (client, _):
+        (pid,) = client.run(_start_sleeper).values()
+        assert psutil.pid_exists(pid)
+    child = psutil.Process(pid) if psutil.pid_exists(pid) else None
+    assert child is None or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_sweep_takes_a_model_file_and_a_labelled_data_set(cluster, tmp_path, capsys):
+    from neuromesh.cluster.sweep import grid, sweep
+    from neuromesh.compiler.nir_import import FRAMEWORKS
+    from neuromesh.digits import model_path
+    data = digits_test_set(limit=60)
+    np.savez(tmp_path / "set.npz", spikes=data.spikes, labels=data.labels)
+    want = sweep(model_path(), grid(FRAMEWORKS["snntorch"], geometries=["2x2"]), data)
+    assert main(["sweep", str(model_path()), "--framework", "snntorch", "--input",
+                 str(tmp_path / "set.npz"), "--scheduler", cluster.scheduler.address,
+                 "-o", str(tmp_path / "s.png"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    correct = want.points[0].correct
+    assert re.search(rf" {100 * correct / 60:.2f}%\s+{correct}/60 ", out)
+    assert "data       set.npz: 60 samples, 16 steps" in out
+    # A model of its own states its discretisation: no silent preset.
+    assert main(["sweep", str(model_path()), "--input", str(tmp_path / "set.npz")]) == 2
+    assert "give --framework" in capsys.readouterr().err

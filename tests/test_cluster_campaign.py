@@ -97,3 +97,10 @@ def test_campaign_command_on_a_scheduler(cluster, tmp_path, capsys):
                         r"\d+ s", out[2])
     assert out[3].startswith("  1x1: 1 case(s), 10 steps,") and out[3].endswith("identical")
     assert out[4].startswith("  1x2: 1 case(s), 10 steps,") and out[4].endswith("identical")
+
+
+def test_campaign_options_are_checked_before_any_cluster_starts(capsys):
+    assert main(["cosim-campaign", "--cases", "4", "--workers", "2",
+                 "--cases-per-task", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "need cases >= 0, steps >= 1 and at least 1 case" in err

@@ -145,7 +145,9 @@ def cmd_sweep(args):
     more values) and evaluate each on a labelled data set on Dask workers;
     print a table of accuracy per option and plot it. Default: the shipped
     digits model (snnTorch preset) on scikit-learn's digits test split.
-    Options the compiler rejects are listed with its message."""
+    Another model starts from --framework's preset, or from the first --dt
+    with Euler decays and zero reset (as `neuromesh compile`). Options the
+    compiler rejects are listed with its message."""
     from neuromesh.compiler.nir_import import FRAMEWORKS, NIROptions
     from neuromesh.demo import DEFAULT_GEOMETRY
     from neuromesh.digits import model_path
@@ -168,6 +170,9 @@ def cmd_sweep(args):
                   reset=args.reset or (), reset_delay=delays)
     if args.limit is not None and args.limit < 1:
         raise ChipError(f"--limit {args.limit}: need at least 1 sample")
+    if args.input and args.repeat != 1:
+        raise ChipError("--repeat repeats the digits test split; it cannot be used with "
+                        "--input")
     if args.input:
         data = load_dataset(args.input)
         if args.limit:
@@ -200,6 +205,10 @@ def campaign_on_cluster(args, seed: int):
     the serial campaign for the same seed."""
     from .campaign import run_campaign
     from .connection import connect
+    if args.cases < 0 or args.steps < 1 or args.cases_per_task < 1:
+        raise ChipError(f"--cases {args.cases}, --steps {args.steps}, --cases-per-task "
+                        f"{args.cases_per_task}: need cases >= 0, steps >= 1 and at least "
+                        f"1 case per task")
 
     def body():
         with connect(args.workers, args.scheduler) as (client, info):

@@ -12,10 +12,13 @@ cancels every task before the ``KeyboardInterrupt`` goes on.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .connection import ClusterError
@@ -115,37 +118,76 @@ def run_tasks(tasks: list[Task], client=None, *, name: str = "neuromesh", unit: 
     return results
 
 
-def _run_on(client, tasks, results, name, bar, on_result):
-    from distributed import as_completed
-    run = f"{name}-{uuid.uuid4().hex[:8]}"
-    # Tuple keys (prefix, index): Dask groups them by prefix on its dashboard.
-    futures = [client.submit(t.fn, *t.args, key=(run, i), pure=False)
-               for i, t in enumerate(tasks)]
-    index = {f.key: i for i, f in enumerate(futures)}
-    done = False
+@contextmanager
+def _interrupt_flag():
+    """A flag that Ctrl-C sets while a distributed run waits; the waiting
+    loop checks it every few milliseconds and raises ``KeyboardInterrupt``
+    itself. Python's own handler raises wherever the main thread happens to
+    be, which can be inside a callback Python runs for itself (a
+    garbage-collector hook or ``__del__``; Dask installs some), where the
+    exception is printed and dropped and the Ctrl-C lost."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
     try:
-        # Completed futures in batches, each gathered by one synchronous call:
-        # no two gathers overlap (as_completed(with_results=True) gathers
-        # concurrently, and releasing results meanwhile can stall it). A
-        # result lost with its worker before the gather is recomputed by
-        # Dask inside client.gather.
-        for batch in as_completed(futures).batches():
-            for future in batch:
-                if future.status == "error":
-                    raise TaskFailed(tasks[index[future.key]], future.exception()) from None
-                if future.status == "cancelled":
-                    raise TaskFailed(tasks[index[future.key]],
-                                     ClusterError("Dask cancelled the task (its inputs were "
-                                                  "lost with every worker holding them)"))
-            values = client.gather(batch)
-            for future, value in zip(batch, values):
-                i = index[future.key]
-                results[i] = value
-                future.release()                # its memory on the worker is not needed
-                bar.update(tasks[i].weight)
-                if on_result is not None:
-                    on_result(i, value)
-        done = True
+        yield flag
     finally:
-        if not done:                             # an error or Ctrl-C: stop the rest
-            client.cancel(futures, force=True)
+        signal.signal(signal.SIGINT, previous)
+
+
+def _completed_batches(futures, interrupted):
+    """Lists of futures as they complete, polled so that ``interrupted`` is
+    seen within a fraction of a second."""
+    from distributed import as_completed
+    pending = as_completed(futures)
+    while True:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        batch = pending.next_batch(block=False)
+        if batch:
+            yield batch
+        elif pending.is_empty():
+            return
+        else:
+            time.sleep(0.02)
+
+
+def _run_on(client, tasks, results, name, bar, on_result):
+    run = f"{name}-{uuid.uuid4().hex[:8]}"
+    done = False
+    with _interrupt_flag() as interrupted:
+        # Tuple keys (prefix, index): Dask groups them by prefix on its dashboard.
+        futures = [client.submit(t.fn, *t.args, key=(run, i), pure=False)
+                   for i, t in enumerate(tasks)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            # Completed futures in batches, each gathered by one synchronous
+            # call: no two gathers overlap (as_completed(with_results=True)
+            # gathers concurrently, and releasing results meanwhile can stall
+            # it). A result lost with its worker before the gather is
+            # recomputed by Dask inside client.gather.
+            for batch in _completed_batches(futures, interrupted):
+                for future in batch:
+                    if future.status == "error":
+                        raise TaskFailed(tasks[index[future.key]],
+                                         future.exception()) from None
+                    if future.status == "cancelled":
+                        raise TaskFailed(tasks[index[future.key]], ClusterError(
+                            "Dask cancelled the task (its inputs were lost with every "
+                            "worker holding them)"))
+                values = client.gather(batch)
+                for future, value in zip(batch, values):
+                    i = index[future.key]
+                    results[i] = value
+                    future.release()            # its memory on the worker is not needed
+                    bar.update(tasks[i].weight)
+                    if on_result is not None:
+                        on_result(i, value)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            done = True
+        finally:
+            if not done:                         # an error or Ctrl-C: stop the rest
+                client.cancel(futures, force=True)
