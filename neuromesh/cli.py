@@ -300,9 +300,12 @@ def cmd_campaign(args):
     that replays them."""
     import tempfile
 
+    from .cluster.cli import campaign_on_cluster, wants_cluster
     from .sim.campaign import run_campaign
     seed = args.seed if args.seed is not None else time.time_ns() % 1_000_000_007
     print(f"seed {seed}", flush=True)
+    if wants_cluster(args):
+        return campaign_on_cluster(args, seed)
     with tempfile.TemporaryDirectory() as tmp:
         camp = run_campaign(args.cases, args.steps, seed, Path(tmp),
                             corners=not args.no_corners,
@@ -676,9 +679,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-corners", action="store_true", help="skip the directed corner cases")
     s.add_argument("--reproducers", default="cosim-reproducers", metavar="DIR",
                    help="where failing cases are saved (default: %(default)s)")
+    from .cluster.campaign import DEFAULT_CASES_PER_TASK
+    from .cluster.cli import add_cluster_arguments
+    add_cluster_arguments(s, local_default=False)
+    s.add_argument("--cases-per-task", type=int, default=DEFAULT_CASES_PER_TASK, metavar="N",
+                   help="with --workers/--scheduler: cases per task, run in one Verilator "
+                        "simulation (default: %(default)s)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_campaign)
 
     register_build(sub)
+    from .cluster.cli import register as register_cluster
+    register_cluster(sub)
     return p
 
 

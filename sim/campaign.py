@@ -20,9 +20,10 @@ from neuromesh.chip import Geometry
 from neuromesh.image import ChipImage
 
 from .randomgen import random_image, random_inputs
-from .runner import run_verilator, write_case
+from .runner import CosimResult, run_verilator, write_case
 
-__all__ = ["GEOMETRIES", "corner_cases", "Campaign", "run_campaign"]
+__all__ = ["GEOMETRIES", "corner_cases", "Campaign", "campaign_plan", "make_cases",
+           "merge_results", "save_reproducers", "run_campaign"]
 
 #: The geometries campaigns cycle through (1x1 ... 2x2, all delay ring sizes
 #: from 2 to 16).
@@ -144,45 +145,94 @@ class Campaign:
         return "\n".join(lines)
 
 
+def campaign_plan(n_cases: int, seed: int, geometries, *, corners: bool = True) -> dict:
+    """Which cases a campaign runs: ``{geometry name: [case, ...]}`` in run
+    order, a case being ``(case name, seed)`` for a random one (seeds ``seed,
+    seed + 1, ...`` dealt round-robin over the geometries) or ``(case name,
+    corner name)`` for a directed one (after the random ones)."""
+    names = list(geometries)
+    plan = {name: [] for name in names}
+    for k in range(n_cases):
+        name = names[k % len(names)]
+        plan[name].append((f"{name}-seed{seed + k}", seed + k))
+    if corners:
+        for name in names:
+            plan[name] += [(f"{name}-{cname}", cname)
+                           for cname, _, _ in corner_cases(geometries[name])]
+    return plan
+
+
+def make_cases(geometry: Geometry, cases, steps: int, workdir: Path) -> list[dict]:
+    """Write the images and inputs of ``cases`` (from :func:`campaign_plan`,
+    all of ``geometry``) under ``workdir``; return their job entries. A case
+    depends only on its geometry and seed or corner name."""
+    corners = None
+    jobs = []
+    for case_name, what in cases:
+        if isinstance(what, str):
+            if corners is None:
+                corners = {c: (image, x) for c, image, x in corner_cases(geometry)}
+            image, x = corners[what]
+        else:
+            image = random_image(what, geometry)
+            x = random_inputs(what, image, steps)
+        jobs.append(write_case(workdir, case_name, image, x))
+    return jobs
+
+
+def merge_results(parts) -> CosimResult:
+    """One result from the results of consecutive runs of one geometry's
+    cases, as if they had run in one simulation: counts add up (the chip's
+    cycle counter counts RUN cycles only, which a case's activity decides)
+    and divergences keep case order."""
+    out = CosimResult()
+    for r in parts:
+        out.cases += r.cases
+        out.steps += r.steps
+        out.cycles += r.cycles
+        out.divergences += r.divergences
+    return out
+
+
+def save_reproducers(divergences, case_files, repro_dir: Path) -> list:
+    """Write each diverging case's image and inputs (``case_files``: case
+    name -> (image bytes, inputs bytes)) to ``repro_dir``; return ``(case
+    name, replay command)`` pairs in divergence order."""
+    out = []
+    for d in divergences:
+        image_bytes, input_bytes = case_files[d["case"]]
+        repro_dir.mkdir(parents=True, exist_ok=True)
+        img = repro_dir / f"{d['case']}.nmi"
+        inp = repro_dir / f"{d['case']}.inputs.npz"
+        img.write_bytes(image_bytes)
+        inp.write_bytes(input_bytes)
+        out.append((d["case"], f"neuromesh cosim {img} --input {inp} --sim verilator"))
+    return out
+
+
 def run_campaign(n_cases: int, steps: int, seed: int, workdir: Path, *,
                  corners: bool = True, geometries=None, chip_factory=None,
                  repro_dir: Path | None = None) -> Campaign:
     """Run ``n_cases`` random cases (``steps`` steps each) spread over
     ``geometries`` (default :data:`GEOMETRIES`), plus the directed corner
-    cases. Seeds of the cases are ``seed, seed + 1, ...``."""
+    cases, in this process: one Verilator simulation per geometry. Seeds of
+    the cases are ``seed, seed + 1, ...``. ``neuromesh.cluster.campaign``
+    runs the same plan on Dask workers."""
     geometries = geometries or GEOMETRIES
-    names = list(geometries)
     t0 = time.perf_counter()
     camp = Campaign(seed=seed)
-    per_geometry = {name: [] for name in names}
-    for k in range(n_cases):
-        name = names[k % len(names)]
-        s = seed + k
-        image = random_image(s, geometries[name])
-        per_geometry[name].append(write_case(workdir / name, f"{name}-seed{s}", image,
-                                             random_inputs(s, image, steps)))
-    if corners:
-        for name in names:
-            for cname, image, x in corner_cases(geometries[name]):
-                per_geometry[name].append(write_case(workdir / name, f"{name}-{cname}",
-                                                     image, x))
-    for name in names:
-        if per_geometry[name]:
-            camp.results[name] = run_verilator(geometries[name], per_geometry[name],
+    plan = campaign_plan(n_cases, seed, geometries, corners=corners)
+    jobs = {name: make_cases(geometries[name], cases, steps, Path(workdir) / name)
+            for name, cases in plan.items()}
+    for name, cases in jobs.items():
+        if cases:
+            camp.results[name] = run_verilator(geometries[name], cases,
                                                chip_factory=chip_factory,
                                                stop_on_divergence=False)
     camp.seconds = time.perf_counter() - t0
-    repro_dir = Path(repro_dir or workdir / "reproducers")
-    for d in camp.divergences:
-        case = next(c for cases in per_geometry.values() for c in cases
-                    if c["name"] == d["case"])
-        repro_dir.mkdir(parents=True, exist_ok=True)
-        img = repro_dir / f"{d['case']}.nmi"
-        inp = repro_dir / f"{d['case']}.inputs.npz"
-        img.write_bytes(Path(case["image"]).read_bytes())
-        inp.write_bytes(Path(case["inputs"]).read_bytes())
-        camp.reproducers.append(
-            (d["case"], f"neuromesh cosim {img} --input {inp} --sim verilator"))
+    files = {c["name"]: (Path(c["image"]).read_bytes(), Path(c["inputs"]).read_bytes())
+             for cases in jobs.values() for c in cases
+             if any(d["case"] == c["name"] for d in camp.divergences)}
+    camp.reproducers = save_reproducers(camp.divergences, files,
+                                        Path(repro_dir or Path(workdir) / "reproducers"))
     return camp
-
-

@@ -162,13 +162,15 @@ def write_case(workdir: Path, name: str, image: ChipImage, inputs, steps=None) -
 
 def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None = None,
                   stop_on_divergence=True, chip_factory=None, workdir=None,
-                  mode: str = "compare") -> CosimResult:
+                  mode: str = "compare", build: Path | None = None) -> CosimResult:
     """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
     Verilator simulation. ``waves``: write a VCD waveform there. ``mode``:
     ``"compare"`` (lockstep with the emulator), ``"throughput"``, or
     ``"learning-host"`` (:mod:`~neuromesh.sim.learning_host`; a case may add
-    ``reward_step`` and ``rewards``)."""
-    build = build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves))
+    ``reward_step`` and ``rewards``). ``build``: the folder
+    :func:`build_verilator` returned for this geometry, ``chip_factory`` and ``waves``
+    (saves regenerating the Verilog to find the cached build)."""
+    build = build or build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         job = {"cases": cases, "result": str(tmp / "result.json"),
