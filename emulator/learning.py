@@ -265,18 +265,12 @@ class LearningEngine:
             return
         self.events += np.bincount(rows, minlength=self.batch)
         d = self.geometry.delay_slots
-        contrib = self.w[rows, syn[e]] << shift[e]
-        # A float64 scatter-add into the ring (exact, §11.10): bincount over
-        # the whole ring when the events are many, add.at when they are few.
+        contrib = (self.w[rows, syn[e]] << shift[e]).astype(np.int32)
+        # An integer scatter-add into the int32 ring (exact modulo 2**32, of
+        # which only the low 24 bits matter, §11.10).
         _, b, n = acc.shape
-        flat = ((step + 1 + delay[e]) % d * b + rows) * n + tgt[e]
-        if flat.size * 8 >= acc.size:
-            acc += np.bincount(flat, weights=contrib.astype(np.float64),
-                               minlength=acc.size).reshape(acc.shape)
-        elif acc.flags.c_contiguous:
-            np.add.at(acc.reshape(-1), flat, contrib.astype(np.float64))
-        else:   # pragma: no cover - the emulator's ring is contiguous
-            np.add.at(acc, np.unravel_index(flat, acc.shape), contrib.astype(np.float64))
+        flat = ((step + 1 + delay[e].astype(np.int64)) % d * b + rows) * n + tgt[e]
+        np.add.at(acc.reshape(-1), flat, contrib)
 
     # -- per-step dynamics ------------------------------------------------------------
 
