@@ -84,7 +84,10 @@ class Emulator:
         if propagation not in ("auto", "dense", "sparse"):
             raise ValueError(f"propagation must be 'auto', 'dense' or 'sparse', "
                              f"got {propagation!r}")
-        self.config = config
+        # The decoded fields are needed only while the tables are built (and by
+        # the learning engine); a learning-free emulator keeps its own tables
+        # and the image only.
+        self._config = config if config.learning else None
         self.image: ChipImage = config.image
         self.geometry = g = config.geometry
         self.batch = int(batch)
@@ -150,7 +153,8 @@ class Emulator:
         for sc in np.unique(pairs // g.n_cores):
             targets = tuple(pairs[pairs // g.n_cores == sc] % g.n_cores)
             reach.setdefault((sc == g.n_cores, targets), []).append(sc)
-        row_of = np.full(n_total + self.image.n_inputs, -1, dtype=np.int64)
+        row_of = np.full(n_total + self.image.n_inputs, -1, dtype=np.int32)
+        compact = compact.astype(np.int32)      # (4 bytes per edge where it is gathered)
         active_core = self.active // g.n_neurons
         blocks, sources, start = [], [], 0
         groups = sorted(reach.items(), key=lambda kv: (kv[0][0], kv[1][0]))
@@ -174,9 +178,15 @@ class Emulator:
         self._blocks = blocks
         all_rows = np.concatenate(sources) if sources else np.zeros(0, np.int64)
         self._outdeg = np.bincount(row_of[src], minlength=all_rows.size)
-        self._row_neurons = compact[all_rows[all_rows < n_total]]
+        self._row_neurons = self._compact[all_rows[all_rows < n_total]]
         self._row_inputs = all_rows[all_rows >= n_total] - n_total
         self._row_neuron_slice = as_slice(self._row_neurons)
+
+    @property
+    def config(self) -> ChipConfig:
+        """The decoded image (:func:`~neuromesh.config.decode`; decoded anew on
+        each access of a learning-free emulator, which does not keep it)."""
+        return self._config if self._config is not None else decode(self.image)
 
     # -- state ------------------------------------------------------------------
 

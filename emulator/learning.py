@@ -116,7 +116,8 @@ class LearningEngine:
         self._init = dict(
             x=np.stack([xt[n] for n in _X_NAMES], -1), x0=xt["x0"].astype(bool),
             y=np.stack([yt[n] for n in _Y_NAMES], -1), y0=yt["y0"].astype(bool),
-            w=syn["w_mant"].reshape(-1), tag=config[LearnRegion.TAG]["tag"].reshape(-1),
+            w=syn["w_mant"].reshape(-1).astype(np.int64),
+            tag=config[LearnRegion.TAG]["tag"].reshape(-1),
             reward=learn["reward"], lfsr=learn["lfsr"].astype(np.uint64),
             phase=learn["epoch_phase"])
 
@@ -158,7 +159,7 @@ class LearningEngine:
         ecore = np.repeat(core_n, flen)
         src = compact[np.repeat(core_n * g.n_neurons + neuron, flen)]
         to_core = fan["to_host"][ecore, entry] == 0
-        dest = fan["y"][ecore, entry] * g.cols + fan["x"][ecore, entry]
+        dest = fan["y"][ecore, entry].astype(np.int64) * g.cols + fan["x"][ecore, entry]
         ok = to_core & (src >= 0)
         self.hit_src = src[ok]
         self.hit_axon = (dest * g.n_axons + fan["axon"][ecore, entry])[ok]

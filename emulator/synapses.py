@@ -223,14 +223,20 @@ class DensePropagator:
 class SparsePropagator:
     """Event-driven: gather the out-edges of spiking rows, scatter-add them.
 
-    Costs time in proportion to the synaptic events, not the matrix size.
-    One CSR table per delay the block uses, with int32 ring columns and int32
-    weights (8 bytes per synapse); ``np.add.at`` adds them into the int32
-    ring, exact modulo ``2**32``.
+    Costs time in proportion to the synaptic events, not the matrix size, and
+    at scale the time goes into reading the tables: so they are as small as
+    exactness allows. One CSR table per delay the block uses; ring columns
+    in uint16 or int32; weights stored as ``weight >> shift`` in int8 or
+    int16 where every weight of the table shares ``shift`` trailing zero
+    bits (one synapse group per projection makes that the rule: 5 bytes per
+    synapse), else int32. ``np.add.at`` adds them into the int32 ring,
+    exact modulo ``2**32``.
     """
 
     def __init__(self, row, col, delay_index, weight, n_rows, delays):
         self.tables = []
+        n_ring = int(col.max(initial=0)) + 1
+        col_type = np.uint16 if n_ring <= 1 << 16 else np.int32
         for i, d in enumerate(delays):
             sel = (delay_index == i) if len(delays) > 1 else slice(None)
             r = row[sel]
@@ -243,13 +249,13 @@ class SparsePropagator:
             c, w = col[sel], weight[sel]
             if order is not None:
                 c, w = c[order], w[order]
-            self.tables.append((int(d), indptr, np.ascontiguousarray(c, np.int32),
-                                np.ascontiguousarray(w, np.int32)))
+            shift, w = _compress_weights(w)
+            self.tables.append((int(d), indptr, np.ascontiguousarray(c, col_type), w, shift))
         self.n_rows = n_rows
 
     @property
     def nbytes(self) -> int:
-        return sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w in self.tables)
+        return sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
 
     def add_into(self, spikes, ring, base):
         """Add the contributions of ``spikes`` (bool ``[B, rows]``) into
@@ -263,16 +269,39 @@ class SparsePropagator:
         if rows.size == 0:
             return
         d_slots, _, n = ring.shape
-        for d, indptr, col, weight in self.tables:
+        for d, indptr, col, weight, shift in self.tables:
             start = indptr[rows]
             lens = indptr[rows + 1] - start
-            pos = ranges(start, lens)
+            # int32 positions halve the index traffic (tables < 2**31 entries).
+            pos = ranges(start, lens, np.int32 if col.size < 1 << 31 else np.int64)
             if pos.size == 0:
                 continue
             idx = col[pos].astype(np.intp)
             if brow is not None:
                 idx += np.repeat(brow * n, lens)
-            np.add.at(ring[(base + d) % d_slots].reshape(-1), idx, weight[pos])
+            w = weight[pos]
+            if shift or w.dtype != np.int32:
+                w = w.astype(np.int32)
+                w <<= shift
+            np.add.at(ring[(base + d) % d_slots].reshape(-1), idx, w)
+
+
+def _compress_weights(weight):
+    """``(shift, weight >> shift)`` in the narrowest of int8/int16/int32 that
+    holds it exactly; ``shift``: the trailing zero bits all weights share."""
+    weight = np.asarray(weight, np.int32)
+    nonzero = weight[weight != 0]
+    if nonzero.size == 0:
+        return 0, weight.astype(np.int8)
+    bits = int(np.bitwise_or.reduce(nonzero))
+    shift = (bits & -bits).bit_length() - 1             # the lowest bit any weight sets
+    scaled = weight >> shift
+    lo, hi = int(scaled.min()), int(scaled.max())
+    for dtype in (np.int8, np.int16):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return shift, scaled.astype(dtype)
+    return shift, scaled
 
 
 # Above this density (edges per matrix cell) a dense product beats scatter-add.

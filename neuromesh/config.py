@@ -28,15 +28,22 @@ from .chip import (
 )
 from .image import ChipImage, ImageError
 
-__all__ = ["ChipConfig", "decode"]
+__all__ = ["ChipConfig", "decode", "COMPACT_REGIONS"]
+
+#: Regions decoded into compact dtypes (they grow with the synapses).
+COMPACT_REGIONS = (Region.AXON, Region.SYNAPSE, Region.FANOUT)
 
 
 @dataclass
 class ChipConfig:
     """Field arrays of every memory region of a chip.
 
-    ``regions[Region.X][field]`` is an int64 array ``[n_cores, size]``; the
-    accumulator ring is reshaped to ``[n_cores, delay_slots, n_neurons]``.
+    ``regions[Region.X][field]`` is an integer array ``[n_cores, size]``:
+    int64, except in the three regions that grow with the synapses (AXON,
+    SYNAPSE, FANOUT: up to 10^8 words on a Loihi-scale chip), whose fields
+    come in the smallest signed dtype that holds them (int8 ... int32; widen
+    before arithmetic that could leave it). The accumulator ring is reshaped
+    to ``[n_cores, delay_slots, n_neurons]``.
     Images with the learning flag also have ``regions[LearnRegion.X]`` for
     the learning regions (the LEARN region as one int64 array ``[n_cores]``
     per field of its five words), and ``rules[(core, group)]``, the
@@ -84,7 +91,9 @@ def decode(image: ChipImage) -> ChipConfig:
         if reserved.any():
             _fail(region, "reserved bits", reserved, words.astype(object),
                   "must be zero")
-        regions[region] = layout.unpack(words)
+        del reserved
+        regions[region] = layout.unpack(words, compact=region in COMPACT_REGIONS)
+        del words
     regions[Region.ACCUM]["value"] = regions[Region.ACCUM]["value"].reshape(
         g.n_cores, g.delay_slots, g.n_neurons)
 

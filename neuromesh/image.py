@@ -110,18 +110,26 @@ class ChipImage:
         if self.addresses.shape != self.words.shape or self.addresses.ndim != 1:
             raise ImageError(
                 f"image: {self.addresses.shape} addresses but {self.words.shape} words")
-        core, region, offset = unpack_address(self.addresses)
-        x, y = core_xy(core)
         sizes = np.array([region_words(g, r, self.learning) for r in range(16)])
-        bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            r = int(region[i])
+        # In blocks: an image may hold 10^8 writes, and unpacking costs 24 bytes each.
+        block = 1 << 22
+        for first in range(0, self.addresses.size, block):
+            core, region, offset = unpack_address(self.addresses[first:first + block])
+            x, y = core_xy(core)
+            bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
+            if bad.any():
+                break
+        else:
+            bad = None
+        if bad is not None:
+            j = int(np.flatnonzero(bad)[0])
+            i = first + j
+            r = int(region[j])
             rname = region_name(r) if sizes[r] or r in Region._value2member_map_ \
                 else f"reserved region {r}"
             raise ImageError(
                 f"image write #{i}: address 0x{int(self.addresses[i]):08x} "
-                f"(core x={int(x[i])} y={int(y[i])}, {rname}, word {int(offset[i])}) "
+                f"(core x={int(x[j])} y={int(y[j])}, {rname}, word {int(offset[j])}) "
                 f"is outside the {g.rows}x{g.cols} mesh / region of "
                 f"{sizes[r]} words")
         for name, value in (("n_inputs", self.n_inputs), ("n_outputs", self.n_outputs)):
@@ -147,15 +155,18 @@ class ChipImage:
         """
         g = self.geometry
         out = np.zeros((g.n_cores, region_words(g, region, self.learning)), dtype=np.uint64)
-        core, reg, offset = unpack_address(self.addresses)
-        sel = np.flatnonzero(reg == region)
+        # Only this region's writes are unpacked (an image may hold 10^8).
+        sel = np.flatnonzero(((self.addresses >> 20) & 0xF) == region)
         if sel.size:
-            # Last write wins: keep the final occurrence of each address.
-            addr = self.addresses[sel][::-1]
-            _, first = np.unique(addr, return_index=True)
-            keep = sel[::-1][first]
-            x, y = core_xy(core[keep])
-            out[y * g.cols + x, offset[keep]] = self.words[keep]
+            addr = self.addresses[sel]
+            if sel.size > 1 and not (addr[1:] > addr[:-1]).all():
+                # Last write wins: keep the final occurrence of each address.
+                _, first = np.unique(addr[::-1], return_index=True)
+                sel = sel[::-1][first]
+                addr = self.addresses[sel]
+            core, _, offset = unpack_address(addr)
+            x, y = core_xy(core)
+            out[y * g.cols + x, offset] = self.words[sel]
         return out
 
     def runs(self):

@@ -185,7 +185,9 @@ def test_round_trip_extreme_geometry(tmp_path):
     img = ChipImage(g, [int(last), int(accum)], [5, 0xFFFFFF], n_inputs=65536, n_outputs=65536)
     path = tmp_path / "x.nmi"
     save(img, path)
-    loaded = load(path)
+    # The header and the writes; decoding the largest geometry's 134 M synapse
+    # words (GBs, every word checked) is the Loihi-scale benchmark's job.
+    loaded = load(path, check_config=False)
     assert loaded.geometry == g
     assert_same_image(img, loaded)
 
