@@ -76,6 +76,29 @@ def _fail(region: Region, field: str, mask: np.ndarray, values: np.ndarray, limi
         f"{limit}{more}")
 
 
+def _unpack_region(image: ChipImage, region: Region, layout) -> dict:
+    """The field arrays of ``region``, reserved bits checked; a block of cores at
+    a time, so the temporaries stay small next to a Loihi-scale region."""
+    words = image.memory(region)
+    n_cores, size = words.shape
+    compact = region in COMPACT_REGIONS
+    out = None
+    step = max(1, (1 << 22) // max(size, 1))
+    for first in range(0, n_cores, step):
+        rows = slice(first, first + step)
+        reserved = layout.reserved_bits(words[rows])
+        if reserved.any():
+            mask = np.zeros(words.shape, bool)
+            mask[rows] = reserved
+            _fail(region, "reserved bits", mask, words.astype(object), "must be zero")
+        fields = layout.unpack(words[rows], compact=compact)
+        if out is None:
+            out = {k: np.empty(words.shape, v.dtype) for k, v in fields.items()}
+        for k, v in fields.items():
+            out[k][rows] = v
+    return out
+
+
 def decode(image: ChipImage) -> ChipConfig:
     """Decode and check all memory regions of ``image``.
 
@@ -86,14 +109,7 @@ def decode(image: ChipImage) -> ChipConfig:
     g = image.geometry
     regions = {}
     for region, layout in LAYOUTS.items():
-        words = image.memory(region)
-        reserved = layout.reserved_bits(words)
-        if reserved.any():
-            _fail(region, "reserved bits", reserved, words.astype(object),
-                  "must be zero")
-        del reserved
-        regions[region] = layout.unpack(words, compact=region in COMPACT_REGIONS)
-        del words
+        regions[region] = _unpack_region(image, region, layout)
     regions[Region.ACCUM]["value"] = regions[Region.ACCUM]["value"].reshape(
         g.n_cores, g.delay_slots, g.n_neurons)
 

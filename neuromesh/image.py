@@ -25,7 +25,6 @@ from .chip import (
     core_xy,
     region_name,
     region_words,
-    unpack_address,
 )
 
 __all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "FLAG_LEARNING",
@@ -111,11 +110,12 @@ class ChipImage:
             raise ImageError(
                 f"image: {self.addresses.shape} addresses but {self.words.shape} words")
         sizes = np.array([region_words(g, r, self.learning) for r in range(16)])
-        # In blocks: an image may hold 10^8 writes, and unpacking costs 24 bytes each.
-        block = 1 << 22
+        # In blocks of 32-bit fields: an image may hold 10^8 writes.
+        block = 1 << 20
         for first in range(0, self.addresses.size, block):
-            core, region, offset = unpack_address(self.addresses[first:first + block])
-            x, y = core_xy(core)
+            addr = self.addresses[first:first + block]
+            region, offset = (addr >> 20) & 0xF, addr & 0xFFFFF
+            x, y = (addr >> 24) & 0xF, addr >> 28
             bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
             if bad.any():
                 break
@@ -155,18 +155,29 @@ class ChipImage:
         """
         g = self.geometry
         out = np.zeros((g.n_cores, region_words(g, region, self.learning)), dtype=np.uint64)
-        # Only this region's writes are unpacked (an image may hold 10^8).
-        sel = np.flatnonzero(((self.addresses >> 20) & 0xF) == region)
-        if sel.size:
+        # Only this region's writes are unpacked, a block at a time (an image
+        # may hold 10^8 writes).
+        block = 1 << 20
+        parts = [first + np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF)
+                                        == region)
+                 for first in range(0, self.addresses.size, block)]
+        sel = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        del parts
+        if sel.size > 1:
             addr = self.addresses[sel]
-            if sel.size > 1 and not (addr[1:] > addr[:-1]).all():
+            if not (addr[1:] > addr[:-1]).all():
                 # Last write wins: keep the final occurrence of each address.
                 _, first = np.unique(addr[::-1], return_index=True)
                 sel = sel[::-1][first]
-                addr = self.addresses[sel]
-            core, _, offset = unpack_address(addr)
-            x, y = core_xy(core)
-            out[y * g.cols + x, offset] = self.words[sel]
+            del addr
+        flat = out.reshape(-1)
+        for i in range(0, sel.size, block):
+            part = sel[i:i + block]
+            addr = self.addresses[part]
+            core = addr >> 24
+            index = ((core >> 4) * g.cols + (core & 0xF)).astype(np.int64) * out.shape[1]
+            index += addr & 0xFFFFF
+            flat[index] = self.words[part]
         return out
 
     def runs(self):
