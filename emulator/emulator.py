@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuromesh.chip import Region
-from neuromesh.config import ChipConfig, decode
+from neuromesh.config import COMPACT_REGIONS, ChipConfig, decode
 from neuromesh.image import ChipImage
 
 from .learning import LearningEngine
@@ -75,12 +75,23 @@ class Emulator:
     propagation:
         ``"auto"`` (default), ``"dense"`` or ``"sparse"``: how spikes are
         summed into the accumulators. All give identical results.
+    backend:
+        ``"numpy"`` (default) or ``"torch"`` (the optional ``[torch]`` extra:
+        the same loop on torch tensors, bit-exact too; learning-free images).
+    device:
+        The torch device, e.g. ``"cpu"`` (default) or ``"cuda"``.
     """
 
-    def __init__(self, image, batch: int = 1, *, propagation: str = "auto"):
-        config = image if isinstance(image, ChipConfig) else decode(image)
+    def __init__(self, image, batch: int = 1, *, propagation: str = "auto",
+                 backend: str = "numpy", device=None):
+        own_config = not isinstance(image, ChipConfig)
+        config = decode(image) if own_config else image
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        if backend == "numpy" and device is not None:
+            raise ValueError("device is a torch backend option (backend='torch')")
         if propagation not in ("auto", "dense", "sparse"):
             raise ValueError(f"propagation must be 'auto', 'dense' or 'sparse', "
                              f"got {propagation!r}")
@@ -93,6 +104,11 @@ class Emulator:
         self.batch = int(batch)
         n_total = g.n_cores * g.n_neurons
         edges = expand(config, with_synapses=config.learning)
+        if own_config and not config.learning:
+            # The tables are built from the edges; the big regions' fields
+            # (5-20 bytes per synapse) are not needed any more.
+            for region in COMPACT_REGIONS:
+                config.regions[region] = None
         state = config[Region.STATE]
         self._u0 = state["u"].reshape(-1)
         self._v0 = state["v"].reshape(-1)
@@ -123,7 +139,15 @@ class Emulator:
         self._out_neuron = compact[edges.out_neuron[out_ok]]
         self._out_channel = edges.out_channel[out_ok]
         self._modes = self.params.modes()
+        self.backend = backend
+        self._torch = None
         self.reset()
+        if backend == "torch":
+            if self._learn is not None:
+                raise ValueError("backend='torch' runs learning-free images; this image uses "
+                                 "the learning engine (use backend='numpy')")
+            from .torch_backend import TorchRunner
+            self._torch = TorchRunner(self, device)
 
     def _build_blocks(self, edges, active, propagation):
         """Group the propagation rows into blocks and build their tables.
@@ -205,6 +229,8 @@ class Emulator:
         self._refractory_until = int(self._ref0.max(initial=0))
         if self._learn is not None:
             self._learn.reset()
+        if getattr(self, "_torch", None) is not None:
+            self._torch.load_state()
 
     def read_state(self) -> dict:
         """Full neuron state of every batch row, as the chip's memories hold it.
@@ -347,6 +373,10 @@ class Emulator:
             xt = x[t]
             return xt if xt.dtype == np.bool_ else xt != 0
 
+        if self._torch is not None:
+            spike_counts, input_counts = self._torch.run(x, steps, pslots, pidx, probes,
+                                                         outputs, self._modes)
+            return self._result(outputs, probes, first, spike_counts, input_counts, None)
         xt = None
         if x is not None and steps:
             xt = host_input(0)
@@ -393,7 +423,11 @@ class Emulator:
                                     "input", self.step)
             xt = x_next
             self.step = (self.step + 1) & STEP_MASK
+        return self._result(outputs, probes, first, spike_counts, input_counts, learn)
+
+    def _result(self, outputs, probes, first, spike_counts, input_counts, learn):
         # Synaptic events: every spike of a row visits that row's synapses.
+        k = self._row_neurons.size
         events = spike_counts[:, self._row_neurons].astype(np.int64) @ self._outdeg[:k]
         events += input_counts.astype(np.int64) @ self._outdeg[k:]
         if learn is not None:

@@ -122,13 +122,14 @@ def expand(config, *, with_synapses: bool = False) -> Edges:
     del dest_axon
     slen = axon["syn_len"].reshape(-1)[flat_axon].astype(np.int64)
     sbase = axon["syn_base"].reshape(-1)[flat_axon] + dest.astype(np.int64) * g.n_synapses
-    synapse = ranges(sbase, slen)
+    # (every synapse slot of a chip, at most 256 * 2**19, has an int32 index)
+    synapse = ranges(sbase, slen, np.int32)
     del sbase
     src = np.repeat(src, slen)
     score = np.repeat(dest.astype(np.int32), slen)
     del dest
     group = syn["group"].reshape(-1)[synapse]
-    w_shift = shift.reshape(-1)[score.astype(np.int64) * g.n_groups + group]
+    w_shift = shift.astype(np.int8).reshape(-1)[score * np.int32(g.n_groups) + group]
     del group
     weight = syn["w_mant"].reshape(-1)[synapse].astype(np.int32)
     weight <<= w_shift.astype(np.int32)
