@@ -27,6 +27,9 @@ __all__ = ["Emulator", "RunResult", "PROBE_FIELDS"]
 #: so ring slots agree across the wrap).
 STEP_MASK = (1 << 32) - 1
 
+#: Below this many neuron values (batch x active neurons) the state is int64.
+SMALL_STATE = 4096
+
 #: Quantities a probe can record, and their dtypes.
 PROBE_FIELDS = {"spikes": np.bool_, "u": np.int32, "v": np.int32, "refractory": np.int16}
 
@@ -125,8 +128,12 @@ class Emulator:
         compact = np.full(n_total, -1, dtype=np.int64)
         compact[self.active] = np.arange(self.active.size)
         self._compact = compact
-        self.params = params.take(self.active).astype(np.int32)
-        self._acc0 = acc0[:, self.active].astype(np.int32)
+        # int32 arithmetic (half the memory traffic) pays on big arrays; on a
+        # few thousand values the per-call cost rules, and int64 needs fewer
+        # calls (neuron.decay).
+        self._itype = np.int32 if self.batch * self.active.size > SMALL_STATE else np.int64
+        self.params = params.take(self.active).astype(self._itype)
+        self._acc0 = acc0[:, self.active].astype(self._itype)
 
         # Plastic synapses have a weight per batch row: the learning engine
         # propagates them; everything else goes through the shared tables.
@@ -138,6 +145,8 @@ class Emulator:
         out_ok = active[edges.out_neuron]
         self._out_neuron = compact[edges.out_neuron[out_ok]]
         self._out_channel = edges.out_channel[out_ok]
+        self._out_neuron_sel = as_slice(self._out_neuron)
+        self._out_channel_sel = as_slice(self._out_channel)
         self._modes = self.params.modes()
         self.backend = backend
         self._torch = None
@@ -205,6 +214,7 @@ class Emulator:
         self._row_neurons = self._compact[all_rows[all_rows < n_total]]
         self._row_inputs = all_rows[all_rows >= n_total] - n_total
         self._row_neuron_slice = as_slice(self._row_neurons)
+        self._row_input_slice = as_slice(self._row_inputs)
 
     @property
     def config(self) -> ChipConfig:
@@ -219,11 +229,12 @@ class Emulator:
         b = self.batch
         a = self.active
         self.step = 0
-        # int32 state (every value of the contract fits 24 bits) and an int32
-        # accumulator ring: the chip's accumulators modulo 2**32.
+        # int32 (or, for small states, int64) neuron state -- every value of
+        # the contract fits 24 bits -- and an accumulator ring of the same
+        # type: the chip's accumulators modulo 2**32 (or 2**64).
         self.state = NeuronState(
-            np.repeat(self._u0[a][None].astype(np.int32), b, axis=0),
-            np.repeat(self._v0[a][None].astype(np.int32), b, axis=0),
+            np.repeat(self._u0[a][None].astype(self._itype), b, axis=0),
+            np.repeat(self._v0[a][None].astype(self._itype), b, axis=0),
             np.repeat(self._ref0[a][None].astype(np.int16), b, axis=0))
         self._acc = np.repeat(self._acc0[:, None, :], b, axis=1)
         self._refractory_until = int(self._ref0.max(initial=0))
@@ -378,10 +389,10 @@ class Emulator:
                                                          outputs, self._modes)
             return self._result(outputs, probes, first, spike_counts, input_counts, None)
         xt = None
+        in_rows = self._row_input_slice
         if x is not None and steps:
             xt = host_input(0)
-            rows[:, k:] = xt[:, self._row_inputs]
-            input_counts += rows[:, k:]
+            rows[:, k:] = xt[:, in_rows]
             self._propagate(rows, self.step - 1)
             if learn is not None:
                 learn.propagate(acc, np.broadcast_to(xt, (b, xt.shape[1])), "input",
@@ -399,7 +410,7 @@ class Emulator:
             slot.fill(0)
             spike_counts += spikes
             if self._out_neuron.size:
-                outputs[t][:, self._out_channel] = spikes[:, self._out_neuron]
+                outputs[t][:, self._out_channel_sel] = spikes[:, self._out_neuron_sel]
             for name, arr in probes.items():
                 src = spikes if name == "spikes" else getattr(self.state, name)
                 arr[t][:, pslots] = src[:, pidx]
@@ -410,8 +421,7 @@ class Emulator:
                 if x_next is None:
                     rows[:, k:] = False
                 else:
-                    rows[:, k:] = x_next[:, self._row_inputs]
-                    input_counts += rows[:, k:]
+                    rows[:, k:] = x_next[:, in_rows]
             self._propagate(rows, self.step)
             if learn is not None:
                 # Spikes of step t travel with the weights of step t; the epoch
@@ -423,7 +433,20 @@ class Emulator:
                                     "input", self.step)
             xt = x_next
             self.step = (self.step + 1) & STEP_MASK
+        if x is not None:
+            input_counts += self._input_counts(x)
         return self._result(outputs, probes, first, spike_counts, input_counts, learn)
+
+    def _input_counts(self, x):
+        """Spikes per batch row and input row over the run: one pass over the
+        input, a block of steps at a time (not a per-step addition)."""
+        total = np.zeros((x.shape[1], x.shape[2]), np.int64)
+        chunk = max(1, (1 << 22) // max(1, x[0].size))
+        for t0 in range(0, x.shape[0], chunk):
+            part = x[t0:t0 + chunk]
+            total += part.sum(axis=0, dtype=np.int64) if part.dtype == np.bool_ else \
+                (part != 0).sum(axis=0, dtype=np.int64)
+        return np.broadcast_to(total[:, self._row_inputs], (self.batch, self._row_inputs.size))
 
     def _result(self, outputs, probes, first, spike_counts, input_counts, learn):
         # Synaptic events: every spike of a row visits that row's synapses.

@@ -205,7 +205,10 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
         pending = p.delayed & (state.v > p.fire_above)
         if pending.any():
             v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
-    np.clip(v, p.floor if floor else -V_MAX, V_MAX, out=v)
+    # (the ufuncs, not np.clip: its Python wrapper costs more than the work
+    # on a core's worth of neurons)
+    np.maximum(v, p.floor if floor else -V_MAX, out=v)
+    np.minimum(v, V_MAX, out=v)
     spikes = v > p.fire_above
     if refractory:
         held = state.refractory > 0

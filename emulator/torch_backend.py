@@ -67,6 +67,7 @@ class TorchRunner:
 
         p = emu.params
         self.p = {name: t(getattr(p, name)) for name in p.__dataclass_fields__}
+        # (the numpy loop may hold a small state in int64; here it is always int32)
         for name in ("u_factor", "v_factor", "bias", "vth", "fire_above", "floor"):
             self.p[name] = self.p[name].to(torch.int32)
         self.p["refractory"] = self.p["refractory"].to(torch.int16)
@@ -89,18 +90,18 @@ class TorchRunner:
     def load_state(self):
         """Copy the emulator's numpy state to the device."""
         torch, e = self.torch, self.emu
-        self.u = torch.from_numpy(e.state.u.copy()).to(self.device)
-        self.v = torch.from_numpy(e.state.v.copy()).to(self.device)
+        self.u = torch.from_numpy(e.state.u.astype(np.int32)).to(self.device)
+        self.v = torch.from_numpy(e.state.v.astype(np.int32)).to(self.device)
         self.ref = torch.from_numpy(e.state.refractory.copy()).to(self.device)
         self.ring = torch.from_numpy(e._acc.astype(np.int64)).to(self.device)
 
     def store_state(self):
         """Copy the device state back into the emulator's numpy arrays."""
         e = self.emu
-        e.state.u = self.u.cpu().numpy().copy()
-        e.state.v = self.v.cpu().numpy().copy()
+        e.state.u = self.u.cpu().numpy().astype(e._itype)
+        e.state.v = self.v.cpu().numpy().astype(e._itype)
         e.state.refractory = self.ref.cpu().numpy().copy()
-        e._acc = self.ring.cpu().numpy().astype(np.int32)
+        e._acc = self.ring.cpu().numpy().astype(e._itype)
 
     # -- the neuron update (§3.2), as emulator/neuron.py:neuron_step ------------------
 

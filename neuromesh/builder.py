@@ -487,8 +487,9 @@ class ChipBuilder:
 
     def build(self, meta: dict | None = None) -> ChipImage:
         """Lay out synapse runs and fan-out lists, pack every word, and check
-        the result with :func:`neuromesh.config.decode`."""
-        from .config import decode
+        the result with :func:`neuromesh.config.check` (every check of
+        :func:`~neuromesh.config.decode`)."""
+        from .config import check
         addrs, words = [], []
         max_channel = -1
         learning = any(c._uses_learning() for c in self._cores.values())
@@ -508,5 +509,5 @@ class ChipBuilder:
         image = ChipImage(self.geometry, _drain(addrs, np.uint32), _drain(words, np.uint64),
                           inputs=self._inputs, n_inputs=n_inputs, n_outputs=n_outputs,
                           meta=dict(meta or {}), learning=learning)
-        decode(image)
+        check(image)
         return image

@@ -28,7 +28,7 @@ from .chip import (
 )
 from .image import ChipImage, ImageError
 
-__all__ = ["ChipConfig", "decode", "COMPACT_REGIONS"]
+__all__ = ["ChipConfig", "decode", "check", "COMPACT_REGIONS"]
 
 #: Regions decoded into compact dtypes (they grow with the synapses).
 COMPACT_REGIONS = (Region.AXON, Region.SYNAPSE, Region.FANOUT)
@@ -76,9 +76,10 @@ def _fail(region: Region, field: str, mask: np.ndarray, values: np.ndarray, limi
         f"{limit}{more}")
 
 
-def _unpack_region(image: ChipImage, region: Region, layout) -> dict:
+def _unpack_region(image: ChipImage, region: Region, layout, fields: bool = True):
     """The field arrays of ``region``, reserved bits checked; a block of cores at
-    a time, so the temporaries stay small next to a Loihi-scale region."""
+    a time, so the temporaries stay small next to a Loihi-scale region.
+    ``fields=False``: check the reserved bits only."""
     words = image.memory(region)
     n_cores, size = words.shape
     compact = region in COMPACT_REGIONS
@@ -91,10 +92,12 @@ def _unpack_region(image: ChipImage, region: Region, layout) -> dict:
             mask = np.zeros(words.shape, bool)
             mask[rows] = reserved
             _fail(region, "reserved bits", mask, words.astype(object), "must be zero")
-        fields = layout.unpack(words[rows], compact=compact)
+        if not fields:
+            continue
+        part = layout.unpack(words[rows], compact=compact)
         if out is None:
-            out = {k: np.empty(words.shape, v.dtype) for k, v in fields.items()}
-        for k, v in fields.items():
+            out = {k: np.empty(words.shape, v.dtype) for k, v in part.items()}
+        for k, v in part.items():
             out[k][rows] = v
     return out
 
@@ -106,49 +109,80 @@ def decode(image: ChipImage) -> ChipConfig:
     ``y * cols + x``), region, word, field, value and limit of the first
     violation.
     """
+    return _decode(image, keep=True)
+
+
+def check(image: ChipImage) -> None:
+    """Every check of :func:`decode`, in the same order, without keeping the
+    decoded fields: the regions that grow with the synapses are decoded one
+    at a time and dropped (the builder's final check of a Loihi-scale image).
+    """
+    _decode(image, keep=False)
+
+
+def _decode(image: ChipImage, keep: bool):
     g = image.geometry
     regions = {}
+    deferred = set()
     for region, layout in LAYOUTS.items():
-        regions[region] = _unpack_region(image, region, layout)
+        later = not keep and region in COMPACT_REGIONS and not image.learning
+        regions[region] = _unpack_region(image, region, layout, fields=not later)
+        if later:
+            deferred.add(region)
     regions[Region.ACCUM]["value"] = regions[Region.ACCUM]["value"].reshape(
         g.n_cores, g.delay_slots, g.n_neurons)
 
-    def check(region, field, bad, limit):
+    def fields(region):
+        if region in deferred:
+            regions[region] = _unpack_region(image, region, LAYOUTS[region])
+        return regions[region]
+
+    def done(region, *needed):
+        if region in deferred:
+            regions[region] = {k: regions[region][k] for k in needed}
+
+    def require(region, field, bad, limit):
         if bad.any():
             _fail(region, field, bad, regions[region][field], limit)
 
     p = regions[Region.PROFILE]
-    check(Region.PROFILE, "du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
-    check(Region.PROFILE, "dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")
+    require(Region.PROFILE, "du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
+    require(Region.PROFILE, "dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")
     n = regions[Region.NEURON]
-    check(Region.NEURON, "profile", n["profile"] >= g.n_profiles,
+    require(Region.NEURON, "profile", n["profile"] >= g.n_profiles,
           f">= n_profiles {g.n_profiles}")
-    check(Region.NEURON, "fanout_len", n["fanout_base"] + n["fanout_len"] > g.n_fanout,
+    require(Region.NEURON, "fanout_len", n["fanout_base"] + n["fanout_len"] > g.n_fanout,
           f"(from fanout_base) runs past n_fanout {g.n_fanout}")
-    a = regions[Region.AXON]
-    check(Region.AXON, "syn_len", a["syn_base"] + a["syn_len"] > g.n_synapses,
+    a = fields(Region.AXON)
+    require(Region.AXON, "syn_len", a["syn_base"] + a["syn_len"] > g.n_synapses,
           f"(from syn_base) runs past n_synapses {g.n_synapses}")
-    s = regions[Region.SYNAPSE]
-    check(Region.SYNAPSE, "target", s["target"] >= g.n_neurons,
+    del a
+    done(Region.AXON)
+    s = fields(Region.SYNAPSE)
+    require(Region.SYNAPSE, "target", s["target"] >= g.n_neurons,
           f">= n_neurons {g.n_neurons}")
-    check(Region.SYNAPSE, "delay", s["delay"] > g.max_delay,
+    require(Region.SYNAPSE, "delay", s["delay"] > g.max_delay,
           f"> max delay {g.max_delay} (delay_slots - 2)")
-    check(Region.SYNAPSE, "group", s["group"] >= g.n_groups, f">= n_groups {g.n_groups}")
-    f = regions[Region.FANOUT]
+    require(Region.SYNAPSE, "group", s["group"] >= g.n_groups, f">= n_groups {g.n_groups}")
+    del s
+    done(Region.SYNAPSE)
+    f = fields(Region.FANOUT)
     host = f["to_host"] == 1
-    check(Region.FANOUT, "x", ~host & (f["x"] >= g.cols), f">= cols {g.cols}")
-    check(Region.FANOUT, "y", ~host & (f["y"] >= g.rows), f">= rows {g.rows}")
-    check(Region.FANOUT, "axon", ~host & (f["axon"] >= g.n_axons),
+    require(Region.FANOUT, "x", ~host & (f["x"] >= g.cols), f">= cols {g.cols}")
+    require(Region.FANOUT, "y", ~host & (f["y"] >= g.rows), f">= rows {g.rows}")
+    require(Region.FANOUT, "axon", ~host & (f["axon"] >= g.n_axons),
           f">= n_axons {g.n_axons}")
-    check(Region.FANOUT, "channel", ~host & (f["channel"] != 0),
+    require(Region.FANOUT, "channel", ~host & (f["channel"] != 0),
           "must be 0 in a core-bound entry")
     for name in ("axon", "x", "y"):
-        check(Region.FANOUT, name, host & (f[name] != 0), "must be 0 in a host-bound entry")
-    check(Region.FANOUT, "channel", host & (f["channel"] >= image.n_outputs),
+        require(Region.FANOUT, name, host & (f[name] != 0), "must be 0 in a host-bound entry")
+    require(Region.FANOUT, "channel", host & (f["channel"] >= image.n_outputs),
           f">= n_outputs {image.n_outputs}")
+    del f, host
+    done(Region.FANOUT, "to_host", "channel")
     _check_unique_channels(image, regions)
     rules = _decode_learning(image, regions) if image.learning else {}
-    return ChipConfig(image, regions, rules)
+    return ChipConfig(image, regions, rules) if keep else None
 
 
 def _check_unique_channels(image: ChipImage, regions):
