@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuromesh.chip import Region
-from neuromesh.config import COMPACT_REGIONS, ChipConfig, decode
+from neuromesh.config import ChipConfig, decode
 from neuromesh.image import ChipImage
 
 from .learning import LearningEngine
@@ -106,12 +106,10 @@ class Emulator:
         self.geometry = g = config.geometry
         self.batch = int(batch)
         n_total = g.n_cores * g.n_neurons
-        edges = expand(config, with_synapses=config.learning)
-        if own_config and not config.learning:
-            # The tables are built from the edges; the big regions' fields
-            # (5-20 bytes per synapse) are not needed any more.
-            for region in COMPACT_REGIONS:
-                config.regions[region] = None
+        # The tables are built from the edges; the big regions' fields (5-20
+        # bytes per synapse) of the emulator's own decode go as soon as read.
+        edges = expand(config, with_synapses=config.learning,
+                       release=own_config and not config.learning)
         state = config[Region.STATE]
         self._u0 = state["u"].reshape(-1)
         self._v0 = state["v"].reshape(-1)

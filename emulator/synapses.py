@@ -75,13 +75,19 @@ def ranges(base, length, dtype=np.int64):
 _ranges = ranges   # the learning engine and older callers
 
 
-def expand(config, *, with_synapses: bool = False) -> Edges:
+def expand(config, *, with_synapses: bool = False, release: bool = False) -> Edges:
     """Resolve fan-out and axon tables of a decoded chip into an edge list.
 
     Works with compact per-edge arrays (int32 indices and weights, uint8
     delays) so that a chip of 10^8 synapses expands in a few GB.
+    ``release``: drop each of the FANOUT, AXON and SYNAPSE fields from
+    ``config`` as soon as it has been read (the emulator's own decode).
     """
     g = config.geometry
+
+    def done(region):
+        if release:
+            config.regions[region] = None
     neur = config[Region.NEURON]
     fan = config[Region.FANOUT]
     axon = config[Region.AXON]
@@ -105,7 +111,8 @@ def expand(config, *, with_synapses: bool = False) -> Edges:
     dest = (fan["y"].reshape(-1)[entry].astype(np.int32) * g.cols
             + fan["x"].reshape(-1)[entry])
     dest_axon = fan["axon"].reshape(-1)[entry].astype(np.int32)
-    del entry
+    del entry, fan
+    done(Region.FANOUT)
 
     # Host input channels join as extra sources.
     n_total = g.n_cores * g.n_neurons
@@ -124,10 +131,13 @@ def expand(config, *, with_synapses: bool = False) -> Edges:
     sbase = axon["syn_base"].reshape(-1)[flat_axon] + dest.astype(np.int64) * g.n_synapses
     # (every synapse slot of a chip, at most 256 * 2**19, has an int32 index)
     synapse = ranges(sbase, slen, np.int32)
-    del sbase
+    del sbase, axon
+    done(Region.AXON)
     src = np.repeat(src, slen)
     score = np.repeat(dest.astype(np.int32), slen)
     del dest
+    axons = np.repeat(flat_axon, slen) if with_synapses else None
+    del flat_axon, slen
     group = syn["group"].reshape(-1)[synapse]
     w_shift = shift.astype(np.int8).reshape(-1)[score * np.int32(g.n_groups) + group]
     del group
@@ -138,7 +148,8 @@ def expand(config, *, with_synapses: bool = False) -> Edges:
     del score
     tgt += syn["target"].reshape(-1)[synapse].astype(np.int32)
     delay = syn["delay"].reshape(-1)[synapse].astype(np.uint8)
-    axons = np.repeat(flat_axon, slen) if with_synapses else None
+    del syn
+    done(Region.SYNAPSE)
     return Edges(src=src, tgt=tgt, delay=delay, weight=weight,
                  out_neuron=out_neuron, out_channel=out_channel,
                  synapse=synapse if with_synapses else None, axon=axons)

@@ -658,6 +658,7 @@ def test_widened_fields_keep_old_words_and_reach_the_loihi_scale_limits():
     before (extension bits zero); the largest values set the extension bits."""
     axon, neuron, fan = LAYOUTS[Region.AXON], LAYOUTS[Region.NEURON], LAYOUTS[Region.FANOUT]
     assert int(axon.pack(syn_base=5, syn_len=3)) == 5 | 3 << 17
+    assert int(axon.pack(syn_base=300_000, syn_len=7)) == 0x00000008000E93E0   # the spec's
     assert int(axon.pack(syn_base=1 << 19, syn_len=(1 << 19) - 1)) == \
         (1 << 36) | ((1 << 17) - 1) << 17 | 3 << 37
     assert int(fan.pack(axon=65534, x=1, y=2)) == 0x84000 | 0x3FFE | 3 << 39
