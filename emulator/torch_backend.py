@@ -19,7 +19,7 @@ import numpy as np
 
 from neuromesh.chip import DECAY_BITS, U_BITS, V_MAX
 
-from .synapses import DensePropagator, SparsePropagator
+from .synapses import DensePropagator, SparsePropagator, as_slice
 
 __all__ = ["TorchRunner", "load_torch"]
 
@@ -81,10 +81,18 @@ class TorchRunner:
                 tables = [(d, t(indptr), t(col, torch.int64), t(w, torch.int64) << shift)
                           for d, indptr, col, w, shift in prop.tables]
                 self.blocks.append(("sparse", row_sel, tables))
-        self.row_neurons = t(emu._row_neurons, torch.int64)
-        self.row_inputs = t(emu._row_inputs, torch.int64)
-        self.out_neuron = t(emu._out_neuron, torch.int64)
-        self.out_channel = t(emu._out_channel, torch.int64)
+        def index(a):
+            """A slice where the numpy loop has one, else an index tensor."""
+            sel = as_slice(np.asarray(a))
+            return sel if isinstance(sel, slice) else t(a, torch.int64)
+
+        self.n_row_neurons = emu._row_neurons.size
+        self.n_row_inputs = emu._row_inputs.size
+        self.n_out = emu._out_neuron.size
+        self.row_neurons = index(emu._row_neurons)
+        self.row_inputs = index(emu._row_inputs)
+        self.out_neuron = index(emu._out_neuron)
+        self.out_channel = index(emu._out_channel)
         self.load_state()
 
     def load_state(self):
@@ -112,10 +120,10 @@ class TorchRunner:
         v += u
         v += p["bias"]
         if delayed:
+            # (no data-dependent branch: on a GPU it would wait for the device)
             pending = p["delayed"] & (self.v > p["fire_above"])
-            if bool(pending.any()):
-                v = torch.where(pending, torch.where(p["subtract"], v - p["vth"],
-                                                     torch.zeros_like(v)), v)
+            v = torch.where(pending, torch.where(p["subtract"], v - p["vth"],
+                                                 torch.zeros_like(v)), v)
         lo = p["floor"] if floor else torch.tensor(-V_MAX, dtype=torch.int32,
                                                    device=self.device)
         v = torch.minimum(torch.maximum(v, lo), torch.tensor(V_MAX, dtype=torch.int32,
@@ -150,8 +158,6 @@ class TorchRunner:
             sel = rows[:, block[1]]
             if block[0] == "dense":
                 _, _, w, delays, n_cols, cols = block
-                if not bool(sel.any()):
-                    continue
                 c = (sel.to(w.dtype) @ w).to(torch.int64)
                 for i, d in enumerate(delays):
                     part = c[:, i * n_cols:(i + 1) * n_cols] if len(delays) > 1 else c
@@ -186,10 +192,10 @@ class TorchRunner:
         dev = self.device
         b = e.batch
         d_slots = e.geometry.delay_slots
-        k = self.row_neurons.numel()
-        rows = torch.zeros((b, k + self.row_inputs.numel()), dtype=torch.bool, device=dev)
-        spike_counts = torch.zeros((b, e.active.size), dtype=torch.int64, device=dev)
-        input_counts = torch.zeros((b, self.row_inputs.numel()), dtype=torch.int64, device=dev)
+        k = self.n_row_neurons
+        rows = torch.zeros((b, k + self.n_row_inputs), dtype=torch.bool, device=dev)
+        spike_counts = torch.zeros((b, e.active.size), device=dev,
+                                   dtype=torch.int32 if steps < 1 << 31 else torch.int64)
         outputs = torch.zeros(outputs_np.shape, dtype=torch.bool, device=dev)
         probes = {name: torch.zeros(arr.shape, dtype=getattr(torch, _PROBE_TYPES[name]),
                                     device=dev)
@@ -206,7 +212,6 @@ class TorchRunner:
 
         if x is not None and steps:
             rows[:, k:] = host_input(0)[:, self.row_inputs]
-            input_counts += rows[:, k:]
             self.propagate(rows, e.step - 1)
         for t in range(steps):
             slot = e.step % d_slots
@@ -214,7 +219,7 @@ class TorchRunner:
                                       or e.step < e._refractory_until, **modes)
             self.ring[slot].zero_()
             spike_counts += spikes
-            if self.out_neuron.numel():
+            if self.n_out:
                 outputs[t][:, self.out_channel] = spikes[:, self.out_neuron]
             for name, arr in probes.items():
                 src = {"spikes": spikes, "u": self.u, "v": self.v,
@@ -224,7 +229,6 @@ class TorchRunner:
             if x is not None:
                 if t + 1 < steps:
                     rows[:, k:] = host_input(t + 1)[:, self.row_inputs]
-                    input_counts += rows[:, k:]
                 else:
                     rows[:, k:] = False
             self.propagate(rows, e.step)
@@ -233,7 +237,10 @@ class TorchRunner:
         for name, arr in probes.items():
             probes_np[name][...] = arr.cpu().numpy()
         self.store_state()
-        return spike_counts.cpu().numpy(), input_counts.cpu().numpy()
+        counts = np.zeros((b, self.n_row_inputs), np.int64)
+        if x is not None:
+            counts += e._input_counts(x)
+        return spike_counts.cpu().numpy(), counts
 
 
 #: torch dtype (by name) of each probe field, as PROBE_FIELDS.
