@@ -289,21 +289,33 @@ class SparsePropagator:
         for d, indptr, col, weight, shift in self.tables:
             start = indptr[rows]
             lens = indptr[rows + 1] - start
-            # (int64 positions: numpy converts any other index type first)
-            pos = ranges(start, lens)
-            if pos.size == 0:
-                continue
-            idx = col[pos]
-            if idx.dtype != np.intp:
-                idx = idx.astype(np.intp)
-            if brow is not None:
-                idx += np.repeat(brow * n, lens)
-            w = weight[pos]
-            if shift or w.dtype != np.int32:
-                w = w.astype(np.int32)
-                w <<= shift
-            np.add.at(ring[(base + d) % d_slots].reshape(-1), idx, w)
+            target = ring[(base + d) % d_slots].reshape(-1)
+            # A block of spiking rows at a time: the per-event temporaries
+            # (positions, columns, weights: ~30 bytes per event) stay in the
+            # cache, so the cost per event does not grow with the activity.
+            ends = np.cumsum(lens)
+            cuts = np.searchsorted(ends, np.arange(EVENT_BLOCK, int(ends[-1]), EVENT_BLOCK),
+                                   side="right") if ends[-1] > EVENT_BLOCK else ()
+            for a, b in zip((0, *cuts), (*cuts, rows.size)):
+                if a == b:
+                    continue
+                pos = ranges(start[a:b], lens[a:b])
+                if pos.size == 0:
+                    continue
+                idx = col[pos]
+                if idx.dtype != np.intp:
+                    idx = idx.astype(np.intp)
+                if brow is not None:
+                    idx += np.repeat(brow[a:b] * n, lens[a:b])
+                w = weight[pos]
+                if shift or w.dtype != np.int32:
+                    w = w.astype(np.int32)
+                    w <<= shift
+                np.add.at(target, idx, w)
 
+
+#: Synaptic events per block of a sparse propagation (see add_into).
+EVENT_BLOCK = 1 << 16
 
 #: Tables up to this many synapses keep intp columns and int32 weights.
 WIDE_TABLE_MAX = 1 << 22
