@@ -342,6 +342,8 @@ class Emulator:
             Host input spikes, 0/1 ``[steps, batch, n_inputs]`` (or
             ``[steps, n_inputs]``, shared by all rows). Row ``t`` is
             delivered for the ``t``-th step of this run. ``None``: no input.
+            Read one step at a time, never copied whole (a ``numpy.memmap``
+            streams from disk).
         steps:
             Number of steps; defaults to ``len(inputs)``.
         probe:
