@@ -20,13 +20,16 @@ from neuromesh.limits import ImageTooLargeError, MemoryLimitError, check_memory,
 
 from .learning import LearningEngine
 from .neuron import NeuronParams, NeuronState, neuron_step, wrap24
-from .synapses import count_edges, expand, make_propagator
+from .synapses import as_slice, count_edges, expand, make_propagator
 
 __all__ = ["Emulator", "RunResult", "PROBE_FIELDS", "memory_estimate", "run_memory_estimate"]
 
 #: The chip's step counter is 32 bits wide and wraps (delay_slots divides 2**32,
 #: so ring slots agree across the wrap).
 STEP_MASK = (1 << 32) - 1
+
+#: Below this many neuron values (batch x active neurons) the state is int64.
+SMALL_STATE = 4096
 
 #: Quantities a probe can record, and their dtypes.
 PROBE_FIELDS = {"spikes": np.bool_, "u": np.int32, "v": np.int32, "refractory": np.int16}
@@ -37,7 +40,7 @@ PROBE_FIELDS = {"spikes": np.bool_, "u": np.int32, "v": np.int32, "refractory": 
 #: sparse and overlapping-fan-out images, rounded up: tests/test_bad_input.py
 #: checks the estimate stays above the measured peak).
 BYTES_PER_FANOUT_ENTRY = 96
-BYTES_PER_EDGE = 256
+BYTES_PER_EDGE = 64
 #: Bytes of working arrays that do not grow with the image (index maps, blocks).
 BYTES_FIXED = 8 << 20
 
@@ -124,26 +127,46 @@ class Emulator:
         :class:`~neuromesh.limits.MemoryLimitError` (for an image too large
         even at batch 1: :class:`~neuromesh.limits.ImageTooLargeError`, an
         :class:`~neuromesh.image.ImageError`) instead of allocating more.
+    backend:
+        ``"numpy"`` (default) or ``"torch"`` (the optional ``[torch]`` extra:
+        the same loop on torch tensors, bit-exact too; learning-free images).
+    device:
+        The torch device, e.g. ``"cpu"`` (default) or ``"cuda"``.
     """
 
     def __init__(self, image, batch: int = 1, *, propagation: str = "auto",
-                 max_memory: int | None = None):
+                 max_memory: int | None = None, backend: str = "numpy", device=None):
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        if backend == "numpy" and device is not None:
+            raise ValueError("device is a torch backend option (backend='torch')")
+        if propagation not in ("auto", "dense", "sparse"):
+            raise ValueError(f"propagation must be 'auto', 'dense' or 'sparse', "
+                             f"got {propagation!r}")
         self.max_memory = max_memory
-        if isinstance(image, ChipConfig):
-            config = image
-            self._check_memory(image.image, int(batch), None)
-        else:
+        own_config = not isinstance(image, ChipConfig)
+        if own_config:
             checked = check(image)
             self._check_memory(image, int(batch), checked)
             config = decode(image, checked)
-        self.config = config
+            del checked
+        else:
+            config = image
+            self._check_memory(image.image, int(batch), None)
+        # The decoded fields are needed only while the tables are built (and by
+        # the learning engine); a learning-free emulator keeps its own tables
+        # and the image only.
+        self._config = config if config.learning else None
         self.image: ChipImage = config.image
         self.geometry = g = config.geometry
         self.batch = int(batch)
         n_total = g.n_cores * g.n_neurons
-        edges = expand(config)
+        # The tables are built from the edges; the big regions' fields (5-20
+        # bytes per synapse) of the emulator's own decode go as soon as read.
+        edges = expand(config, with_synapses=config.learning,
+                       release=own_config and not config.learning)
         state = config[Region.STATE]
         self._u0 = state["u"].reshape(-1)
         self._v0 = state["v"].reshape(-1)
@@ -160,63 +183,99 @@ class Emulator:
         compact = np.full(n_total, -1, dtype=np.int64)
         compact[self.active] = np.arange(self.active.size)
         self._compact = compact
-        self.params = params.take(self.active)
-        self._acc0 = acc0[:, self.active]
+        # int32 arithmetic (half the memory traffic) pays on big arrays; on a
+        # few thousand values the per-call cost rules, and int64 needs fewer
+        # calls (neuron.decay).
+        self._itype = np.int32 if self.batch * self.active.size > SMALL_STATE else np.int64
+        self.params = params.take(self.active).astype(self._itype)
+        self._acc0 = acc0[:, self.active].astype(self._itype)
 
         # Plastic synapses have a weight per batch row: the learning engine
-        # propagates them; everything else goes through the shared matrices.
+        # propagates them; everything else goes through the shared tables.
         self._learn = None
         if config.learning:
             self._learn = LearningEngine(config, self.batch, edges, compact)
             edges = edges.subset(~self._learn.plastic[edges.synapse])
+        self._build_blocks(edges, active, propagation)
+        out_ok = active[edges.out_neuron]
+        self._out_neuron = compact[edges.out_neuron[out_ok]]
+        self._out_channel = edges.out_channel[out_ok]
+        self._out_neuron_sel = as_slice(self._out_neuron)
+        self._out_channel_sel = as_slice(self._out_channel)
+        self._modes = self.params.modes()
+        self.backend = backend
+        self._torch = None
+        self.reset()
+        if backend == "torch":
+            if self._learn is not None:
+                raise ValueError("backend='torch' runs learning-free images; this image uses "
+                                 "the learning engine (use backend='numpy')")
+            from .torch_backend import TorchRunner
+            self._torch = TorchRunner(self, device)
 
-        # Rows of the propagation: neurons that can spike and have out-edges,
-        # then host input channels that feed an axon. Sources are grouped in
-        # blocks by the set of cores they reach (a layer feeds a layer), so
-        # each block multiplies only its own columns.
-        is_neuron = edges.src < n_total
-        keep = ~is_neuron | active[np.where(is_neuron, edges.src, 0)]
-        src, tgt = edges.src[keep], edges.tgt[keep]
-        delay = edges.delay[keep]
-        weight = edges.weight[keep]
-        src_core = np.where(src < n_total, src // g.n_neurons, g.n_cores)
-        tgt_core = tgt // g.n_neurons
-        pairs = np.unique(src_core * g.n_cores + tgt_core)
+    def _build_blocks(self, edges, active, propagation):
+        """Group the propagation rows into blocks and build their tables.
+
+        Rows are the neurons that can spike and have out-edges, then the host
+        input channels that feed an axon. Sources are grouped in blocks by
+        the set of cores they reach (a layer feeds a layer), so each block
+        touches only its own ring columns and its own delays.
+        """
+        g = self.geometry
+        n_total = g.n_cores * g.n_neurons
+        compact = self._compact
+        src = edges.src
+        is_neuron = src < n_total
+        keep = ~is_neuron | active[np.where(is_neuron, src, 0)]
+        del is_neuron
+        if not keep.all():
+            edges = edges.subset(keep)
+            src = edges.src
+        del keep
+        src_core = np.minimum(src // g.n_neurons, g.n_cores).astype(np.int32)
+        tgt_core = edges.tgt // g.n_neurons
+        n_keys = (g.n_cores + 1) * g.n_cores
+        pairs = np.flatnonzero(np.bincount(src_core * g.n_cores + tgt_core, minlength=n_keys))
+        del tgt_core
         reach = {}
         for sc in np.unique(pairs // g.n_cores):
             targets = tuple(pairs[pairs // g.n_cores == sc] % g.n_cores)
             reach.setdefault((sc == g.n_cores, targets), []).append(sc)
-        self.delays = np.unique(delay)
-        n_delays = self.delays.size
-        delay_index = np.searchsorted(self.delays, delay)
-        row_of = np.full(n_total + self.image.n_inputs, -1, dtype=np.int64)
+        row_of = np.full(n_total + self.image.n_inputs, -1, dtype=np.int32)
+        compact = compact.astype(np.int32)      # (4 bytes per edge where it is gathered)
         active_core = self.active // g.n_neurons
         blocks, sources, start = [], [], 0
-        for (_, targets), cores in sorted(reach.items(), key=lambda kv: (kv[0][0], kv[1][0])):
-            in_block = np.isin(src_core, cores)
-            block_src = np.unique(src[in_block])
+        groups = sorted(reach.items(), key=lambda kv: (kv[0][0], kv[1][0]))
+        for (_, targets), cores in groups:
+            if len(groups) == 1:
+                sel = slice(None)
+                block_src = np.flatnonzero(np.bincount(src, minlength=1))
+            else:
+                in_core = np.zeros(g.n_cores + 1, bool)
+                in_core[cores] = True
+                sel = in_core[src_core]
+                block_src = np.flatnonzero(np.bincount(src[sel], minlength=1))
             row_of[block_src] = np.arange(start, start + block_src.size)
             cols = np.flatnonzero(np.isin(active_core, targets))
-            local_col = np.searchsorted(cols, compact[tgt[in_block]])
             prop = make_propagator(
-                row_of[src[in_block]] - start, delay_index[in_block] * cols.size + local_col,
-                weight[in_block], block_src.size, n_delays * cols.size, propagation)
-            blocks.append((slice(start, start + block_src.size), _as_slice(cols),
-                           cols.size, prop))
+                row_of[src[sel]] - start, compact[edges.tgt[sel]], edges.delay[sel],
+                edges.weight[sel], block_src.size, cols, propagation)
+            blocks.append((slice(start, start + block_src.size), prop))
             sources.append(block_src)
             start += block_src.size
         self._blocks = blocks
         all_rows = np.concatenate(sources) if sources else np.zeros(0, np.int64)
         self._outdeg = np.bincount(row_of[src], minlength=all_rows.size)
-        self._row_neurons = compact[all_rows[all_rows < n_total]]
+        self._row_neurons = self._compact[all_rows[all_rows < n_total]]
         self._row_inputs = all_rows[all_rows >= n_total] - n_total
-        self._row_neuron_slice = _as_slice(self._row_neurons)
+        self._row_neuron_slice = as_slice(self._row_neurons)
+        self._row_input_slice = as_slice(self._row_inputs)
 
-        out_ok = active[edges.out_neuron]
-        self._out_neuron = compact[edges.out_neuron[out_ok]]
-        self._out_channel = edges.out_channel[out_ok]
-        self._modes = self.params.modes()
-        self.reset()
+    @property
+    def config(self) -> ChipConfig:
+        """The decoded image (:func:`~neuromesh.config.decode`; decoded anew on
+        each access of a learning-free emulator, which does not keep it)."""
+        return self._config if self._config is not None else decode(self.image)
 
     def _check_memory(self, image, batch, checked):
         need, detail = memory_estimate(image, batch, checked)
@@ -235,14 +294,19 @@ class Emulator:
         b = self.batch
         a = self.active
         self.step = 0
+        # int32 (or, for small states, int64) neuron state -- every value of
+        # the contract fits 24 bits -- and an accumulator ring of the same
+        # type: the chip's accumulators modulo 2**32 (or 2**64).
         self.state = NeuronState(
-            np.repeat(self._u0[a][None], b, axis=0),
-            np.repeat(self._v0[a][None], b, axis=0),
-            np.repeat(self._ref0[a][None], b, axis=0))
-        self._acc = np.repeat(self._acc0[:, None, :].astype(np.float64), b, axis=1)
+            np.repeat(self._u0[a][None].astype(self._itype), b, axis=0),
+            np.repeat(self._v0[a][None].astype(self._itype), b, axis=0),
+            np.repeat(self._ref0[a][None].astype(np.int16), b, axis=0))
+        self._acc = np.repeat(self._acc0[:, None, :], b, axis=1)
         self._refractory_until = int(self._ref0.max(initial=0))
         if self._learn is not None:
             self._learn.reset()
+        if getattr(self, "_torch", None) is not None:
+            self._torch.load_state()
 
     def read_state(self) -> dict:
         """Full neuron state of every batch row, as the chip's memories hold it.
@@ -292,6 +356,9 @@ class Emulator:
     # -- running ------------------------------------------------------------------
 
     def _check_inputs(self, inputs, steps):
+        """Check the host input without copying it: returns a ``[steps, batch or
+        1, n_inputs]`` view and the number of steps. Values other than 0/1
+        are looked for a block of steps at a time."""
         n_in = self.image.n_inputs
         if inputs is None:
             if steps is None:
@@ -312,13 +379,15 @@ class Emulator:
         if steps is not None and steps != x.shape[0]:
             raise ValueError(f"steps = {steps} but inputs cover {x.shape[0]} steps")
         if x.dtype != np.bool_:
-            bad = (x != 0) & (x != 1)
-            if bad.any():
-                t, b, c = (int(i[0]) for i in np.nonzero(bad))
-                raise ValueError(f"inputs[{t}, {b}, {c}] = {x[t, b, c].item()!r}: a spike input "
-                                 f"must be 0 or 1")
-            x = x.astype(bool)
-        return np.broadcast_to(x, (x.shape[0], self.batch, n_in)), x.shape[0]
+            chunk = max(1, (1 << 22) // max(1, x[0].size))
+            for t0 in range(0, x.shape[0], chunk):
+                part = x[t0:t0 + chunk]
+                bad = (part != 0) & (part != 1)
+                if bad.any():
+                    t, b, c = (int(i[0]) for i in np.nonzero(bad))
+                    raise ValueError(f"inputs[{t0 + t}, {b}, {c}] = {part[t, b, c].item()!r}: "
+                                     f"a spike input must be 0 or 1")
+        return x, x.shape[0]
 
     def _check_probe(self, probe, record):
         g = self.geometry
@@ -345,6 +414,8 @@ class Emulator:
             Host input spikes, 0/1 ``[steps, batch, n_inputs]`` (or
             ``[steps, n_inputs]``, shared by all rows). Row ``t`` is
             delivered for the ``t``-th step of this run. ``None``: no input.
+            Read one step at a time, never copied whole (a ``numpy.memmap``
+            streams from disk).
         steps:
             Number of steps; defaults to ``len(inputs)``.
         probe:
@@ -371,9 +442,11 @@ class Emulator:
         first = self.step
         k = self._row_neurons.size
         rows = np.zeros((b, k + self._row_inputs.size), dtype=bool)
-        spike_counts = np.zeros((b, self.active.size), dtype=np.int64)
-        # Gather the input channels that feed axons once for the whole run.
-        xin = None if x is None else np.ascontiguousarray(x[:, :, self._row_inputs])
+        # Spike counts for the synaptic events; int64 only for runs so long
+        # that an int32 count could overflow.
+        count_type = np.int32 if steps < (1 << 31) else np.int64
+        spike_counts = np.zeros((b, self.active.size), dtype=count_type)
+        input_counts = np.zeros((b, self._row_inputs.size), dtype=count_type)
         neuron_rows = self._row_neuron_slice
         modes = dict(self._modes)
         refractory_always = modes.pop("refractory")
@@ -382,71 +455,95 @@ class Emulator:
         learn = self._learn
         if learn is not None:
             learn.events[:] = 0
-        if xin is not None and steps:
-            rows[:, k:] = xin[0]
+
+        def host_input(t):
+            """The host input of the run's step ``t`` as bool ``[B or 1, n_inputs]``
+            (streamed from ``x``: one step at a time, never copied whole)."""
+            xt = x[t]
+            return xt if xt.dtype == np.bool_ else xt != 0
+
+        if self._torch is not None:
+            spike_counts, input_counts = self._torch.run(x, steps, pslots, pidx, probes,
+                                                         outputs, self._modes)
+            return self._result(outputs, probes, first, spike_counts, input_counts, None)
+        xt = None
+        in_rows = self._row_input_slice
+        if x is not None and steps:
+            xt = host_input(0)
+            rows[:, k:] = xt[:, in_rows]
             self._propagate(rows, self.step - 1)
             if learn is not None:
-                learn.propagate(acc, x[0], "input", self.step - 1)
+                learn.propagate(acc, np.broadcast_to(xt, (b, xt.shape[1])), "input",
+                                self.step - 1)
         ticks = range(steps)
         if progress:
             from tqdm import tqdm
             ticks = tqdm(ticks, desc="emulating", unit="step", leave=False, disable=None)
         for t in ticks:
-            slot = self.step % d_slots
-            q = acc[slot].astype(np.int64)
-            acc[slot] = 0
+            # 1. The neuron update of step t reads and clears ring slot t % D.
+            slot = acc[self.step % d_slots]
             spikes = neuron_step(
-                self.state, q, self.params, **modes,
+                self.state, slot, self.params, **modes,
                 refractory=refractory_always or self.step < self._refractory_until)
+            slot.fill(0)
             spike_counts += spikes
             if self._out_neuron.size:
-                outputs[t][:, self._out_channel] = spikes[:, self._out_neuron]
+                outputs[t][:, self._out_channel_sel] = spikes[:, self._out_neuron_sel]
             for name, arr in probes.items():
                 src = spikes if name == "spikes" else getattr(self.state, name)
                 arr[t][:, pslots] = src[:, pidx]
+            # 2. Spikes of step t and host input of step t + 1 share the base t + 1.
             rows[:, :k] = spikes[:, neuron_rows]
-            if xin is not None:
-                rows[:, k:] = xin[t + 1] if t + 1 < steps else False
+            x_next = host_input(t + 1) if x is not None and t + 1 < steps else None
+            if x is not None:
+                if x_next is None:
+                    rows[:, k:] = False
+                else:
+                    rows[:, k:] = x_next[:, in_rows]
             self._propagate(rows, self.step)
             if learn is not None:
                 # Spikes of step t travel with the weights of step t; the epoch
                 # ends step t; host input of step t + 1 sees its new weights.
                 learn.propagate(acc, spikes, "neuron", self.step)
-                learn.step(spikes, None if x is None else x[t])
-                if x is not None and t + 1 < steps:
-                    learn.propagate(acc, x[t + 1], "input", self.step)
+                learn.step(spikes, None if xt is None else np.broadcast_to(xt, (b, xt.shape[1])))
+                if x_next is not None:
+                    learn.propagate(acc, np.broadcast_to(x_next, (b, x_next.shape[1])),
+                                    "input", self.step)
+            xt = x_next
             self.step = (self.step + 1) & STEP_MASK
+        if x is not None:
+            input_counts += self._input_counts(x)
+        return self._result(outputs, probes, first, spike_counts, input_counts, learn)
+
+    def _input_counts(self, x):
+        """Spikes per batch row and input row over the run: one pass over the
+        input, a block of steps at a time (not a per-step addition)."""
+        total = np.zeros((x.shape[1], x.shape[2]), np.int64)
+        chunk = max(1, (1 << 22) // max(1, x[0].size))
+        for t0 in range(0, x.shape[0], chunk):
+            part = x[t0:t0 + chunk]
+            total += part.sum(axis=0, dtype=np.int64) if part.dtype == np.bool_ else \
+                (part != 0).sum(axis=0, dtype=np.int64)
+        return np.broadcast_to(total[:, self._row_inputs], (self.batch, self._row_inputs.size))
+
+    def _result(self, outputs, probes, first, spike_counts, input_counts, learn):
         # Synaptic events: every spike of a row visits that row's synapses.
-        events = spike_counts[:, self._row_neurons] @ self._outdeg[:k]
-        if xin is not None:
-            events += xin.sum(axis=0, dtype=np.int64) @ self._outdeg[k:]
+        k = self._row_neurons.size
+        events = spike_counts[:, self._row_neurons].astype(np.int64) @ self._outdeg[:k]
+        events += input_counts.astype(np.int64) @ self._outdeg[k:]
         if learn is not None:
             events += learn.events
         return RunResult(outputs=outputs, probes=probes, first_step=first,
-                         neuron_spikes=spike_counts.sum(axis=1), synaptic_events=events)
+                         neuron_spikes=spike_counts.sum(axis=1, dtype=np.int64),
+                         synaptic_events=events)
 
     def _propagate(self, rows, step):
         """Add the contributions of ``rows`` (spikes of ``step``, host inputs of
         ``step + 1``) into the accumulator slots of step ``step + 1 + delay``."""
-        d_slots = self.geometry.delay_slots
-        single = self.delays.size == 1
-        for row_sel, cols, n_cols, prop in self._blocks:
-            c = prop(rows[:, row_sel])
-            if c is None:
-                continue
-            for i, d in enumerate(self.delays):
-                target = self._acc[(step + 1 + int(d)) % d_slots]
-                target[:, cols] += c if single else c[:, i * n_cols:(i + 1) * n_cols]
+        for row_sel, prop in self._blocks:
+            prop.add_into(rows[:, row_sel], self._acc, step + 1)
 
 
 def _fits(need, max_memory) -> bool:
     from neuromesh.limits import default_max_memory
     return need <= (default_max_memory() if max_memory is None else max_memory)
-
-
-def _as_slice(index):
-    """``index`` as a slice when it is an ascending run of consecutive integers
-    (a view is cheaper than a gather), else ``index`` itself."""
-    if index.size and (np.diff(index) == 1).all():
-        return slice(int(index[0]), int(index[-1]) + 1)
-    return index

@@ -116,7 +116,8 @@ class LearningEngine:
         self._init = dict(
             x=np.stack([xt[n] for n in _X_NAMES], -1), x0=xt["x0"].astype(bool),
             y=np.stack([yt[n] for n in _Y_NAMES], -1), y0=yt["y0"].astype(bool),
-            w=syn["w_mant"].reshape(-1), tag=config[LearnRegion.TAG]["tag"].reshape(-1),
+            w=syn["w_mant"].reshape(-1).astype(np.int64),
+            tag=config[LearnRegion.TAG]["tag"].reshape(-1),
             reward=learn["reward"], lfsr=learn["lfsr"].astype(np.uint64),
             phase=learn["epoch_phase"])
 
@@ -158,7 +159,7 @@ class LearningEngine:
         ecore = np.repeat(core_n, flen)
         src = compact[np.repeat(core_n * g.n_neurons + neuron, flen)]
         to_core = fan["to_host"][ecore, entry] == 0
-        dest = fan["y"][ecore, entry] * g.cols + fan["x"][ecore, entry]
+        dest = fan["y"][ecore, entry].astype(np.int64) * g.cols + fan["x"][ecore, entry]
         ok = to_core & (src >= 0)
         self.hit_src = src[ok]
         self.hit_axon = (dest * g.n_axons + fan["axon"][ecore, entry])[ok]
@@ -265,18 +266,12 @@ class LearningEngine:
             return
         self.events += np.bincount(rows, minlength=self.batch)
         d = self.geometry.delay_slots
-        contrib = self.w[rows, syn[e]] << shift[e]
-        # A float64 scatter-add into the ring (exact, §11.10): bincount over
-        # the whole ring when the events are many, add.at when they are few.
+        contrib = (self.w[rows, syn[e]] << shift[e]).astype(np.int32)
+        # An integer scatter-add into the int32 ring (exact modulo 2**32, of
+        # which only the low 24 bits matter, §11.10).
         _, b, n = acc.shape
-        flat = ((step + 1 + delay[e]) % d * b + rows) * n + tgt[e]
-        if flat.size * 8 >= acc.size:
-            acc += np.bincount(flat, weights=contrib.astype(np.float64),
-                               minlength=acc.size).reshape(acc.shape)
-        elif acc.flags.c_contiguous:
-            np.add.at(acc.reshape(-1), flat, contrib.astype(np.float64))
-        else:   # pragma: no cover - the emulator's ring is contiguous
-            np.add.at(acc, np.unravel_index(flat, acc.shape), contrib.astype(np.float64))
+        flat = ((step + 1 + delay[e].astype(np.int64)) % d * b + rows) * n + tgt[e]
+        np.add.at(acc.reshape(-1), flat, contrib)
 
     # -- per-step dynamics ------------------------------------------------------------
 

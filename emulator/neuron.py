@@ -2,8 +2,12 @@
 
 These functions are the golden model of the neuron datapath: the emulator
 runs them on whole ``[batch, neurons]`` arrays and the RTL tests compare the
-gateware against them vector by vector. Everything is int64; the widest
-intermediate is ``|x| * factor < 2**35``.
+gateware against them vector by vector. They work on int64 arrays and, for
+the emulator's speed, on int32 arrays (half the memory traffic): every value
+of the contract fits 24 bits, and the one wide intermediate, the decay
+product ``|x| * factor < 2**35``, is split into two products that fit 32
+bits (:func:`decay`). The results are identical in both dtypes
+(tests/test_neuron.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = ["wrap24", "decay", "NeuronParams", "NeuronState", "neuron_step"]
 
 _WRAP_SHIFT = 64 - U_BITS
 _ROUND = DECAY_ONE - 1
+_LOW = (1 << DECAY_BITS) - 1
 
 
 def wrap24(x):
@@ -41,7 +46,22 @@ def decay(x, factor):
     ``factor`` is ``4096 - d`` for a decay constant ``d``. Computed as an
     arithmetic shift of ``x * factor`` with a +4095 bias for negative
     products, which is the same as rounding the quotient toward zero.
+
+    An int32 ``x`` (an s24 value, as every u and v is) gives an int32 result
+    without a 64-bit product: with ``x = h * 4096 + l`` (``h = x >> 12``,
+    ``0 <= l < 4096``), ``(x * f + c) >> 12 = h * f + ((l * f + c) >> 12)``
+    exactly, and ``|h * f| <= 2**23``, ``l * f + c < 2**25`` fit 32 bits.
     """
+    x = np.asarray(x)
+    if x.dtype == np.int32:
+        p = x & _LOW
+        p *= factor
+        p += (x >> 31) & _ROUND      # the bias where x * factor < 0 (or 0: same result)
+        p >>= DECAY_BITS
+        high = x >> DECAY_BITS
+        high *= factor
+        p += high
+        return p
     p = np.multiply(x, factor, dtype=np.int64)
     p += (p >> 63) & _ROUND
     p >>= DECAY_BITS
@@ -139,6 +159,20 @@ class NeuronParams:
         """The parameters of a subset of neurons."""
         return NeuronParams(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
 
+    def astype(self, dtype) -> NeuronParams:
+        """The integer parameters in ``dtype`` (every value fits int32, §3.5),
+        each collapsed to a scalar where all neurons share it -- a broadcast
+        scalar costs no memory traffic in :func:`neuron_step`."""
+        out = {}
+        for name in self.__dataclass_fields__:
+            a = np.asarray(getattr(self, name))
+            if a.dtype != np.bool_:
+                a = a.astype(dtype)
+            if a.size and (a == a.flat[0]).all():
+                a = a.reshape(-1)[:1].reshape(())
+            out[name] = a
+        return NeuronParams(**out)
+
     def fires_at_rest(self) -> np.ndarray:
         """Neurons that spike with u = v = 0 and no input: ``v >= 0`` with a
         zero threshold. Every other neuron with zero state stays inert."""
@@ -170,8 +204,10 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
                 reset_mode=None, floor=True, delayed=True):
     """Advance ``state`` by one timestep in place; return the spikes (bool).
 
-    ``q`` is the accumulated synaptic input of this step (any int64 values;
-    only its low 24 bits matter). The keyword flags are shortcuts for
+    ``state`` holds int64 or int32 arrays (int32: every u, v in s24), ``q``
+    the accumulated synaptic input of this step in the same dtype (any
+    values; only their low 24 bits matter); for int32, ``p`` should be int32
+    too (:meth:`NeuronParams.astype`). The keyword flags are shortcuts for
     parameter sets that do not use a part of the update (all default to the
     general form; :meth:`NeuronParams.modes` computes them):
     ``refractory=False`` skips the refractory logic, which is exact when no
@@ -182,9 +218,10 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     (``reset_timing`` 0).
     """
     u = decay(state.u, p.u_factor)
-    u += q
-    u <<= _WRAP_SHIFT
-    u >>= _WRAP_SHIFT
+    u += q                                   # int32 wraps mod 2**32: the low 24 bits stay exact
+    shift = 8 * u.dtype.itemsize - U_BITS
+    u <<= shift
+    u >>= shift
     v_prev, pending, fire_above = state.v, None, p.fire_above
     if delayed:
         # The stored v still passes the test: the neuron fired last step and
@@ -204,7 +241,10 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     v += p.bias
     if pending is not None:             # ... or to the new sum
         v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
-    np.clip(v, p.floor if floor else -V_MAX, V_MAX, out=v)
+    # (the ufuncs, not np.clip: its Python wrapper costs more than the work
+    # on a core's worth of neurons)
+    np.maximum(v, p.floor if floor else -V_MAX, out=v)
+    np.minimum(v, V_MAX, out=v)
     spikes = v > fire_above
     if refractory:
         held = state.refractory > 0

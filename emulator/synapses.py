@@ -7,7 +7,11 @@ hops are pure table look-ups, so the emulator resolves them once, at load
 time, into one edge list. Modular addition makes the order of contributions
 irrelevant, so per step the emulator may sum them any way it likes -- as a
 (float, provably exact) matrix product for dense layers or an event-driven
-scatter-add for sparse ones.
+integer scatter-add for sparse ones (docs/architecture.md §10.5).
+
+Every propagator adds straight into the emulator's accumulator ring, an
+int32 array ``[delay_slots, batch, neurons]`` whose values are the chip's
+accumulators modulo ``2**32`` (only the low 24 bits matter, §3.2).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from neuromesh.chip import Region
 from .neuron import wrap24
 
 __all__ = ["Edges", "expand", "count_edges", "DensePropagator", "SparsePropagator",
-           "make_propagator"]
+           "make_propagator", "ranges", "as_slice"]
 
 
 @dataclass
@@ -31,10 +35,14 @@ class Edges:
     A source is a neuron (``0 <= src < n_neurons_total``, index
     ``core * n_neurons + neuron``) or a host input channel
     (``src = n_neurons_total + channel``). ``weight`` is the contribution
-    ``w_mant << w_shift``. ``out_neuron``/``out_channel`` list the host-bound
-    fan-out entries. ``synapse`` is the synapse entry behind each edge
-    (``core * n_synapses + index``) and ``axon`` the input axon it was
-    reached through (``core * n_axons + axon``); the learning engine uses both.
+    ``w_mant << w_shift`` (int32), ``delay`` its delay (uint8); ``src`` and
+    ``tgt`` are int32. Edges of neuron sources come in ascending ``src``
+    order, host input edges after them in port-map order.
+    ``out_neuron``/``out_channel`` list the host-bound fan-out entries.
+    ``synapse`` is the synapse entry behind each edge (``core * n_synapses +
+    index``) and ``axon`` the input axon it was reached through (``core *
+    n_axons + axon``); the learning engine uses both, and they are only
+    computed when asked for (:func:`expand` ``with_synapses``).
     """
 
     src: np.ndarray
@@ -48,62 +56,103 @@ class Edges:
 
     def subset(self, keep) -> Edges:
         """The edges selected by the boolean mask ``keep`` (host outputs unchanged)."""
+        def sel(a):
+            return None if a is None else a[keep]
         return Edges(self.src[keep], self.tgt[keep], self.delay[keep], self.weight[keep],
-                     self.out_neuron, self.out_channel, self.synapse[keep], self.axon[keep])
+                     self.out_neuron, self.out_channel, sel(self.synapse), sel(self.axon))
 
 
-def _ranges(base, length):
+def ranges(base, length, dtype=np.int64):
     """Concatenate ``arange(b, b + l)`` for every pair, without a Python loop."""
     length = np.asarray(length, dtype=np.int64)
     total = int(length.sum())
     start = np.cumsum(length) - length
-    return np.repeat(np.asarray(base, dtype=np.int64) - start, length) + np.arange(total)
+    out = np.repeat((np.asarray(base, dtype=np.int64) - start).astype(dtype), length)
+    out += np.arange(total, dtype=dtype)
+    return out
 
 
-def expand(config) -> Edges:
-    """Resolve fan-out and axon tables of a decoded chip into an edge list."""
+_ranges = ranges   # the learning engine and older callers
+
+
+def expand(config, *, with_synapses: bool = False, release: bool = False) -> Edges:
+    """Resolve fan-out and axon tables of a decoded chip into an edge list.
+
+    Works with compact per-edge arrays (int32 indices and weights, uint8
+    delays) so that a chip of 10^8 synapses expands in a few GB.
+    ``release``: drop each of the FANOUT, AXON and SYNAPSE fields from
+    ``config`` as soon as it has been read (the emulator's own decode).
+    """
     g = config.geometry
+
+    def done(region):
+        if release:
+            config.regions[region] = None
     neur = config[Region.NEURON]
     fan = config[Region.FANOUT]
     axon = config[Region.AXON]
     syn = config[Region.SYNAPSE]
     shift = config[Region.GROUP]["w_shift"]
 
-    # Hop 1: neuron -> fan-out entries.
-    core, neuron = np.nonzero(neur["fanout_len"] > 0)
-    lens = neur["fanout_len"][core, neuron]
-    entry = _ranges(neur["fanout_base"][core, neuron], lens)
-    ecore = np.repeat(core, lens)
-    esrc = np.repeat(core * g.n_neurons + neuron, lens)
-    host = fan["to_host"][ecore, entry] == 1
-    out_neuron = esrc[host]
-    out_channel = fan["channel"][ecore[host], entry[host]]
+    # Hop 1: neuron -> fan-out entries (neurons in ascending global index).
+    flen = neur["fanout_len"]
+    core, neuron = np.nonzero(flen > 0)
+    lens = flen[core, neuron].astype(np.int64)
+    entry = core.astype(np.int64) * g.n_fanout
+    entry = ranges(entry + neur["fanout_base"][core, neuron], lens)
+    esrc = np.repeat((core * g.n_neurons + neuron).astype(np.int32), lens)
+    del core, neuron
+    host = fan["to_host"].reshape(-1)[entry] == 1
+    out_neuron = esrc[host].astype(np.int64)
+    out_channel = fan["channel"].reshape(-1)[entry[host]].astype(np.int64)
     keep = ~host
-    dest = fan["y"][ecore[keep], entry[keep]] * g.cols + fan["x"][ecore[keep], entry[keep]]
-    dest_axon = fan["axon"][ecore[keep], entry[keep]]
+    entry, esrc = entry[keep], esrc[keep]
+    del keep, host
+    dest = (fan["y"].reshape(-1)[entry].astype(np.int32) * g.cols
+            + fan["x"].reshape(-1)[entry])
+    dest_axon = fan["axon"].reshape(-1)[entry].astype(np.int32)
+    del entry, fan
+    done(Region.FANOUT)
 
     # Host input channels join as extra sources.
     n_total = g.n_cores * g.n_neurons
     ports = np.array([(p.channel, p.core, p.axon) for p in config.image.inputs],
                      dtype=np.int64).reshape(-1, 3)
-    src = np.concatenate([esrc[keep], n_total + ports[:, 0]])
-    dest = np.concatenate([dest, (ports[:, 1] >> 4) * g.cols + (ports[:, 1] & 0xF)])
-    dest_axon = np.concatenate([dest_axon, ports[:, 2]])
+    src = np.concatenate([esrc, (n_total + ports[:, 0]).astype(np.int32)])
+    dest = np.concatenate([dest, ((ports[:, 1] >> 4) * g.cols + (ports[:, 1] & 0xF))
+                           .astype(np.int32)])
+    dest_axon = np.concatenate([dest_axon, ports[:, 2].astype(np.int32)])
+    del esrc
 
     # Hop 2: (core, axon) -> synapse run.
-    slen = axon["syn_len"][dest, dest_axon]
-    sidx = _ranges(axon["syn_base"][dest, dest_axon], slen)
-    score = np.repeat(dest, slen)
-    weight = syn["w_mant"][score, sidx] << shift[score, syn["group"][score, sidx]]
-    return Edges(
-        src=np.repeat(src, slen),
-        tgt=score * g.n_neurons + syn["target"][score, sidx],
-        delay=syn["delay"][score, sidx],
-        weight=weight,
-        out_neuron=out_neuron,
-        out_channel=out_channel,
-        synapse=score * g.n_synapses + sidx,
-        axon=np.repeat(dest * g.n_axons + dest_axon, slen))
+    flat_axon = dest.astype(np.int64) * g.n_axons + dest_axon
+    del dest_axon
+    slen = axon["syn_len"].reshape(-1)[flat_axon].astype(np.int64)
+    sbase = axon["syn_base"].reshape(-1)[flat_axon] + dest.astype(np.int64) * g.n_synapses
+    # (every synapse slot of a chip, at most 256 * 2**19, has an int32 index)
+    synapse = ranges(sbase, slen, np.int32)
+    del sbase, axon
+    done(Region.AXON)
+    src = np.repeat(src, slen)
+    score = np.repeat(dest.astype(np.int32), slen)
+    del dest
+    axons = np.repeat(flat_axon, slen) if with_synapses else None
+    del flat_axon, slen
+    group = syn["group"].reshape(-1)[synapse]
+    w_shift = shift.astype(np.int8).reshape(-1)[score * np.int32(g.n_groups) + group]
+    del group
+    weight = syn["w_mant"].reshape(-1)[synapse].astype(np.int32)
+    weight <<= w_shift.astype(np.int32)
+    del w_shift
+    tgt = score * np.int32(g.n_neurons)
+    del score
+    tgt += syn["target"].reshape(-1)[synapse].astype(np.int32)
+    delay = syn["delay"].reshape(-1)[synapse].astype(np.uint8)
+    del syn
+    done(Region.SYNAPSE)
+    return Edges(src=src, tgt=tgt, delay=delay, weight=weight,
+                 out_neuron=out_neuron, out_channel=out_channel,
+                 synapse=synapse if with_synapses else None, axon=axons)
 
 
 def count_edges(image, words) -> tuple[int, int]:
@@ -143,48 +192,52 @@ def count_edges(image, words) -> tuple[int, int]:
 
 # A float32 product is exact while every partial sum stays below 2**24 in
 # magnitude, float64 below 2**53. Only the low 24 bits of a sum matter (the
-# accumulator wraps), so parallel edges are merged and wrapped to 24 bits
-# first: then every cell is below 2**23 and a column of fewer than 2**29
-# cells sums below 2**52 -- float64 is always exact, float32 when the largest
-# column sum of |W| says so.
+# accumulator wraps), so a dense matrix holds parallel edges merged and
+# wrapped to 24 bits: then every cell is below 2**23 and a column of fewer
+# than 2**29 cells sums below 2**52 -- float64 is always exact, float32 when
+# the largest column sum of |W| says so.
 _F32_EXACT = 1 << 24
+#: Products below this convert to int32 directly; larger ones go through int64.
+_I32_EXACT = 1 << 31
 
 
-def merge_edges(row, col, weight, n_cols):
-    """Sum parallel edges (same row and column) exactly, wrapped to 24 bits.
-
-    Returns ``(row, col, weight)`` with one entry per distinct cell, sorted by
-    row then column, weights in ``[-2**23, 2**23)``.
-    """
-    key = np.asarray(row, np.int64) * n_cols + col
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size \
-        else np.zeros(0, np.int64)
-    summed = np.add.reduceat(np.asarray(weight, np.int64)[order], starts) if key.size \
-        else np.zeros(0, np.int64)
-    cells = key[starts]
-    return cells // n_cols, cells % n_cols, wrap24(summed)
+def _add_columns(target, cols, values):
+    """``target[:, cols] += values`` (cols: a slice or distinct indices), int32."""
+    if isinstance(cols, slice):
+        view = target[:, cols]
+        view += values
+    else:
+        target[:, cols] += values
 
 
 class DensePropagator:
     """Sum contributions as ``spikes @ W`` with an exact float matrix.
 
-    ``W`` is ``[rows, delays * cols]``; float32 is used when the largest
-    column sum of ``|W|`` proves every partial sum exact, float64 otherwise.
-    When few rows spike, only those rows are multiplied.
+    ``W`` is ``[rows, delays * cols]``, one column block per delay the block
+    uses; float32 when the largest column sum of ``|W|`` proves every partial
+    sum exact, float64 otherwise. When few rows spike, only those rows are
+    multiplied.
     """
 
-    def __init__(self, row, col, weight, n_rows, n_cols):
-        w = np.zeros((n_rows, n_cols), dtype=np.float64)
-        w[row, col] = weight
-        exact32 = np.abs(w).sum(axis=0).max(initial=0) < _F32_EXACT
-        self.dtype = np.float32 if exact32 else np.float64
+    def __init__(self, row, col, delay_index, weight, n_rows, n_cols, delays, cols):
+        n_delays = len(delays)
+        w = np.zeros((n_rows, n_delays * n_cols), dtype=np.int64)
+        np.add.at(w, (row, delay_index.astype(np.int64) * n_cols + col), weight)
+        w = wrap24(w)
+        colsum = np.abs(w).sum(axis=0).max(initial=0)
+        self.dtype = np.float32 if colsum < _F32_EXACT else np.float64
+        self._via64 = colsum >= _I32_EXACT
         self.w = w.astype(self.dtype)
-        self.n_rows = n_rows
+        self.n_rows, self.n_cols = n_rows, n_cols
+        self.delays = [int(d) for d in delays]
+        self.cols = cols
 
-    def __call__(self, spikes):
-        """``spikes``: bool ``[B, rows]``. Returns ``[B, cols]`` float, or None."""
+    @property
+    def nbytes(self) -> int:
+        return self.w.nbytes
+
+    def product(self, spikes):
+        """``spikes``: bool ``[B, rows]``. Returns ``[B, delays * cols]`` float, or None."""
         if spikes.shape[0] == 1:
             active = np.flatnonzero(spikes[0])
             if active.size == 0:
@@ -199,33 +252,126 @@ class DensePropagator:
                 return spikes[:, active].astype(self.dtype) @ self.w[active]
         return spikes.astype(self.dtype) @ self.w
 
+    def add_into(self, spikes, ring, base):
+        """Add the contributions of ``spikes`` into ``ring`` (int32 ``[D, B,
+        neurons]``) at slot ``(base + delay) % D``."""
+        c = self.product(spikes)
+        if c is None:
+            return
+        c = c.astype(np.int64).astype(np.int32) if self._via64 else c.astype(np.int32)
+        d_slots, n = ring.shape[0], self.n_cols
+        if len(self.delays) == 1:
+            _add_columns(ring[(base + self.delays[0]) % d_slots], self.cols, c)
+            return
+        for i, d in enumerate(self.delays):
+            _add_columns(ring[(base + d) % d_slots], self.cols, c[:, i * n:(i + 1) * n])
+
 
 class SparsePropagator:
     """Event-driven: gather the out-edges of spiking rows, scatter-add them.
 
-    Costs time in proportion to the synaptic events, not the matrix size.
-    ``bincount`` sums in float64, exact for merged edges (see above).
+    Costs time in proportion to the synaptic events, not the matrix size, and
+    at scale the time goes into reading the tables: so they are as small as
+    exactness allows. One CSR table per delay the block uses. A table of more
+    than ``WIDE_TABLE_MAX`` synapses keeps ring columns in int32 and weights
+    as ``weight >> shift`` in int8 or int16 where every weight of the table
+    shares ``shift`` trailing zero bits (one synapse group per projection
+    makes that the rule: 5 bytes per synapse), else int32; a smaller one
+    keeps intp columns and int32 weights (12 bytes, two passes fewer).
+    ``np.add.at`` adds them into the integer ring, exact modulo ``2**32``.
     """
 
-    def __init__(self, row, col, weight, n_rows, n_cols):
-        self.col = col
-        self.weight = weight.astype(np.float64)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n_rows))])
-        self.n_cols = n_cols
+    def __init__(self, row, col, delay_index, weight, n_rows, delays):
+        self.tables = []
+        for i, d in enumerate(delays):
+            sel = (delay_index == i) if len(delays) > 1 else slice(None)
+            r = row[sel]
+            order = None
+            if r.size > 1 and (r[1:] < r[:-1]).any():
+                order = np.argsort(r, kind="stable")
+            counts = np.bincount(r, minlength=n_rows)
+            indptr = np.zeros(n_rows + 1, np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            c, w = col[sel], weight[sel]
+            if order is not None:
+                c, w = c[order], w[order]
+            if r.size <= WIDE_TABLE_MAX:
+                # Small tables: ready-to-use index and weight types (12 bytes
+                # per synapse) save two conversion passes per step.
+                shift, w, c = 0, np.ascontiguousarray(w, np.int32), c.astype(np.intp)
+            else:
+                shift, w = _compress_weights(w)
+                c = np.ascontiguousarray(c, np.int32)
+            self.tables.append((int(d), indptr, c, w, shift))
+        self.n_rows = n_rows
 
-    def __call__(self, spikes):
-        batch, rows = np.nonzero(spikes)
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
+
+    def add_into(self, spikes, ring, base):
+        """Add the contributions of ``spikes`` (bool ``[B, rows]``) into
+        ``ring`` (int32 ``[D, B, neurons]``) at slot ``(base + delay) % D``."""
+        batch = spikes.shape[0]
+        if batch == 1:
+            rows = np.flatnonzero(spikes[0])
+            brow = None
+        else:
+            brow, rows = np.nonzero(spikes)
         if rows.size == 0:
-            return None
-        start = self.indptr[rows]
-        lens = self.indptr[rows + 1] - start
-        pos = _ranges(start, lens)
-        flat = self.col[pos]
-        b = spikes.shape[0]
-        if b > 1:
-            flat = flat + np.repeat(batch * self.n_cols, lens)
-        return np.bincount(flat, weights=self.weight[pos],
-                           minlength=b * self.n_cols).reshape(b, self.n_cols)
+            return
+        d_slots, _, n = ring.shape
+        for d, indptr, col, weight, shift in self.tables:
+            start = indptr[rows]
+            lens = indptr[rows + 1] - start
+            target = ring[(base + d) % d_slots].reshape(-1)
+            # A block of spiking rows at a time: the per-event temporaries
+            # (positions, columns, weights: ~30 bytes per event) stay in the
+            # cache, so the cost per event does not grow with the activity.
+            ends = np.cumsum(lens)
+            cuts = np.searchsorted(ends, np.arange(EVENT_BLOCK, int(ends[-1]), EVENT_BLOCK),
+                                   side="right") if ends[-1] > EVENT_BLOCK else ()
+            for a, b in zip((0, *cuts), (*cuts, rows.size)):
+                if a == b:
+                    continue
+                pos = ranges(start[a:b], lens[a:b])
+                if pos.size == 0:
+                    continue
+                idx = col[pos]
+                if idx.dtype != np.intp:
+                    idx = idx.astype(np.intp)
+                if brow is not None:
+                    idx += np.repeat(brow[a:b] * n, lens[a:b])
+                w = weight[pos]
+                if shift or w.dtype != np.int32:
+                    w = w.astype(np.int32)
+                    w <<= shift
+                np.add.at(target, idx, w)
+
+
+#: Synaptic events per block of a sparse propagation (see add_into).
+EVENT_BLOCK = 1 << 16
+
+#: Tables up to this many synapses keep intp columns and int32 weights.
+WIDE_TABLE_MAX = 1 << 22
+
+
+def _compress_weights(weight):
+    """``(shift, weight >> shift)`` in the narrowest of int8/int16/int32 that
+    holds it exactly; ``shift``: the trailing zero bits all weights share."""
+    weight = np.asarray(weight, np.int32)
+    nonzero = weight[weight != 0]
+    if nonzero.size == 0:
+        return 0, weight.astype(np.int8)
+    bits = int(np.bitwise_or.reduce(nonzero))
+    shift = (bits & -bits).bit_length() - 1             # the lowest bit any weight sets
+    scaled = weight >> shift
+    lo, hi = int(scaled.min()), int(scaled.max())
+    for dtype in (np.int8, np.int16):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return shift, scaled.astype(dtype)
+    return shift, scaled
 
 
 # Above this density (edges per matrix cell) a dense product beats scatter-add.
@@ -233,16 +379,34 @@ DENSE_MIN_DENSITY = 0.1
 DENSE_MAX_BYTES = 512 << 20
 
 
-def make_propagator(row, col, weight, n_rows, n_cols, kind="auto"):
-    """Pick the dense or the sparse propagator for this edge set.
+def make_propagator(row, ring_col, delay, weight, n_rows, cols, kind="auto"):
+    """Pick the dense or the sparse propagator for one block of edges.
 
-    ``kind`` may force ``"dense"`` or ``"sparse"`` (tests use this to check
-    both give identical results).
+    ``row``: block-local source rows; ``ring_col``: each edge's target column
+    in the ring; ``cols``: the ring columns the block reaches (ascending
+    distinct indices); ``delay``: each edge's delay. Only the delays the
+    block's edges use get slots in its tables. ``kind`` may force
+    ``"dense"`` or ``"sparse"`` (tests use this to check both give identical
+    results).
     """
-    row, col, weight = merge_edges(row, col, weight, n_cols)
+    used = np.flatnonzero(np.bincount(delay, minlength=1))
+    delay_index = np.searchsorted(used, delay).astype(np.uint8) if used.size > 1 \
+        else np.zeros(row.size, np.uint8)
+    n_cols = cols.size
     if kind == "auto":
-        cells = max(n_rows * n_cols, 1)
+        cells = max(n_rows * n_cols * used.size, 1)
         small = cells * 4 <= DENSE_MAX_BYTES
         kind = "dense" if small and row.size / cells >= DENSE_MIN_DENSITY else "sparse"
-    cls = {"dense": DensePropagator, "sparse": SparsePropagator}[kind]
-    return cls(row, col, weight, n_rows, n_cols)
+    if kind == "dense":
+        local = np.searchsorted(cols, ring_col)
+        return DensePropagator(row, local, delay_index, weight, n_rows, n_cols, used,
+                               as_slice(cols))
+    return SparsePropagator(row, ring_col, delay_index, weight, n_rows, used)
+
+
+def as_slice(index):
+    """``index`` as a slice when it is an ascending run of consecutive integers
+    (a view is cheaper than a gather), else ``index`` itself."""
+    if index.size and index[-1] - index[0] + 1 == index.size and (np.diff(index) == 1).all():
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index

@@ -64,6 +64,46 @@ def _cat(parts, dtype=np.int64):
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
+#: Regions the builder lays out itself (sized by synapses, axons, fan-out
+#: entries: up to 10^8 words on a Loihi-scale chip). They are kept as packed
+#: words per core, never as int64 field arrays.
+_LAID_OUT = (Region.AXON, Region.SYNAPSE, Region.FANOUT)
+
+
+def _compact(values, fields, layout):
+    """The arrays ``values`` of a layout's ``fields``, each in the smallest
+    dtype that holds the field (5-10 bytes per synapse instead of 48), or
+    as they are when a value is outside its field (build() reports it)."""
+    out = []
+    for v, name in zip(values, fields):
+        f = layout[name]
+        dtype = np.int8 if f.bits < 8 or (f.signed and f.bits == 8) else \
+            np.int16 if f.bits < 16 or (f.signed and f.bits == 16) else np.int32
+        if v.size and (v.min() < f.min or v.max() > f.max):
+            out.append(v)
+        else:
+            out.append(v.astype(dtype))
+    return tuple(out)
+
+
+def _neuron_index(n):
+    """Fan-out source neurons as int16 when they can be (checked at layout)."""
+    return n.astype(np.int16) if not n.size or 0 <= n.min() <= n.max() < 1 << 15 else n
+
+
+def _drain(parts: list, dtype) -> np.ndarray:
+    """Concatenate ``parts`` while emptying the list, so the pieces are freed
+    as they are copied (the peak is the result plus one piece)."""
+    out = np.empty(sum(p.size for p in parts), dtype)
+    pos = 0
+    parts.reverse()
+    while parts:
+        p = parts.pop()
+        out[pos:pos + p.size] = p
+        pos += p.size
+    return out
+
+
 class CoreBuilder:
     """Configuration of one core; get it from :meth:`ChipBuilder.core`."""
 
@@ -72,10 +112,12 @@ class CoreBuilder:
         self.x, self.y = x, y
         self._fields = {r: {name: np.zeros(geometry.region_size(r), dtype=np.int64)
                             for name in layout.fields}
-                        for r, layout in LAYOUTS.items()}
-        self._written = {r: np.zeros(geometry.region_size(r), dtype=bool) for r in LAYOUTS}
-        self._synapses = []   # (axon, target, w_mant, delay, group) arrays
-        self._fanout = []     # (neuron, x, y, axon, to_host, channel) arrays
+                        for r, layout in LAYOUTS.items() if r not in _LAID_OUT}
+        self._written = {r: np.zeros(geometry.region_size(r), dtype=bool) for r in LAYOUTS
+                         if r not in _LAID_OUT}
+        self._synapses = []   # (axon, target, w_mant, delay, group, tag) compact arrays
+        self._fanout = []     # (neuron, x, y, axon, to_host, channel) compact arrays
+        self._laid_out = {}   # Region -> packed words of offsets 0.. (after _layout)
         self._learn = None    # LEARN region fields, once learning() is called
         self._plastic = {}    # group -> (rule, sign, w_bits)
         self._traces = {}     # LearnRegion -> (index array, {field: values})
@@ -254,7 +296,10 @@ class CoreBuilder:
         if a.size and (a.min() < 0 or a.max() >= n_axons):
             raise ChipError(f"core ({self.x},{self.y}): axon "
                             f"{int(a[(a < 0) | (a >= n_axons)][0])} is outside [0, {n_axons})")
-        self._synapses.append((a, t, w, d, gr, tg))
+        syn = _compact((t, w, d, gr), ("target", "w_mant", "delay", "group"),
+                       LAYOUTS[Region.SYNAPSE])
+        tag_ok = not tg.size or -128 <= tg.min() <= tg.max() <= 127
+        self._synapses.append((a.astype(np.int32), *syn, tg.astype(np.int8) if tag_ok else tg))
         return self
 
     def pre_traces(self, axon, *, x1=None, x2=None):
@@ -297,50 +342,76 @@ class CoreBuilder:
         of core ``(x, y)``. Arguments broadcast; one element per entry."""
         n, xx, yy, a = _bcast(neuron, x, y, axon)
         z = np.zeros_like(n)
-        self._fanout.append((n, xx, yy, a, z, z))
+        self._add_fanout(n, xx, yy, a, z, z)
         return self
 
     def to_host(self, neuron, channel):
         """Add fan-out entries sending spikes of ``neuron`` to host output ``channel``."""
         n, ch = _bcast(neuron, channel)
         z = np.zeros_like(n)
-        self._fanout.append((n, z, z, z, np.ones_like(n), ch))
+        self._add_fanout(n, z, z, z, np.ones_like(n), ch)
         return self
+
+    def _add_fanout(self, neuron, x, y, axon, to_host, channel):
+        fields = _compact((x, y, axon, to_host, channel),
+                          ("x", "y", "axon", "to_host", "channel"), LAYOUTS[Region.FANOUT])
+        self._fanout.append((_neuron_index(neuron), *fields))
 
     # -- layout -----------------------------------------------------------------
 
+    def _pack(self, region, **values):
+        try:
+            return LAYOUTS[region].pack(**values)
+        except ChipError as e:
+            raise ChipError(f"core ({self.x},{self.y}) {region.name}: {e}") from None
+
     def _layout(self):
+        """Lay out synapse runs and fan-out lists; pack the AXON, SYNAPSE and
+        FANOUT words (kept packed: 8 bytes per word)."""
         g = self.geometry
         where = f"core ({self.x},{self.y})"
-        a, t, w, d, gr, tg = (_cat(p) for p in zip(*self._synapses)) if self._synapses \
-            else (np.zeros(0, np.int64),) * 6
-        if a.size > g.n_synapses:
-            raise ChipError(f"{where}: {a.size} synapses exceed n_synapses {g.n_synapses}")
-        order = np.argsort(a, kind="stable")
-        count = np.bincount(a, minlength=g.n_axons)
-        used = np.flatnonzero(count)
-        base = np.cumsum(count) - count
-        self._set(Region.AXON, used, syn_base=base[used], syn_len=count[used])
-        if a.size:
-            self._set(Region.SYNAPSE, np.arange(a.size), target=t[order], w_mant=w[order],
-                      delay=d[order], group=gr[order])
-        self._tags = tg[order]
-        n, x, y, ax, host, ch = (_cat(p) for p in zip(*self._fanout)) if self._fanout \
-            else (np.zeros(0, np.int64),) * 6
-        if n.size > g.n_fanout:
-            raise ChipError(f"{where}: {n.size} fan-out entries exceed n_fanout {g.n_fanout}")
-        if n.size and (n.min() < 0 or n.max() >= g.n_neurons):
-            raise ChipError(f"{where}: fan-out source neuron "
-                            f"{int(n[(n < 0) | (n >= g.n_neurons)][0])} is outside "
-                            f"[0, {g.n_neurons})")
-        order = np.argsort(n, kind="stable")
-        count = np.bincount(n, minlength=g.n_neurons)
-        used = np.flatnonzero(count)
-        base = np.cumsum(count) - count
-        self._set(Region.NEURON, used, fanout_base=base[used], fanout_len=count[used])
-        if n.size:
-            self._set(Region.FANOUT, np.arange(n.size), x=x[order], y=y[order],
-                      axon=ax[order], to_host=host[order], channel=ch[order])
+        self._laid_out = {}
+        n_syn = sum(p[0].size for p in self._synapses)
+        if n_syn > g.n_synapses:
+            raise ChipError(f"{where}: {n_syn} synapses exceed n_synapses {g.n_synapses}")
+        if n_syn:
+            a = np.concatenate([p[0] for p in self._synapses])
+            order = np.argsort(a, kind="stable")
+            count = np.bincount(a, minlength=g.n_axons)
+            del a
+            used = np.flatnonzero(count)
+            base = np.cumsum(count) - count
+            self._laid_out[Region.AXON] = (used, self._pack(
+                Region.AXON, syn_base=base[used], syn_len=count[used]))
+            fields = {}
+            for i, name in enumerate(("target", "w_mant", "delay", "group", "tag"), 1):
+                fields[name] = np.concatenate([p[i] for p in self._synapses])[order]
+            self._tags = fields.pop("tag")
+            self._laid_out[Region.SYNAPSE] = (None, self._pack(Region.SYNAPSE, **fields))
+        else:
+            self._tags = np.zeros(0, np.int8)
+        n_fan = sum(p[0].size for p in self._fanout)
+        if n_fan > g.n_fanout:
+            raise ChipError(f"{where}: {n_fan} fan-out entries exceed n_fanout {g.n_fanout}")
+        if n_fan:
+            n = np.concatenate([p[0] for p in self._fanout])
+            if n.min() < 0 or n.max() >= g.n_neurons:
+                raise ChipError(f"{where}: fan-out source neuron "
+                                f"{int(n[(n < 0) | (n >= g.n_neurons)][0])} is outside "
+                                f"[0, {g.n_neurons})")
+            order = np.argsort(n, kind="stable")
+            count = np.bincount(n, minlength=g.n_neurons)
+            del n
+            used = np.flatnonzero(count)
+            base = np.cumsum(count) - count
+            self._set(Region.NEURON, used, fanout_base=base[used], fanout_len=count[used])
+            fields = {name: np.concatenate([p[i] for p in self._fanout])[order]
+                      for i, name in enumerate(("x", "y", "axon", "to_host", "channel"), 1)}
+            self._laid_out[Region.FANOUT] = (None, self._pack(Region.FANOUT, **fields))
+
+    def _max_channel(self) -> int:
+        """The highest host output channel this core's fan-out names (-1: none)."""
+        return max((int(p[5][p[4] == 1].max(initial=-1)) for p in self._fanout), default=-1)
 
     def _uses_learning(self) -> bool:
         tags = any(p[5].any() for p in self._synapses)
@@ -387,16 +458,19 @@ class CoreBuilder:
 
     def _writes(self):
         cid = core_id(self.x, self.y)
-        for region, layout in LAYOUTS.items():
-            idx = np.flatnonzero(self._written[region])
-            if idx.size == 0:
-                continue
-            values = {k: v[idx] for k, v in self._fields[region].items()}
-            try:
-                words = layout.pack(**values)
-            except ChipError as e:
-                raise ChipError(f"core ({self.x},{self.y}) {region.name}: {e}") from None
-            yield pack_address(cid, int(region), idx), words
+        for region in LAYOUTS:
+            if region in _LAID_OUT:
+                if region not in self._laid_out:
+                    continue
+                idx, words = self._laid_out[region]
+                if idx is None:
+                    idx = np.arange(words.size)
+            else:
+                idx = np.flatnonzero(self._written[region])
+                if idx.size == 0:
+                    continue
+                words = self._pack(region, **{k: v[idx] for k, v in self._fields[region].items()})
+            yield pack_address(cid, int(region), idx).astype(np.uint32), words
 
 
 class ChipBuilder:
@@ -427,8 +501,9 @@ class ChipBuilder:
 
     def build(self, meta: dict | None = None) -> ChipImage:
         """Lay out synapse runs and fan-out lists, pack every word, and check
-        the result with :func:`neuromesh.config.decode`."""
-        from .config import decode
+        the result with :func:`neuromesh.config.check` (every check of
+        :func:`~neuromesh.config.decode`)."""
+        from .config import check
         addrs, words = [], []
         max_channel = -1
         learning = any(c._uses_learning() for c in self._cores.values())
@@ -440,16 +515,13 @@ class ChipBuilder:
             for a, w in core._learning_writes():
                 addrs.append(a)
                 words.append(w)
-            f = core._fields[Region.FANOUT]
-            host = (f["to_host"] == 1) & core._written[Region.FANOUT]
-            if host.any():
-                max_channel = max(max_channel, int(f["channel"][host].max()))
+            core._laid_out = {}     # packed into the image now
+            max_channel = max(max_channel, core._max_channel())
         n_inputs = self.n_inputs if self.n_inputs is not None else \
             max((p.channel for p in self._inputs), default=-1) + 1
         n_outputs = self.n_outputs if self.n_outputs is not None else max_channel + 1
-        image = ChipImage(self.geometry,
-                          _cat(addrs, np.uint32), _cat(words, np.uint64),
+        image = ChipImage(self.geometry, _drain(addrs, np.uint32), _drain(words, np.uint64),
                           inputs=self._inputs, n_inputs=n_inputs, n_outputs=n_outputs,
                           meta=dict(meta or {}), learning=learning)
-        decode(image)
+        check(image)
         return image

@@ -54,16 +54,18 @@ class ResetTiming(enum.IntEnum):
 
 #: (minimum, maximum) of every geometry parameter. The maxima follow from the
 #: field widths of the word layouts below (e.g. a synapse names its target
-#: with 10 bits, so a core holds at most 1024 neurons). Axons and fan-out
-#: entries go to 16384, four times Loihi's 4096, so that a core of 256
-#: neurons can take input from every neuron of a 10,000-neuron recurrent net.
+#: with 10 bits, so a core holds at most 1024 neurons) and of the image
+#: header (``n_axons`` and ``n_fanout`` are u16 there). The Loihi-scale
+#: family -- up to 256 cores of 1024 neurons and 2**19 synapses: 262,144
+#: neurons and 134 M synapses -- lets a core of a 100,000-neuron random
+#: recurrent net take input from tens of thousands of sources.
 GEOMETRY_LIMITS = {
     "rows":        (1, 16),
     "cols":        (1, 16),
     "n_neurons":   (1, 1024),
-    "n_axons":     (1, 16384),
-    "n_synapses":  (1, 65536),
-    "n_fanout":    (1, 16384),
+    "n_axons":     (1, 65535),
+    "n_synapses":  (1, 1 << 19),
+    "n_fanout":    (1, 65535),
     "n_profiles":  (1, 16),
     "n_groups":    (1, 16),
     "delay_slots": (2, 64),
@@ -202,20 +204,44 @@ class Geometry:
 
 @dataclass(frozen=True)
 class Field:
-    """One bit field of a memory word: ``width`` bits from bit ``lsb`` up."""
+    """One bit field of a memory word: ``width`` bits from bit ``lsb`` up.
+
+    A field widened after the first release keeps its low ``width`` bits
+    where they were and takes its high bits from ``ext_width`` formerly
+    reserved bits at ``ext_lsb`` (unsigned fields only): an old image, with
+    those bits zero, means what it meant, and a first-release tool rejects a
+    word that uses them (its reserved-bit check). ``bits`` is the value's
+    width, ``width + ext_width``.
+    """
 
     name: str
     lsb: int
     width: int
     signed: bool = False
+    ext_lsb: int = 0
+    ext_width: int = 0
+
+    def __post_init__(self):
+        assert not (self.signed and self.ext_width), self
+
+    @property
+    def bits(self) -> int:
+        """Width of the value (low part plus extension)."""
+        return self.width + self.ext_width
+
+    @property
+    def mask(self) -> int:
+        """The word bits this field occupies."""
+        return (((1 << self.width) - 1) << self.lsb) | \
+            (((1 << self.ext_width) - 1) << self.ext_lsb)
 
     @property
     def min(self) -> int:
-        return -(1 << (self.width - 1)) if self.signed else 0
+        return -(1 << (self.bits - 1)) if self.signed else 0
 
     @property
     def max(self) -> int:
-        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
 
 class WordLayout:
@@ -231,9 +257,8 @@ class WordLayout:
         self.fields = {f.name: f for f in fields}
         used = 0
         for f in fields:
-            mask = ((1 << f.width) - 1) << f.lsb
-            assert not used & mask and f.lsb + f.width <= 64, (name, f)
-            used |= mask
+            assert not used & f.mask and f.mask < 1 << 64, (name, f)
+            used |= f.mask
         self.used_mask = used
 
     def __getitem__(self, name) -> Field:
@@ -241,7 +266,13 @@ class WordLayout:
 
     @property
     def width(self) -> int:
-        """Bits up to and including the highest field."""
+        """Bits up to and including the highest field (extensions included)."""
+        return self.used_mask.bit_length()
+
+    @property
+    def base_width(self) -> int:
+        """Bits up to and including the highest field, without the extension
+        bits of widened fields: the first release's word."""
         return max(f.lsb + f.width for f in self.fields.values())
 
     def pack(self, **values) -> np.ndarray:
@@ -263,25 +294,47 @@ class WordLayout:
                 raise ChipError(
                     f"{self.name}.{name} = {int(a[bad].flat[0])} is outside "
                     f"[{f.min}, {f.max}] ({'signed' if f.signed else 'unsigned'} "
-                    f"{f.width}-bit field)")
+                    f"{f.bits}-bit field)")
             raw = (a & ((1 << f.width) - 1)).astype(np.uint64) << np.uint64(f.lsb)
             word |= raw
+            if f.ext_width:
+                word |= (a >> f.width).astype(np.uint64) << np.uint64(f.ext_lsb)
         return word
 
-    def unpack(self, words) -> dict[str, np.ndarray]:
-        """Split uint64 words into int64 field arrays (signed fields sign-extended)."""
+    def unpack(self, words, compact: bool = False) -> dict[str, np.ndarray]:
+        """Split uint64 words into int64 field arrays (signed fields sign-extended).
+
+        ``compact``: each field in the smallest signed integer dtype that
+        holds it (int8 ... int64) instead of int64 -- for the big regions of a
+        Loihi-scale chip; arithmetic on such arrays must widen first.
+        """
         words = np.asarray(words, dtype=np.uint64)
         out = {}
         for name, f in self.fields.items():
-            raw = ((words >> np.uint64(f.lsb)) & np.uint64((1 << f.width) - 1)).astype(np.int64)
-            if f.signed:
-                raw = np.where(raw >= (1 << (f.width - 1)), raw - (1 << f.width), raw)
+            dtype = _compact_dtype(f) if compact else np.int64
+            raw = ((words >> np.uint64(f.lsb)) & np.uint64((1 << f.width) - 1)).astype(dtype)
+            if f.ext_width:
+                ext = ((words >> np.uint64(f.ext_lsb)) & np.uint64((1 << f.ext_width) - 1))
+                raw |= (ext << np.uint64(f.width)).astype(dtype)
+            if f.signed and np.iinfo(dtype).bits > f.width:
+                # (a field exactly as wide as its dtype was sign-converted by the cast)
+                raw = np.where(raw >= (1 << (f.width - 1)), raw - (1 << f.width), raw) \
+                    .astype(dtype)
             out[name] = raw
         return out
 
     def reserved_bits(self, words) -> np.ndarray:
         """Boolean array: which words have a reserved bit set."""
         return (np.asarray(words, dtype=np.uint64) & np.uint64(~self.used_mask & (2**64 - 1))) != 0
+
+
+def _compact_dtype(field: Field):
+    """The smallest signed integer dtype holding every value of ``field``
+    (unpacking works with one bit to spare, so u8 goes to int16)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if field.bits + (0 if field.signed else 1) <= np.iinfo(dtype).bits:
+            return dtype
+    return np.int64
 
 
 class Region(enum.IntEnum):
@@ -309,13 +362,15 @@ LAYOUTS: dict[Region, WordLayout] = {
     Region.NEURON: WordLayout(
         "neuron",
         Field("profile", 0, 4), Field("bias_mant", 4, 13, signed=True),
-        Field("bias_exp", 17, 3), Field("fanout_base", 20, 15), Field("fanout_len", 35, 15)),
+        Field("bias_exp", 17, 3), Field("fanout_base", 20, 15, ext_lsb=50, ext_width=1),
+        Field("fanout_len", 35, 15, ext_lsb=51, ext_width=1)),
     Region.STATE: WordLayout(
         "state",
         Field("u", 0, 24, signed=True), Field("v", 24, 24, signed=True),
         Field("refractory", 48, 8)),
     Region.AXON: WordLayout(
-        "axon", Field("syn_base", 0, 17), Field("syn_len", 17, 17)),
+        "axon", Field("syn_base", 0, 17, ext_lsb=34, ext_width=3),
+        Field("syn_len", 17, 17, ext_lsb=37, ext_width=3)),
     Region.SYNAPSE: WordLayout(
         "synapse",
         Field("target", 0, 10), Field("w_mant", 10, 8, signed=True),
@@ -324,7 +379,7 @@ LAYOUTS: dict[Region, WordLayout] = {
         "group", Field("w_shift", 0, 4)),
     Region.FANOUT: WordLayout(
         "fanout",
-        Field("axon", 0, 14), Field("x", 14, 4), Field("y", 18, 4),
+        Field("axon", 0, 14, ext_lsb=39, ext_width=2), Field("x", 14, 4), Field("y", 18, 4),
         Field("to_host", 22, 1), Field("channel", 23, 16)),
     Region.ACCUM: WordLayout(
         "accum", Field("value", 0, 24, signed=True)),

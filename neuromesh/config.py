@@ -29,15 +29,22 @@ from .chip import (
 )
 from .image import ChipImage, ImageError
 
-__all__ = ["ChipConfig", "decode", "check"]
+__all__ = ["ChipConfig", "decode", "check", "COMPACT_REGIONS"]
+
+#: Regions decoded into compact dtypes (they grow with the synapses).
+COMPACT_REGIONS = (Region.AXON, Region.SYNAPSE, Region.FANOUT)
 
 
 @dataclass
 class ChipConfig:
     """Field arrays of every memory region of a chip.
 
-    ``regions[Region.X][field]`` is an int64 array ``[n_cores, size]``; the
-    accumulator ring is reshaped to ``[n_cores, delay_slots, n_neurons]``.
+    ``regions[Region.X][field]`` is an integer array ``[n_cores, size]``:
+    int64, except in the three regions that grow with the synapses (AXON,
+    SYNAPSE, FANOUT: up to 10^8 words on a Loihi-scale chip), whose fields
+    come in the smallest signed dtype that holds them (int8 ... int32; widen
+    before arithmetic that could leave it). The accumulator ring is reshaped
+    to ``[n_cores, delay_slots, n_neurons]``.
     Images with the learning flag also have ``regions[LearnRegion.X]`` for
     the learning regions (the LEARN region as one int64 array ``[n_cores]``
     per field of its five words), and ``rules[(core, group)]``, the
@@ -148,6 +155,26 @@ def check(image: ChipImage) -> dict:
     return w
 
 
+def _dense_fields(image: ChipImage, region: Region, layout) -> dict:
+    """The field arrays ``[n_cores, size]`` of ``region`` (already checked),
+    unpacked a block of cores at a time so the temporaries stay small next to
+    a Loihi-scale region; the regions that grow with the synapses in compact
+    dtypes."""
+    words = image.memory(region)
+    n_cores, size = words.shape
+    compact = region in COMPACT_REGIONS
+    out = None
+    step = max(1, (1 << 22) // max(size, 1))
+    for first in range(0, n_cores, step):
+        rows = slice(first, first + step)
+        part = layout.unpack(words[rows], compact=compact)
+        if out is None:
+            out = {k: np.empty(words.shape, v.dtype) for k, v in part.items()}
+        for k, v in part.items():
+            out[k][rows] = v
+    return out
+
+
 def decode(image: ChipImage, checked: dict | None = None) -> ChipConfig:
     """Decode and check all memory regions of ``image``.
 
@@ -159,8 +186,7 @@ def decode(image: ChipImage, checked: dict | None = None) -> ChipConfig:
     """
     g = image.geometry
     words = check(image) if checked is None else checked
-    regions = {region: words[region].dense(g.n_cores, g.region_size(region))
-               for region in LAYOUTS}
+    regions = {region: _dense_fields(image, region, layout) for region, layout in LAYOUTS.items()}
     regions[Region.ACCUM]["value"] = regions[Region.ACCUM]["value"].reshape(
         g.n_cores, g.delay_slots, g.n_neurons)
     rules = {}

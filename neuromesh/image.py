@@ -25,7 +25,6 @@ from .chip import (
     core_xy,
     region_name,
     region_words,
-    unpack_address,
 )
 
 __all__ = ["ImageError", "ChipImage", "InputPort", "MAGIC", "FORMAT_VERSION", "FLAG_LEARNING",
@@ -110,18 +109,27 @@ class ChipImage:
         if self.addresses.shape != self.words.shape or self.addresses.ndim != 1:
             raise ImageError(
                 f"image: {self.addresses.shape} addresses but {self.words.shape} words")
-        core, region, offset = unpack_address(self.addresses)
-        x, y = core_xy(core)
         sizes = np.array([region_words(g, r, self.learning) for r in range(16)])
-        bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            r = int(region[i])
+        # In blocks of 32-bit fields: an image may hold 10^8 writes.
+        block = 1 << 20
+        for first in range(0, self.addresses.size, block):
+            addr = self.addresses[first:first + block]
+            region, offset = (addr >> 20) & 0xF, addr & 0xFFFFF
+            x, y = (addr >> 24) & 0xF, addr >> 28
+            bad = (x >= g.cols) | (y >= g.rows) | (offset >= sizes[region])
+            if bad.any():
+                break
+        else:
+            bad = None
+        if bad is not None:
+            j = int(np.flatnonzero(bad)[0])
+            i = first + j
+            r = int(region[j])
             rname = region_name(r) if sizes[r] or r in Region._value2member_map_ \
                 else f"reserved region {r}"
             raise ImageError(
                 f"image write #{i}: address 0x{int(self.addresses[i]):08x} "
-                f"(core x={int(x[i])} y={int(y[i])}, {rname}, word {int(offset[i])}) "
+                f"(core x={int(x[j])} y={int(y[j])}, {rname}, word {int(offset[j])}) "
                 f"is outside the {g.rows}x{g.cols} mesh / region of "
                 f"{sizes[r]} words")
         for name, value in (("n_inputs", self.n_inputs), ("n_outputs", self.n_outputs)):
@@ -149,23 +157,35 @@ class ChipImage:
 
     # -- views ----------------------------------------------------------------
 
+    def _region_writes(self, region: int) -> np.ndarray:
+        """Indices of the writes that end up in ``region`` (the last write to
+        an address wins), in address order, i.e. by core index ``y * cols +
+        x`` and offset. Found a block of writes at a time: an image may hold
+        10^8 writes, and only this region's are ever unpacked."""
+        block = 1 << 20
+        parts = [first + np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF)
+                                        == region)
+                 for first in range(0, self.addresses.size, block)]
+        sel = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        del parts
+        if sel.size > 1:
+            addr = self.addresses[sel]
+            if not (addr[1:] > addr[:-1]).all():
+                # np.unique sorts by address and returns the first occurrence
+                # in the reversed order: the last write.
+                _, first = np.unique(addr[::-1], return_index=True)
+                sel = sel[::-1][first]
+        return sel
+
     def final_writes(self, region: int):
         """The words that end up in ``region``: ``(core index, offset, word)``
         arrays, one entry per address written (the last write wins), sorted
         by core index ``y * cols + x`` and offset. Costs in proportion to the
         writes, not to the region's size."""
-        g = self.geometry
-        core, reg, offset = self._address_fields()
-        sel = np.flatnonzero(reg == region)
-        if not sel.size:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, np.zeros(0, np.uint64)
-        # np.unique sorts by address, i.e. by (y, x, offset) = (core index, offset).
-        rev = sel[::-1]
-        _, first = np.unique(self.addresses[rev], return_index=True)
-        keep = rev[first]
-        x, y = core_xy(core[keep])
-        return y * g.cols + x, offset[keep], self.words[keep]
+        sel = self._region_writes(region)
+        addr = self.addresses[sel].astype(np.int64)
+        x, y = core_xy(addr >> 24)
+        return y * self.geometry.cols + x, addr & 0xFFFFF, self.words[sel]
 
     def memory(self, region: Region) -> np.ndarray:
         """The final contents of ``region`` in every core, uint64 ``[n_cores, size]``.
@@ -174,19 +194,17 @@ class ChipImage:
         """
         g = self.geometry
         out = np.zeros((g.n_cores, region_words(g, region, self.learning)), dtype=np.uint64)
-        core, offset, words = self.final_writes(region)
-        out[core, offset] = words
+        sel = self._region_writes(region)
+        flat = out.reshape(-1)
+        block = 1 << 20
+        for i in range(0, sel.size, block):
+            part = sel[i:i + block]
+            addr = self.addresses[part]
+            core = addr >> 24
+            index = ((core >> 4) * g.cols + (core & 0xF)).astype(np.int64) * out.shape[1]
+            index += addr & 0xFFFFF
+            flat[index] = self.words[part]
         return out
-
-    def _address_fields(self):
-        """``unpack_address(self.addresses)``, kept while ``addresses`` is the
-        same array: decoding calls :meth:`memory` once per region, and
-        splitting millions of addresses again each time dominated it."""
-        cache = self.__dict__.get("_address_cache")
-        if cache is None or cache[0] is not self.addresses:
-            cache = (self.addresses, unpack_address(self.addresses))
-            self.__dict__["_address_cache"] = cache
-        return cache[1]
 
     def runs(self):
         """The writes as ``(start address, words)`` runs of consecutive addresses."""

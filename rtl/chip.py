@@ -15,7 +15,7 @@ from neuromesh.chip import ADDRESS, Geometry
 from .controller import TimestepController
 from .core import NeuronCore
 from .hostlink import HostLink
-from .layouts import byte_stream
+from .layouts import byte_stream, check_rtl_geometry
 from .mesh import Mesh
 
 __all__ = ["Chip"]
@@ -54,6 +54,7 @@ class Chip(wiring.Component):
 
     def __init__(self, geometry: Geometry, *, core_args: dict | None = None,
                  learning: bool = False, **hostlink_args):
+        check_rtl_geometry(geometry)
         self.geometry = geometry
         self.learning = learning
         self.core_args = dict(core_args or {})

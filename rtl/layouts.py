@@ -9,24 +9,45 @@ from __future__ import annotations
 from amaranth import signed, unsigned
 from amaranth.lib import data, stream
 
-from neuromesh.chip import LAYOUTS, Geometry, Region
+from neuromesh.chip import LAYOUTS, ChipError, Geometry, Region
 
 __all__ = ["word_layout", "struct_layout", "stored_layout", "PACKET", "MEM_REQUEST",
-           "packet_stream", "mem_request_stream", "mem_response_stream", "byte_stream"]
+           "packet_stream", "mem_request_stream", "mem_response_stream", "byte_stream",
+           "RTL_LIMITS", "check_rtl_geometry"]
+
+#: Geometry maxima of the RTL: the first release's limits. The RTL stores the
+#: first release's word (the low part of each widened field, docs/architecture.md
+#: §5.3) and its packets carry 16-bit axons; the Loihi-scale geometries above
+#: these limits run on the emulator only.
+RTL_LIMITS = {"n_axons": 16384, "n_synapses": 65536, "n_fanout": 16384}
+
+
+def check_rtl_geometry(geometry: Geometry) -> None:
+    """Raise :class:`~neuromesh.chip.ChipError` if the RTL cannot build ``geometry``."""
+    for name, limit in RTL_LIMITS.items():
+        value = getattr(geometry, name)
+        if value > limit:
+            raise ChipError(f"geometry {geometry}: {name} = {value} exceeds the RTL's limit "
+                            f"{limit} (the RTL builds n_axons <= {RTL_LIMITS['n_axons']}, "
+                            f"n_synapses <= {RTL_LIMITS['n_synapses']}, n_fanout <= "
+                            f"{RTL_LIMITS['n_fanout']}; larger geometries run on the emulator)")
 
 
 def word_layout(region: Region) -> data.StructLayout:
     """The :class:`~amaranth.lib.data.StructLayout` of a memory word of ``region``.
 
     Fields sit at the bit positions of the spec; reserved bits are padding
-    (and are not stored).
+    (and are not stored). Widened fields keep only their low part (the
+    extension bits are zero in every geometry the RTL builds,
+    :func:`check_rtl_geometry`).
     """
     return struct_layout(LAYOUTS[region])
 
 
 def struct_layout(layout) -> data.StructLayout:
     """A :class:`~neuromesh.chip.WordLayout` as an Amaranth struct: fields at
-    their bit positions, gaps as padding members."""
+    their bit positions, gaps as padding members; of a widened field only its
+    low part (the first release's word)."""
     fields = sorted(layout.fields.values(), key=lambda f: f.lsb)
     members, pos = {}, 0
     for i, f in enumerate(fields):

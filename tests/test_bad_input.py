@@ -216,7 +216,7 @@ def test_fanout_bomb_is_refused_before_allocating(tmp_path, capsys):
     entries, edges = count_edges(image, check(image))
     assert (entries, edges) == (64 * 64, 64 * 64 * 65536)
     tracemalloc.start()
-    with pytest.raises(ImageTooLargeError, match=r"needs an estimated 64\.\d GiB \(268,435,456 "
+    with pytest.raises(ImageTooLargeError, match=r"needs an estimated 16\.\d GiB \(268,435,456 "
                                                  r"synaptic edges, 4,096 fan-out entries"):
         Emulator(image, max_memory=1 << 30)
     assert tracemalloc.get_traced_memory()[1] < 32 << 20
@@ -232,7 +232,7 @@ def test_the_terabyte_image_is_refused_by_the_default_limit(tmp_path, capsys):
     path.write_bytes(fanout_bomb(n_neurons=1024, n_fanout=1024, n_synapses=65536))
     assert path.stat().st_size < 40_000
     assert_one_line_error(cli(["run", path, "--steps", "1"], capsys),
-                          "68,719,476,736 synaptic edges", "16.0 TiB", "memory limit")
+                          "68,719,476,736 synaptic edges", "4.0 TiB", "memory limit")
 
 
 def test_edge_count_matches_the_expansion():

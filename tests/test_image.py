@@ -185,7 +185,9 @@ def test_round_trip_extreme_geometry(tmp_path):
     img = ChipImage(g, [int(last), int(accum)], [5, 0xFFFFFF], n_inputs=65536, n_outputs=65536)
     path = tmp_path / "x.nmi"
     save(img, path)
-    loaded = load(path)
+    # The header and the writes; decoding the largest geometry's 134 M synapse
+    # words (GBs, every word checked) is the Loihi-scale benchmark's job.
+    loaded = load(path, check_config=False)
     assert loaded.geometry == g
     assert_same_image(img, loaded)
 
@@ -329,9 +331,16 @@ def test_trailing_bytes(image_bytes, tmp_path, extra):
 
 
 # Header field widths: rows..delay_slots are B,B,H,H,I,H,B,B,B. Every value
-# just outside a limit still fits its field.
+# just outside a limit fits its field, except above n_axons and n_fanout,
+# whose limits are the u16 fields' maximum (no header can exceed them).
+_HEADER_FIELD_MAX = {"n_axons": 0xFFFF, "n_fanout": 0xFFFF}
 _HEADER_BAD_GEOMETRY = [(name, value) for name, (lo, hi) in GEOMETRY_LIMITS.items()
-                        for value in (lo - 1, hi + 1)]
+                        for value in (lo - 1, hi + 1)
+                        if value <= _HEADER_FIELD_MAX.get(name, value)]
+
+
+def test_header_fields_hold_every_legal_geometry():
+    assert GEOMETRY_LIMITS["n_axons"][1] == GEOMETRY_LIMITS["n_fanout"][1] == 0xFFFF
 
 
 @pytest.mark.parametrize("field, value", _HEADER_BAD_GEOMETRY)
@@ -631,13 +640,37 @@ def test_host_channel_not_below_n_outputs(tmp_path):
                          r"core 0 FANOUT word 2: channel = 4 >= n_outputs 4")
 
 
-# Width of each word layout (one past its highest field bit), per the spec.
-_LAYOUT_WIDTHS = {Region.PROFILE: 64, Region.NEURON: 50, Region.STATE: 56, Region.AXON: 34,
-                  Region.SYNAPSE: 28, Region.GROUP: 4, Region.FANOUT: 39, Region.ACCUM: 24}
+# Width of each word layout (one past its highest field bit), per the spec;
+# the widened fields' extension bits (§5.3) included.
+_LAYOUT_WIDTHS = {Region.PROFILE: 64, Region.NEURON: 52, Region.STATE: 56, Region.AXON: 40,
+                  Region.SYNAPSE: 28, Region.GROUP: 4, Region.FANOUT: 41, Region.ACCUM: 24}
+# The first release's words (what the RTL stores).
+_BASE_WIDTHS = {**_LAYOUT_WIDTHS, Region.NEURON: 50, Region.AXON: 34, Region.FANOUT: 39}
 
 
 def test_layout_widths():
     assert {r: LAYOUTS[r].width for r in LAYOUTS} == _LAYOUT_WIDTHS
+    assert {r: LAYOUTS[r].base_width for r in LAYOUTS} == _BASE_WIDTHS
+
+
+def test_widened_fields_keep_old_words_and_reach_the_loihi_scale_limits():
+    """A value below the first release's limit packs to the same word as
+    before (extension bits zero); the largest values set the extension bits."""
+    axon, neuron, fan = LAYOUTS[Region.AXON], LAYOUTS[Region.NEURON], LAYOUTS[Region.FANOUT]
+    assert int(axon.pack(syn_base=5, syn_len=3)) == 5 | 3 << 17
+    assert int(axon.pack(syn_base=300_000, syn_len=7)) == 0x00000008000E93E0   # the spec's
+    assert int(axon.pack(syn_base=1 << 19, syn_len=(1 << 19) - 1)) == \
+        (1 << 36) | ((1 << 17) - 1) << 17 | 3 << 37
+    assert int(fan.pack(axon=65534, x=1, y=2)) == 0x84000 | 0x3FFE | 3 << 39
+    assert int(neuron.pack(fanout_base=65535)) == 0x7FFF << 20 | 1 << 50
+    word = axon.pack(syn_base=[0, 300_000, 524_288], syn_len=[524_288, 7, 0])
+    for compact in (False, True):
+        out = axon.unpack(word, compact=compact)
+        assert out["syn_base"].tolist() == [0, 300_000, 524_288]
+        assert out["syn_len"].tolist() == [524_288, 7, 0]
+    with pytest.raises(ChipError, match=r"syn_len = 1048576 is outside \[0, 1048575\] "
+                                        r"\(unsigned 20-bit field\)"):
+        axon.pack(syn_len=1 << 20)
 
 
 @pytest.mark.parametrize("region, bit", [(r, w) for r, w in _LAYOUT_WIDTHS.items() if w < 64]

@@ -51,6 +51,20 @@ def test_decay_rounds_toward_zero():
     assert decay(x, 0).tolist() == [0] * 8
 
 
+def test_int32_decay_equals_int64_on_every_extreme():
+    """The int32 decay splits x into (x >> 12, x & 4095): exact for every s24 x
+    and factor, including the signs, the extremes and the rounding edges."""
+    x = np.concatenate([np.arange(-2**23, -2**23 + 5000), np.arange(-5000, 5000),
+                        np.arange(2**23 - 5000, 2**23),
+                        np.random.default_rng(3).integers(-2**23, 2**23, 20000)])
+    for f in (0, 1, 2, 2047, 2048, 2049, 3686, 4095, 4096):
+        np.testing.assert_array_equal(decay(x.astype(np.int32), np.int32(f)), decay(x, f))
+    f = np.random.default_rng(4).integers(0, 4097, x.size)
+    got = decay(x.astype(np.int32), f.astype(np.int32))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, decay(x, f))
+
+
 def test_wrap24_both_ways():
     assert wrap24(np.array([2**23, 2**23 + 5, -2**23 - 1, 2**24, -1, 2**23 - 1])).tolist() \
         == [-2**23, -2**23 + 5, 2**23 - 1, 0, -1, 2**23 - 1]
@@ -264,7 +278,9 @@ def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=Fa
     return u, v, ref, False
 
 
-def test_neuron_step_matches_scalar_reference_on_random_vectors():
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_neuron_step_matches_scalar_reference_on_random_vectors(dtype):
+    """int64 and the emulator's int32 arithmetic (split decay products) alike."""
     rng = np.random.default_rng(7)
     n = 20000
     u = rng.integers(-2**23, 2**23, n)
@@ -290,9 +306,13 @@ def test_neuron_step_matches_scalar_reference_on_random_vectors():
     ge[8:12] = True
     params = NeuronParams(4096 - du, 4096 - dv, bias, vth, rdelay, subtract,
                           fire_above=vth - ge, floor=floor, delayed=delay, stored=stored,
-                          retest=retest)
-    state = NeuronState(u.copy(), v.copy(), ref.copy())
-    spikes = neuron_step(state, q, params)
+                          retest=retest).astype(dtype)
+    state = NeuronState(u.astype(dtype), v.astype(dtype), ref.astype(dtype))
+    # q is any value whose low 24 bits are the input (the int32 ring holds it
+    # modulo 2**32): add multiples of 2**24 that leave the 24-bit range.
+    q_any = q + (rng.integers(-100, 100, n) << 24) * (dtype == np.int32)
+    spikes = neuron_step(state, q_any.astype(dtype), params)
+    assert state.u.dtype == state.v.dtype == dtype
     expected = [scalar_reference(*map(int, a), bool(s), bool(d), bool(g), int(f), bool(st),
                                  bool(rt))
                 for *a, s, d, g, f, st, rt in zip(u, v, ref, q, du, dv, bias, vth, rdelay,
