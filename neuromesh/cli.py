@@ -431,7 +431,9 @@ def cmd_compile(args):
         approximate_multi_spike=None if args.multi_spike is None
         else args.multi_spike == "approximate").items() if v is not None}
     if changes and args.framework:
-        label += " with " + ", ".join(f"--{k.replace('_', '-')}" for k in changes)
+        label += " with " + ", ".join(
+            f"--{'no-' if v is False and k == 'reset_delay' else ''}{k.replace('_', '-')}"
+            for k, v in changes.items())
     options = dataclasses.replace(base, **changes)
     if args.no_bias_source:
         options = dataclasses.replace(options, bias_source=False)

@@ -169,13 +169,14 @@ def report(result: DemoResult) -> str:
     """The demo's printed summary."""
     r = result
     lo, hi = r.energy_per_inference
-    drop = (r.reference_accuracy - r.chip_accuracy) * 100
+    # in whole images: a float difference of equal accuracies prints as -0.00
+    gap = int(round(r.chip_accuracy * r.n_images)) - int(round(r.reference_accuracy * r.n_images))
     lines = [
         f"float reference   accuracy {r.reference_accuracy:7.2%}  "
         f"({int(round(r.reference_accuracy * r.n_images))}/{r.n_images})",
         f"chip (emulator)   accuracy {r.chip_accuracy:7.2%}  "
         f"({int(round(r.chip_accuracy * r.n_images))}/{r.n_images}, "
-        f"{-drop:+.2f} points)",
+        + (f"{gap / r.n_images * 100:+.2f} points)" if gap else "the same)"),
         f"predictions identical to the float reference: "
         f"{(r.chip_predictions == r.reference_predictions).mean():.1%}",
         "",
