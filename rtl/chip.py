@@ -54,7 +54,14 @@ class Chip(wiring.Component):
 
     def __init__(self, geometry: Geometry, *, core_args: dict | None = None,
                  learning: bool = False, **hostlink_args):
-        check_rtl_geometry(geometry)
+        try:
+            check_rtl_geometry(geometry)
+        except Exception:
+            # A chip refused by its constructor is never elaborated: without
+            # this, Amaranth warns (UnusedElaboratable) whenever it is collected,
+            # inside whatever runs then.
+            self._MustUse__silence = True
+            raise
         self.geometry = geometry
         self.learning = learning
         self.core_args = dict(core_args or {})

@@ -85,7 +85,7 @@ def test_fit_errors_give_the_numbers():
     net = benchmark_networks().conv_net()
     with pytest.raises(FitError, match=r"(?s)does not fit the chip: at most 4 cores of 1024 "
                                        r"neurons, .*: 1 design-rule violation.*network: cores = 20 "
-                                       r"exceeds the limit 4 by 16 \(at least: the 26 clusters "
+                                       r"exceeds the limit 4 by 16 \(at least: the 23 clusters "
                                        r"need 20070 neurons in all, 1024 per core"):
         fit_geometry(net, max_cores=4)
     with pytest.raises(FitError, match=r"(?s)does not fit board 'icebreaker': at most 1 core "

@@ -331,7 +331,8 @@ def test_compile_command_says_which_conventions_it_applied(tmp_path, capsys):
     assert main(["compile", str(model), "-o", str(image), "--framework", "snntorch",
                  "--no-reset-delay", "--dt", "1", *geometry]) == 0
     assert ("conventions: dt = 1, euler decays, subtract reset (re-tested as snnTorch 1.0), "
-            "v > threshold (snntorch preset with --dt, --no-reset-delay)") in capsys.readouterr().out
+            "v > threshold (snntorch preset with --dt, --no-reset-delay)"
+            ) in capsys.readouterr().out
     nir.write(model, if_graph())
     assert main(["compile", str(model), "-o", str(image), "--framework", "sinabs",
                  *geometry]) == 2
