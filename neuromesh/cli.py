@@ -66,15 +66,9 @@ def _load_spikes(path, option: str = "--input") -> np.ndarray:
     numbers (values are checked by the emulator)."""
     import zipfile
 
-    from .files import check_regular_file
-    check_regular_file(path, option)
+    check_npz_file(path, option)
     unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile)
     with open(path, "rb") as handle:
-        head = handle.read(8)
-        handle.seek(0)
-        if head[:2] != b"PK" and not head.startswith(b"\x93NUMPY"):
-            raise ChipError(f"{option} {path}: not an .npz file with a 'spikes' array"
-                            f"{_looks_like(head)}; write one with np.savez(file, spikes=...)")
         try:
             data = np.load(handle, allow_pickle=False)
         except unreadable as e:
@@ -107,6 +101,19 @@ def _looks_like(head: bytes) -> str:
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return " (it is an HDF5 file, e.g. a NIR model)"
     return ""
+
+
+def check_npz_file(path, option: str = "--input", array: str = "spikes") -> None:
+    """Refuse, before reading it, what is not a regular file holding an npz
+    (zip) or npy array: one line naming the file, what it seems to be and the
+    ``array`` it should hold."""
+    from .files import check_regular_file
+    check_regular_file(path, option)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[:2] != b"PK" and not head.startswith(b"\x93NUMPY"):
+        raise ChipError(f"{option} {path}: not an .npz file with a '{array}' array"
+                        f"{_looks_like(head)}; write one with np.savez(file, {array}=...)")
 
 
 def check_input_width(spikes: np.ndarray, n_inputs: int, where: str) -> None:

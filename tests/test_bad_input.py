@@ -837,6 +837,15 @@ def test_run_input_that_is_not_an_npz_says_what_it_should_be(tmp_path, example, 
                     f"np.savez(file, spikes=...)")
     line = assert_one_line_error(cli(["run", example, "--input", example], capsys))
     assert "(it is a chip image, .nmi)" in line
+    good = tmp_path / "x.npz"
+    np.savez(good, spikes=np.zeros((3, 64), bool))
+    line = assert_one_line_error(cli(["eval", example, "--input", good, "--labels", model],
+                                     capsys))
+    assert line == (f"neuromesh eval: error: --labels {model}: not an .npz file with a "
+                    f"'labels' array (it is an HDF5 file, e.g. a NIR model); write one with "
+                    f"np.savez(file, labels=...)")
+    line = assert_one_line_error(cli(["sweep", "--input", model], capsys))
+    assert line.startswith(f"neuromesh sweep: error: --input {model}: not an .npz file")
 
 
 def test_wrong_input_width_names_the_real_and_the_expected_shape(tmp_path, example, capsys):

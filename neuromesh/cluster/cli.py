@@ -73,6 +73,10 @@ def _load_spikes(path, option: str = "--input"):
 
 
 def _load_labels(path, batch: int) -> np.ndarray:
+    """The class labels of ``--labels`` (an npz with ``labels`` or an
+    .npy), checked to be one integer per sample."""
+    from neuromesh.cli import check_npz_file
+    check_npz_file(path, "--labels", "labels")
     if str(path).endswith(".npy"):
         labels = np.load(path)
     else:
@@ -163,7 +167,8 @@ def cmd_sweep(args):
         from neuromesh.cli import _check_nir_file
         _check_nir_file(args.model)
     if args.input:
-        _load_spikes(args.input)        # an npz with 'spikes', before any compile
+        from neuromesh.cli import check_npz_file
+        check_npz_file(args.input)      # before any compile
     shipped = args.model is None
     model = Path(args.model) if args.model else model_path()
     if args.framework or shipped:
