@@ -558,12 +558,17 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
+        unknown = [a for a in getattr(self, "_given", ()) if a.startswith("--")
+                   and a.split("=", 1)[0] not in self._option_string_actions]
+        if unknown and "required" in message:     # a misspelt required option
+            message = self.unknown_message(unknown)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} "
                               f"(see {self.prog} --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
         """As argparse's, but what a parser does not know is refused right
         there (a subcommand's error names the command), with a suggestion."""
+        self._given = list(sys.argv[1:] if args is None else args)
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(self.unknown_message(extras))

@@ -122,6 +122,14 @@ def test_abbreviations_are_refused_with_a_suggestion(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_misspelt_required_option_is_named_not_just_missing(capsys):
+    code, _, err = cli(["compile", "m.nir", "--ouput", "m.nmi", "--framework", "snntorch"],
+                       capsys)
+    assert code == 2
+    assert err.strip() == ("neuromesh compile: error: unrecognized arguments: --ouput "
+                           "(did you mean --output?) (see neuromesh compile --help)")
+
+
 def test_unknown_arguments_without_a_close_option(capsys):
     code, _, err = cli(["rtl", "-o", "x.v", "--zzzzzz"], capsys)
     assert code == 2
