@@ -109,7 +109,7 @@ def cmd_eval(args):
         from neuromesh.files import check_output_path
         check_output_path(args.output, "-o/--output")
     image = load(args.image)
-    x = check_spikes(_load_spikes(args.input), image.n_inputs, f"--input {args.input}")
+    x = check_spikes(_load_spikes(args.input), image.n_inputs, args.input)
     steps, batch = x.shape[:2]
     labels = _load_labels(args.labels, batch) if args.labels else None
     start, stop = parse_window(args.window) if args.window else (output_window(image), None)
