@@ -17,10 +17,12 @@ def cmd_build(args):
     utilization and Fmax against the target clock (exit status 2 if the
     design does not fit or misses timing)."""
     from neuromesh.chip import Geometry
+    from neuromesh.files import check_output_dir
 
     from .build import build
     board = BOARDS[args.board]
     geometry = Geometry.parse(args.geometry or board.geometry)
+    check_output_dir(args.output, "-o/--output")
     print(f"building {board.name} for {geometry} in {args.output} ...", flush=True)
     report = build(board, geometry, args.output, baud=args.baud, seed=args.seed,
                    verbose=args.verbose, learning=args.learning)
@@ -72,13 +74,23 @@ def add_port_arguments(parser):
                              "this long (default: %(default)s)")
 
 
-def open_board(args, image):
+def open_board(args, image, what: str | None = None):
     """The :class:`~neuromesh.boards.serial.BoardBackend` on ``--port``
-    (``--baud``, ``--timeout``), with ``image`` loaded."""
+    (``--baud``, ``--timeout``), with ``image`` loaded. A board of another
+    geometry is refused in one line naming ``what`` (default: the image
+    file ``args.image``) and both geometries."""
     if not args.port:
         raise ChipError("a board needs --port (its serial port, e.g. /dev/ttyUSB1)")
+    from neuromesh.host import GeometryMismatchError
+
     from .serial import BoardBackend
-    return BoardBackend(image, port=args.port, baud=args.baud, response_timeout=args.timeout)
+    try:
+        return BoardBackend(image, port=args.port, baud=args.baud,
+                            response_timeout=args.timeout)
+    except GeometryMismatchError as e:
+        what = what or f"image {getattr(args, 'image', None) or ''}".strip()
+        raise ChipError(f"{what} is for geometry {e.image}, but the board on {args.port} "
+                        f"has geometry {e.chip}; compile it for the board's geometry") from None
 
 
 def make_backend(args, image, batch: int):

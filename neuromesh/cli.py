@@ -66,8 +66,7 @@ def _load_spikes(path, option: str = "--input") -> np.ndarray:
     numbers (values are checked by the emulator)."""
     import zipfile
 
-    from .files import check_regular_file
-    check_regular_file(path, option)
+    check_npz_file(path, option)
     unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile)
     with open(path, "rb") as handle:
         try:
@@ -91,6 +90,39 @@ def _load_spikes(path, option: str = "--input") -> np.ndarray:
     if spikes.dtype.kind not in "biuf":
         raise ChipError(f"{option} {path}: 'spikes' holds {spikes.dtype}, not 0/1 numbers")
     return spikes
+
+
+def _looks_like(head: bytes) -> str:
+    """`` (it is ...)`` for the file kinds a user passes by mistake, from
+    the first bytes of a file."""
+    from .image import MAGIC
+    if head.startswith(MAGIC):
+        return " (it is a chip image, .nmi)"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return " (it is an HDF5 file, e.g. a NIR model)"
+    return ""
+
+
+def check_npz_file(path, option: str = "--input", array: str = "spikes") -> None:
+    """Refuse, before reading it, what is not a regular file holding an npz
+    (zip) or npy array: one line naming the file, what it seems to be and the
+    ``array`` it should hold."""
+    from .files import check_regular_file
+    check_regular_file(path, option)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[:2] != b"PK" and not head.startswith(b"\x93NUMPY"):
+        raise ChipError(f"{option} {path}: not an .npz file with a '{array}' array"
+                        f"{_looks_like(head)}; write one with np.savez(file, {array}=...)")
+
+
+def check_input_width(spikes: np.ndarray, n_inputs: int, where: str) -> None:
+    """Refuse input spikes whose last axis is not the image's ``n_inputs``
+    channels, naming the file's real shape and the expected one."""
+    if spikes.shape[-1] != n_inputs:
+        raise ChipError(f"{where}: 'spikes' has shape {spikes.shape}; the image expects "
+                        f"[steps, batch, {n_inputs}] or [steps, {n_inputs}] "
+                        f"({n_inputs} input channels)")
 
 
 def _npz_path(path) -> Path:
@@ -145,16 +177,17 @@ def cmd_run(args):
     from .boards.cli import make_backend
     from .files import check_output_path, same_file
     from .image import load
-    out = _npz_path(args.out) if args.out else None
+    out = _npz_path(args.output) if args.output else None
     if out is not None:
-        check_output_path(out, "--out")
+        check_output_path(out, "-o/--output")
         for other, name in ((args.input, "--input"), (args.image, "the image")):
             if other and (same_file(other, out) or Path(other).resolve() == out.resolve()):
-                raise ChipError(f"--out {out} is {name}; write the outputs elsewhere")
+                raise ChipError(f"-o/--output {out} is {name}; write the outputs elsewhere")
     image = load(args.image)
     inputs = None
     if args.input:
         inputs = _load_spikes(args.input)
+        check_input_width(inputs, image.n_inputs, f"--input {args.input}")
         if inputs.ndim == 2:
             inputs = inputs[:, None, :]
         if args.steps is not None and args.steps != inputs.shape[0]:
@@ -197,8 +230,9 @@ def cmd_example(args):
     from .files import check_output_path
     from .image import save
     from .limits import check_memory
-    if args.save:
-        check_output_path(args.save, "--save")
+    if args.output:
+        check_output_path(args.output, "-o/--output")
+        check_output_path(Path(args.output).with_suffix(".inputs.npz"), "-o/--output")
     image = EXAMPLES[args.name]()
     # The random input draws float64 [steps, batch, n_inputs] before it becomes spikes.
     check_memory(args.steps * args.batch * image.n_inputs * 9
@@ -219,11 +253,11 @@ def cmd_example(args):
         print(f"{b:>4} {x[:, b].mean():>8.3f} {int(x[:, b].sum()):>13} "
               f"{int(r.neuron_spikes[b]):>14} {int(r.synaptic_events[b]):>12}  "
               f"{r.outputs[:, b].sum(axis=0).tolist()}")
-    if args.save:
-        inputs = Path(args.save).with_suffix(".inputs.npz")
-        save(image, args.save)
+    if args.output:
+        inputs = Path(args.output).with_suffix(".inputs.npz")
+        save(image, args.output)
         _save_npz(inputs, spikes=x)
-        print(f"wrote {args.save} and {inputs}")
+        print(f"wrote {args.output} and {inputs}")
 
 
 def cmd_rtl(args):
@@ -252,21 +286,22 @@ def cmd_cosim(args):
     """Run a chip image on the RTL (Verilator or Amaranth's simulator) through
     the host link and compare outputs and full state with the emulator after
     every step; print "identical" or the first divergence."""
+    from .files import check_output_path
     from .image import load
     from .sim.runner import learning_chip, run_amaranth, run_verilator, write_case
+    if args.waves:
+        check_output_path(args.waves, "--waves")
     image = load(args.image)
     # Learning images need the chip with its learning engines (§11).
     factory = learning_chip if image.learning else None
     if args.input:
         inputs = _load_spikes(args.input)
+        check_input_width(inputs, image.n_inputs, f"--input {args.input}")
         if inputs.ndim == 3:
             if not 0 <= args.row < inputs.shape[1]:
                 raise ChipError(f"--row {args.row}: {args.input} has batch rows "
                                 f"0..{inputs.shape[1] - 1}")
             inputs = inputs[:, args.row]
-        if inputs.shape[1] != image.n_inputs:
-            raise ChipError(f"--input {args.input}: 'spikes' has {inputs.shape[1]} input "
-                            f"channels, the image {image.n_inputs}")
     else:
         if args.steps is None:
             raise ChipError("give --input, --steps or both")
@@ -301,7 +336,9 @@ def cmd_campaign(args):
     import tempfile
 
     from .cluster.cli import campaign_on_cluster, wants_cluster
+    from .files import check_output_dir
     from .sim.campaign import run_campaign
+    check_output_dir(args.output, "-o/--output")
     seed = args.seed if args.seed is not None else time.time_ns() % 1_000_000_007
     print(f"seed {seed}", flush=True)
     if wants_cluster(args):
@@ -309,7 +346,7 @@ def cmd_campaign(args):
     with tempfile.TemporaryDirectory() as tmp:
         camp = run_campaign(args.cases, args.steps, seed, Path(tmp),
                             corners=not args.no_corners,
-                            repro_dir=Path(args.reproducers))
+                            repro_dir=Path(args.output))
     print(camp.summary())
     if camp.divergences:
         raise SystemExit(1)
@@ -324,6 +361,12 @@ def cmd_demo(args):
     from .compiler.report import compile_report, mesh_heatmap
     from .demo import DEFAULT_GEOMETRY, cosim_samples, report, run_demo, spike_raster
     from .digits import model_path
+    from .files import check_output_dir
+    if args.board:
+        if not args.port:
+            raise ChipError("--board needs --port (the board's serial port, e.g. /dev/ttyUSB1)")
+    else:
+        check_output_dir(args.output, "-o/--output")
     print(f"model      {model_path().name} (snnTorch export, shipped with neuromesh)")
     if args.board:
         return _demo_on_board(args)
@@ -340,7 +383,7 @@ def cmd_demo(args):
     print(compile_report(c.image))
     print()
     print(report(result))
-    out = Path(args.out_dir)
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     spike_raster(result, out / "raster.png")
     mesh_heatmap(c.image, out / "mesh.png", title=f"digits on {c.image.geometry}")
@@ -362,13 +405,15 @@ def _demo_on_board(args):
     from .boards.digits import run_digits
     from .demo import compile_demo
     from .emulator import Emulator
-    if not args.port:
-        raise ChipError("--board needs --port (the board's serial port, e.g. /dev/ttyUSB1)")
     board = get_board(args.board)
     compiled = compile_demo(args.geometry or board.geometry)
     print(image_summary(compiled.image))
-    emu = run_digits(Emulator(compiled.image), compiled, args.limit)
-    chip = run_digits(open_board(args, compiled.image), compiled, args.limit)
+    backend = open_board(args, compiled.image, what="the demo image")
+    try:
+        emu = run_digits(Emulator(compiled.image), compiled, args.limit)
+        chip = run_digits(backend, compiled, args.limit)
+    finally:
+        backend.close()
     same = (chip["predictions"] == emu["predictions"]).mean()
     print(f"emulator   accuracy {emu['accuracy']:.2%}")
     print(f"{board.name:<10} accuracy {chip['accuracy']:.2%}  "
@@ -401,6 +446,29 @@ def _compile_geometry(args, net):
     return geometry
 
 
+def _check_nir_file(path) -> None:
+    """Refuse a model file that is missing or not HDF5 before any work,
+    in one line: ``FILE: not found`` or ``FILE: not a readable NIR file
+    (expected an HDF5 NIR graph): ...``."""
+    from .files import check_regular_file
+    if not os.path.lexists(path):
+        raise ChipError(f"{path}: not found")
+    check_regular_file(path, "model")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ChipError(f"{path}: not a readable NIR file (expected an HDF5 NIR graph): "
+                        f"{e.strerror}") from None
+    if not head.startswith(b"\x89HDF\r\n\x1a\n"):
+        import h5py
+        if not h5py.is_hdf5(path):      # also an HDF5 file behind a user block
+            kind = _looks_like(head)[2:-1] or ("an npz (zip) file" if head[:2] == b"PK"
+                                               else "no HDF5 signature")
+            raise ChipError(f"{path}: not a readable NIR file (expected an HDF5 NIR "
+                            f"graph): {kind}")
+
+
 def cmd_compile(args):
     """Compile a NIR graph onto a chip geometry and write the chip image.
 
@@ -417,6 +485,7 @@ def cmd_compile(args):
     check_output_path(args.output, "-o/--output")
     if args.heatmap:
         check_output_path(args.heatmap, "--heatmap")
+    _check_nir_file(args.model)
     if args.framework:
         base, label = FRAMEWORKS[args.framework], f"{args.framework} preset"
     else:
@@ -476,11 +545,74 @@ def cmd_report(args):
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``neuromesh CMD: error: ...`` and
-    exit status 2, without the usage block (``--help`` shows it)."""
+    exit status 2, without the usage block (``--help`` shows it).
+
+    Options are never abbreviated (``allow_abbrev=False``: ``--out`` is not
+    ``--output``), and an unknown option gets a "did you mean" from the
+    command's own visible options. Every subcommand's parser (also those
+    added by ``neuromesh.boards.cli`` and ``neuromesh.cluster.cli``) is one
+    of these: ``add_subparsers`` hands the class on."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
+        unknown = [a for a in getattr(self, "_given", ()) if a.startswith("--")
+                   and a.split("=", 1)[0] not in self._option_string_actions]
+        if unknown and "required" in message:     # a misspelt required option
+            message = self.unknown_message(unknown)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} "
                               f"(see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's, but what a parser does not know is refused right
+        there (a subcommand's error names the command), with a suggestion."""
+        self._given = list(sys.argv[1:] if args is None else args)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(self.unknown_message(extras))
+        return namespace, extras
+
+    def unknown_message(self, extras) -> str:
+        """``unrecognized arguments: ...``, with ``did you mean --X?`` for
+        the first unknown option that is close to one of this parser's
+        visible option strings."""
+        import difflib
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        known = [o for a in self._actions if a.help != argparse.SUPPRESS
+                 for o in a.option_strings]
+        for extra in extras:
+            if extra.startswith("-") and len(extra) > 1:
+                name = extra.split("=", 1)[0]
+                same_kind = [o for o in known if o.startswith("--") == name.startswith("--")]
+                close = difflib.get_close_matches(name, same_kind, n=1, cutoff=0.6)
+                if close:
+                    return f"{message} (did you mean {close[0]}?)"
+        return message
+
+
+class _DeprecatedAlias(argparse.Action):
+    """A hidden old spelling of an option (``--out``, ``--out-dir``,
+    ``--save``, ``--reproducers``): stores into the new option's ``dest``
+    and prints a one-line note on stderr naming the new spelling."""
+
+    def __init__(self, option_strings, dest, new: str = "-o/--output", **kwargs):
+        kwargs.update(help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is deprecated and will be removed in a "
+              f"future release; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(parser, old: str, dest: str = "output", new: str = "-o/--output",
+                         **kwargs):
+    """Add ``old`` as a hidden, deprecated spelling of the option ``new``
+    (same ``dest``); ``--help`` does not show it, using it prints a note."""
+    parser.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, **kwargs)
 
 
 def _count(minimum: int):
@@ -531,7 +663,7 @@ def add_memory_argument(parser):
     from .limits import MEMORY_FRACTION, default_max_memory, format_size
     parser.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                         help=f"refuse to run when the estimated memory need exceeds this "
-                             f"(e.g. 512M, 8G; default: {MEMORY_FRACTION:.0%} of this "
+                             f"(e.g. 512M, 8G; default: {MEMORY_FRACTION:.0%}% of this "
                              f"machine's memory, {format_size(default_max_memory())})")
 
 
@@ -545,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="neuromesh: an open neuromorphic chip, its bit-accurate emulator "
                     "and toolchain.")
     p.add_argument("--version", action="version", version=f"neuromesh {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
 
     s = sub.add_parser("example", help="build and run a built-in example chip image",
                        description=cmd_example.__doc__)
@@ -555,8 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timesteps, >= 1 (default: %(default)s)")
     s.add_argument("--batch", type=_count(1), default=4,
                    help="independent input streams, >= 1 (default: %(default)s)")
-    s.add_argument("--save", metavar="IMAGE", help="also write the image and its inputs "
-                   "(IMAGE and IMAGE with suffix .inputs.npz)")
+    s.add_argument("-o", "--output", metavar="IMAGE", help="also write the image and its "
+                   "inputs (IMAGE and IMAGE with suffix .inputs.npz)")
+    add_deprecated_alias(s, "--save", metavar="IMAGE")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     add_memory_argument(s)
     s.set_defaults(func=cmd_example)
@@ -577,8 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_count(1), help="timesteps, >= 1 (default: all input steps)")
     s.add_argument("--batch", type=_count(1), default=1,
                    help="batch rows when there is no --input (default: %(default)s)")
-    s.add_argument("--out", metavar="NPZ", help="write outputs and probes here (.npz is "
-                   "appended when missing)")
+    s.add_argument("-o", "--output", metavar="NPZ", help="write outputs and probes here "
+                   "(.npz is appended when missing)")
+    add_deprecated_alias(s, "--out", metavar="NPZ")
     s.add_argument("--probe", metavar="NEURONS",
                    help="record spikes/u/v of global neurons core*n_neurons+neuron, "
                         "e.g. 0-15,300")
@@ -593,8 +728,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RxC[,name=value...] (default: the demo's 2x2 geometry)")
     s.add_argument("--limit", type=_count(1), metavar="N",
                    help="only the first N (>= 1) test images")
-    s.add_argument("--out-dir", default="neuromesh-demo", metavar="DIR",
-                   help="where raster.png and mesh.png go (default: %(default)s)")
+    s.add_argument("-o", "--output", default="neuromesh-demo", metavar="DIR",
+                   help="folder for raster.png and mesh.png, created when missing "
+                        "(default: %(default)s)")
+    add_deprecated_alias(s, "--out-dir", metavar="DIR")
     s.add_argument("--cosim", type=_count(0), default=0, metavar="N",
                    help="also run the first N test images on the RTL (Verilator, needs the "
                         "dev extra) and check them against the emulator")
@@ -679,8 +816,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps per case, >= 1 (default: %(default)s)")
     s.add_argument("--seed", type=int, help="first case seed (default: new, printed)")
     s.add_argument("--no-corners", action="store_true", help="skip the directed corner cases")
-    s.add_argument("--reproducers", default="cosim-reproducers", metavar="DIR",
-                   help="where failing cases are saved (default: %(default)s)")
+    s.add_argument("-o", "--output", default="cosim-reproducers", metavar="DIR",
+                   help="folder for the failing cases, created when one fails "
+                        "(default: %(default)s)")
+    add_deprecated_alias(s, "--reproducers", metavar="DIR")
     from .cluster.campaign import DEFAULT_CASES_PER_TASK
     from .cluster.cli import add_cluster_arguments
     add_cluster_arguments(s, local_default=False)
@@ -709,6 +848,23 @@ def _expected_errors() -> tuple:
     return tuple(errors)
 
 
+#: Exit status when the reader of stdout went away (``| head -1``): a shell's 128 + SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout has gone (``neuromesh run ... | head -1``): end
+    quietly with status 141 as a shell does, pointing stdout at /dev/null so
+    that the interpreter's last flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv=None) -> int:
     """Entry point of the ``neuromesh`` command.
 
@@ -718,10 +874,14 @@ def main(argv=None) -> int:
     line ``neuromesh COMMAND: error: ...`` on stderr and returns 2; anything
     else is a bug and prints one line plus the hint to rerun with
     ``NEUROMESH_TRACEBACK=1`` (which shows the traceback), returning 3.
+    A closed stdout (``| head -1``) ends quietly with status 141.
     """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()              # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        return _broken_pipe()
     except KeyboardInterrupt:
         print(f"neuromesh {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from pathlib import Path
 from .chip import ChipError
 
 __all__ = ["atomic_write", "write_bytes", "write_text", "check_output_path",
-           "check_regular_file", "same_file"]
+           "check_output_dir", "check_regular_file", "same_file"]
 
 
 def check_output_path(path, what: str = "output") -> Path:
@@ -35,6 +35,30 @@ def check_output_path(path, what: str = "output") -> Path:
         raise ChipError(f"{what} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise ChipError(f"{what} {path}: the folder {folder} is not writable")
+    return path
+
+
+def check_output_dir(path, what: str = "output") -> Path:
+    """Check that the folder ``path`` can hold new files before any work is
+    done: it is a writable folder, or it does not exist yet and its nearest
+    existing parent is a writable folder (it is created later, with its
+    missing parents). Raises :class:`ChipError`."""
+    path = Path(path)
+    if str(path) == "":
+        raise ChipError(f"{what}: an empty folder name")
+    if path.exists():
+        if not path.is_dir():
+            raise ChipError(f"{what} {path}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ChipError(f"{what} {path}: the folder is not writable")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ChipError(f"{what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ChipError(f"{what} {path}: cannot create it, the folder {parent} is not writable")
     return path
 
 

@@ -39,7 +39,7 @@ from .protocol import (
     cmd_write,
 )
 
-__all__ = ["HostLinkError", "HostDriver", "run_sync"]
+__all__ = ["HostLinkError", "GeometryMismatchError", "HostDriver", "run_sync"]
 
 _TERMINAL = {Response.ACK, Response.DATA, Response.INFO, Response.STATUS, Response.DONE,
              Response.ERROR}
@@ -67,6 +67,15 @@ class HostLinkError(RuntimeError):
     def __init__(self, message, code=None, command=None, detail=None):
         super().__init__(message)
         self.code, self.command, self.detail = code, command, detail
+
+
+class GeometryMismatchError(HostLinkError):
+    """The chip's geometry (``chip``, from IDENTIFY) is not the image's
+    (``image``): nothing was written."""
+
+    def __init__(self, image, chip):
+        super().__init__(f"image is for {image}, the chip is {chip}")
+        self.image, self.chip = image, chip
 
 
 class HostDriver:
@@ -210,7 +219,7 @@ class HostDriver:
         decode(image)
         geometry, _ = await self.identify()
         if geometry != image.geometry:
-            raise HostLinkError(f"image is for {image.geometry}, the chip is {geometry}")
+            raise GeometryMismatchError(image.geometry, geometry)
         await self.reset(ResetMode.ALL)
         for start, words in image.runs():
             await self.write(start, words)

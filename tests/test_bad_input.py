@@ -374,14 +374,15 @@ def test_bad_input_files(example, tmp_path, capsys):
                           "no array named 'spikes' (found other)")
     np.savez(tmp_path / "w.npz", spikes=np.zeros((3, 5)))
     assert_one_line_error(cli(["cosim", example, "--input", tmp_path / "w.npz"], capsys),
-                          "'spikes' has 5 input channels, the image 64")
+                          f"--input {tmp_path / 'w.npz'}: 'spikes' has shape (3, 5); the image "
+                          f"expects [steps, batch, 64] or [steps, 64] (64 input channels)")
     np.savez(tmp_path / "v.npz", spikes=np.full((3, 64), 2))
     assert_one_line_error(cli(["run", example, "--input", tmp_path / "v.npz"], capsys),
                           "inputs[0, 0, 0] = 2: a spike input must be 0 or 1")
 
 
 def test_run_out_prints_the_real_path_and_refuses_its_input(example, tmp_path, capsys):
-    code, out, _ = cli(["run", example, "--steps", "3", "--out", tmp_path / "adir",
+    code, out, _ = cli(["run", example, "--steps", "3", "-o", tmp_path / "adir",
                         "--quiet"], capsys)
     assert code == 0
     assert f"wrote {tmp_path / 'adir.npz'}: outputs" in out
@@ -389,12 +390,12 @@ def test_run_out_prints_the_real_path_and_refuses_its_input(example, tmp_path, c
     inputs = tmp_path / "in.npz"
     np.savez(inputs, spikes=np.zeros((3, 64), bool))
     before = inputs.read_bytes()
-    assert_one_line_error(cli(["run", example, "--input", inputs, "--out", inputs], capsys),
-                          f"--out {inputs} is --input")
-    assert_one_line_error(cli(["run", example, "--input", inputs, "--out", tmp_path / "in"],
+    assert_one_line_error(cli(["run", example, "--input", inputs, "-o", inputs], capsys),
+                          f"-o/--output {inputs} is --input")
+    assert_one_line_error(cli(["run", example, "--input", inputs, "-o", tmp_path / "in"],
                               capsys), "is --input")
     assert inputs.read_bytes() == before
-    assert_one_line_error(cli(["run", example, "--steps", "2", "--out",
+    assert_one_line_error(cli(["run", example, "--steps", "2", "-o",
                                tmp_path / "no" / "o.npz"], capsys), "does not exist")
 
 
@@ -462,9 +463,9 @@ def test_a_write_that_fails_leaves_the_previous_file(tmp_path, example, command)
     yosys, which itself needs to write files larger than the limit.)"""
     target = tmp_path / {"example": "ex2.nmi", "run": "out.npz"}[command]
     target.write_bytes(b"previous contents")
-    argv = {"example": ["example", "--steps", "2", "--batch", "1", "--quiet", "--save", target],
+    argv = {"example": ["example", "--steps", "2", "--batch", "1", "--quiet", "-o", target],
             "run": ["run", example, "--steps", "3000", "--batch", "4", "--probe", "0-127",
-                    "--out", target, "--quiet"]}[command]
+                    "-o", target, "--quiet"]}[command]
     proc = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, *map(str, argv)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stderr
@@ -806,3 +807,117 @@ def test_fuzzed_images_end_in_success_or_image_error():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ok, refused = map(int, proc.stdout.split("outcomes")[1].split())
     assert ok > 0 and refused > 0 and ok + refused >= 100
+
+
+# --- issue 16: checked before the expensive work, one line naming the file ----------------
+
+def test_compile_names_a_missing_or_non_nir_model(tmp_path, example, capsys):
+    out = tmp_path / "m.nmi"
+    missing = tmp_path / "nope.nir"
+    line = assert_one_line_error(cli(["compile", missing, "-o", out, "--framework", "snntorch"],
+                                     capsys))
+    assert line == f"neuromesh compile: error: {missing}: not found"
+    line = assert_one_line_error(cli(["compile", example, "-o", out, "--framework", "snntorch"],
+                                     capsys))
+    assert line == (f"neuromesh compile: error: {example}: not a readable NIR file (expected "
+                    f"an HDF5 NIR graph): it is a chip image, .nmi")
+    text = tmp_path / "model.nir"
+    text.write_text("not a model\n")
+    line = assert_one_line_error(cli(["compile", text, "-o", out, "--dt", "1e-3"], capsys))
+    assert line == (f"neuromesh compile: error: {text}: not a readable NIR file (expected an "
+                    f"HDF5 NIR graph): no HDF5 signature")
+    assert not out.exists()
+
+
+def test_run_input_that_is_not_an_npz_says_what_it_should_be(tmp_path, example, capsys):
+    model = SNNTORCH / "leaky_zero.nir"
+    line = assert_one_line_error(cli(["run", example, "--input", model], capsys))
+    assert line == (f"neuromesh run: error: --input {model}: not an .npz file with a 'spikes' "
+                    f"array (it is an HDF5 file, e.g. a NIR model); write one with "
+                    f"np.savez(file, spikes=...)")
+    line = assert_one_line_error(cli(["run", example, "--input", example], capsys))
+    assert "(it is a chip image, .nmi)" in line
+    good = tmp_path / "x.npz"
+    np.savez(good, spikes=np.zeros((3, 64), bool))
+    line = assert_one_line_error(cli(["eval", example, "--input", good, "--labels", model],
+                                     capsys))
+    assert line == (f"neuromesh eval: error: --labels {model}: not an .npz file with a "
+                    f"'labels' array (it is an HDF5 file, e.g. a NIR model); write one with "
+                    f"np.savez(file, labels=...)")
+    line = assert_one_line_error(cli(["sweep", "--input", model], capsys))
+    assert line.startswith(f"neuromesh sweep: error: --input {model}: not an .npz file")
+
+
+def test_wrong_input_width_names_the_real_and_the_expected_shape(tmp_path, example, capsys):
+    """The shape check comes before any simulator or board: cosim with
+    Amaranth's simulator and run on a board that does not exist both refuse
+    the file at once, naming its real shape (not one batch row's)."""
+    import time
+    wide = tmp_path / "w.npz"
+    np.savez(wide, spikes=np.zeros((10, 2, 5), bool))
+    want = (f"--input {wide}: 'spikes' has shape (10, 2, 5); the image expects "
+            f"[steps, batch, 64] or [steps, 64] (64 input channels)")
+    t0 = time.perf_counter()
+    line = assert_one_line_error(cli(["cosim", example, "--input", wide, "--sim", "amaranth"],
+                                     capsys))
+    assert line == f"neuromesh cosim: error: {want}"
+    line = assert_one_line_error(cli(["run", example, "--input", wide, "--backend", "board",
+                                      "--port", tmp_path / "no-such-tty"], capsys))
+    assert line == f"neuromesh run: error: {want}"
+    assert time.perf_counter() - t0 < 30
+
+
+def test_output_paths_are_checked_before_the_work(tmp_path, example, capsys):
+    """Every command that writes refuses an output it cannot create first
+    (fast: the run, the demo, the campaign or the synthesis never starts)."""
+    import time
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (["example", "-o", "/nonexistent/x.nmi"],
+         "neuromesh example: error: -o/--output /nonexistent/x.nmi: the folder /nonexistent "
+         "does not exist"),
+        (["example", "-o", tmp_path], f"-o/--output {tmp_path}: is a folder, not a file"),
+        (["run", example, "--steps", "2", "-o", "/nonexistent/o.npz"],
+         "neuromesh run: error: -o/--output /nonexistent/o.npz: the folder /nonexistent "
+         "does not exist"),
+        (["rtl", "-o", tmp_path], f"neuromesh rtl: error: -o/--output {tmp_path}: is a folder"),
+        (["demo", "-o", a_file / "sub"],
+         f"neuromesh demo: error: -o/--output {a_file / 'sub'}: {a_file} is a file, "
+         f"not a folder"),
+        (["cosim-campaign", "-o", a_file],
+         f"neuromesh cosim-campaign: error: -o/--output {a_file}: is a file, not a folder"),
+        (["build", "--board", "icebreaker", "-o", a_file],
+         f"neuromesh build: error: -o/--output {a_file}: is a file, not a folder"),
+        (["cosim", example, "--steps", "2", "--waves", "/nonexistent/w.vcd"],
+         "neuromesh cosim: error: --waves /nonexistent/w.vcd: the folder /nonexistent "
+         "does not exist"),
+        (["report", example, "--heatmap", tmp_path],
+         f"neuromesh report: error: --heatmap {tmp_path}: is a folder, not a file"),
+        (["eval", example, "--input", a_file, "-o", "/nonexistent/e.npz"],
+         "neuromesh eval: error: -o/--output /nonexistent/e.npz: the folder /nonexistent "
+         "does not exist"),
+        (["sweep", "-o", "/nonexistent/s.png"],
+         "neuromesh sweep: error: -o/--output /nonexistent/s.png: the folder /nonexistent "
+         "does not exist"),
+        (["sweep", "--input", example],
+         f"neuromesh sweep: error: --input {example}: not an .npz file with a 'spikes' array"),
+    ]
+    for argv, want in cases:
+        t0 = time.perf_counter()
+        line = assert_one_line_error(cli(argv, capsys))
+        assert want in line, (argv, line)
+        assert time.perf_counter() - t0 < 20, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex.nmi", "file"]
+    assert a_file.read_text() == "x"
+
+
+def test_a_closed_stdout_ends_quietly_with_status_141(example):
+    """`neuromesh ... | head -1`: the reader goes away; no "Broken pipe"
+    message, no traceback, the shell's status for SIGPIPE."""
+    proc = subprocess.Popen([sys.executable, "-m", "neuromesh.cli", "info", str(example)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                 # before the command has printed anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert err == b""

@@ -109,7 +109,7 @@ def test_neuromesh_run_backend_board(tmp_path, capsys):
     with PtyBoard(g) as chip:
         rc = main(["run", str(tmp_path / "net.nmi"), "--input", str(tmp_path / "x.npz"),
                    "--backend", "board", "--port", chip.port, "--baud", "115200",
-                   "--timeout", "60", "--out", str(tmp_path / "out.npz"), "--quiet"])
+                   "--timeout", "60", "-o", str(tmp_path / "out.npz"), "--quiet"])
     assert rc == 0, capsys.readouterr().err
     want = Emulator(image).run(x).outputs
     assert want.sum() >= 10
@@ -264,3 +264,36 @@ def test_verilator_pty_board_idles_on_io_and_stops_on_sigterm():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_a_board_of_another_geometry_is_one_line_naming_both(tmp_path, capsys):
+    """`run --backend board` and `demo --board` on a board whose geometry is
+    not the image's: one line naming the image, the port and both
+    geometries (no HostLinkError traceback), and nothing is run."""
+    from neuromesh.boards.catalog import get_board
+    from neuromesh.cli import main
+    from neuromesh.image import save
+    g = Geometry(rows=1, cols=1, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
+                 n_profiles=2, n_groups=2, delay_slots=4)
+    other = Geometry(rows=1, cols=2, n_neurons=6, n_axons=8, n_synapses=24, n_fanout=12,
+                     n_profiles=2, n_groups=2, delay_slots=4)
+    image = random_image(5, other, n_inputs=3, density=0.8)
+    save(image, tmp_path / "net.nmi")
+    board = get_board("icebreaker")
+    with PtyBoard(g) as chip:
+        rc = main(["run", str(tmp_path / "net.nmi"), "--steps", "3", "--backend", "board",
+                   "--port", chip.port, "--baud", "115200", "--timeout", "60",
+                   "-o", str(tmp_path / "out.npz"), "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2
+        assert err == [f"neuromesh run: error: image {tmp_path / 'net.nmi'} is for geometry "
+                       f"{other}, but the board on {chip.port} has geometry {g}; compile it "
+                       f"for the board's geometry"]
+        rc = main(["demo", "--board", "icebreaker", "--limit", "1", "--port", chip.port,
+                   "--baud", "115200", "--timeout", "60"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2
+        assert err == [f"neuromesh demo: error: the demo image is for geometry "
+                       f"{Geometry.parse(board.geometry)}, but the board on {chip.port} has "
+                       f"geometry {g}; compile it for the board's geometry"]
+    assert not (tmp_path / "out.npz").exists()

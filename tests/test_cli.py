@@ -11,11 +11,11 @@ from neuromesh.image import load
 
 def test_example_saves_an_image_that_run_reproduces(tmp_path, capsys):
     img = tmp_path / "ex.nmi"
-    assert main(["example", "--steps", "50", "--batch", "2", "--save", str(img), "--quiet"]) == 0
+    assert main(["example", "--steps", "50", "--batch", "2", "-o", str(img), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "geometry   2x2" in text and "wrote" in text
     out = tmp_path / "out.npz"
-    assert main(["run", str(img), "--input", str(tmp_path / "ex.inputs.npz"), "--out", str(out),
+    assert main(["run", str(img), "--input", str(tmp_path / "ex.inputs.npz"), "-o", str(out),
                  "--probe", "0-2,40", "--quiet"]) == 0
     image = feedforward_2x2()
     x = example_inputs(image, steps=50, batch=2)
@@ -30,7 +30,7 @@ def test_example_saves_an_image_that_run_reproduces(tmp_path, capsys):
 
 def test_info_reports_memory_use(tmp_path, capsys):
     img = tmp_path / "ex.nmi"
-    main(["example", "--steps", "1", "--batch", "1", "--save", str(img), "--quiet"])
+    main(["example", "--steps", "1", "--batch", "1", "-o", str(img), "--quiet"])
     capsys.readouterr()
     assert main(["info", str(img)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -45,7 +45,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["info", str(bad)]) == 2
     assert "wrong magic" in capsys.readouterr().err
     img = tmp_path / "ex.nmi"
-    main(["example", "--steps", "1", "--batch", "1", "--save", str(img), "--quiet"])
+    main(["example", "--steps", "1", "--batch", "1", "-o", str(img), "--quiet"])
     np.savez(tmp_path / "x.npz", other=np.zeros(3))
     assert main(["run", str(img), "--input", str(tmp_path / "x.npz")]) == 2
     assert "no array named 'spikes'" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_eval_command_writes_what_run_writes(cluster, digits, tmp_path, capsys):
     np.savez_compressed(tmp_path / "data.npz", spikes=x, labels=labels)
     args = [str(tmp_path / "digits.nmi"), "--input", str(tmp_path / "data.npz"),
             "--probe", "0-3,70", "--quiet"]
-    assert main(["run", *args, "--out", str(tmp_path / "run.npz")]) == 0
+    assert main(["run", *args, "-o", str(tmp_path / "run.npz")]) == 0
     capsys.readouterr()
     assert main(["eval", *args, "-o", str(tmp_path / "eval.npz"), "--chunk", "100",
                  "--labels", str(tmp_path / "data.npz"),

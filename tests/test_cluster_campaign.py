@@ -89,7 +89,7 @@ def test_divergences_are_saved_with_their_replay_command(tmp_path, monkeypatch):
 def test_campaign_command_on_a_scheduler(cluster, tmp_path, capsys):
     assert main(["cosim-campaign", "--cases", "2", "--steps", "10", "--no-corners",
                  "--seed", "9", "--scheduler", cluster.scheduler.address,
-                 "--reproducers", str(tmp_path / "r"), "--quiet"]) == 0
+                 "-o", str(tmp_path / "r"), "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "seed 9"
     assert out[1] == f"scheduler {cluster.scheduler.address}: 2 workers (2 threads)"

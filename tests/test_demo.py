@@ -56,7 +56,7 @@ def test_energy_estimate_known_values():
 
 
 def test_demo_command_prints_and_draws(tmp_path, capsys):
-    assert main(["demo", "--limit", "30", "--out-dir", str(tmp_path), "--quiet"]) == 0
+    assert main(["demo", "--limit", "30", "-o", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "float reference   accuracy" in out and "chip (emulator)   accuracy" in out
     assert "uJ per inference" in out and "same step" in out

@@ -65,15 +65,18 @@ def parse_window(text: str) -> tuple[int, int | None]:
     return start, stop
 
 
-def _load_spikes(path):
-    with np.load(path) as f:
-        if "spikes" not in f:
-            raise ChipError(f"{path}: no array named 'spikes' (found "
-                            f"{', '.join(f.files) or 'none'})")
-        return f["spikes"]
+def _load_spikes(path, option: str = "--input"):
+    """The ``spikes`` array of an npz file, or one line naming the file and
+    what it should hold (as ``neuromesh run --input``)."""
+    from neuromesh.cli import _load_spikes as load
+    return load(path, option)
 
 
 def _load_labels(path, batch: int) -> np.ndarray:
+    """The class labels of ``--labels`` (an npz with ``labels`` or an
+    .npy), checked to be one integer per sample."""
+    from neuromesh.cli import check_npz_file
+    check_npz_file(path, "--labels", "labels")
     if str(path).endswith(".npy"):
         labels = np.load(path)
     else:
@@ -94,7 +97,7 @@ def cmd_eval(args):
     """Evaluate a chip image over every sample of an input file on Dask
     workers (a local cluster of worker processes, or --scheduler): the batch
     is cut into chunks, each run on the bit-accurate emulator, and the
-    results are merged by sample id into the npz `neuromesh run --out`
+    results are merged by sample id into the npz `neuromesh run -o`
     writes -- identical bit for bit. With --labels, print the accuracy
     (output channel with the most spikes = the label)."""
     from neuromesh.image import load
@@ -102,6 +105,9 @@ def cmd_eval(args):
     from .connection import connect
     from .evaluate import accuracy, check_spikes, evaluate, output_window
     from .output import save_npz
+    if args.output:
+        from neuromesh.files import check_output_path
+        check_output_path(args.output, "-o/--output")
     image = load(args.image)
     x = check_spikes(_load_spikes(args.input), image.n_inputs, args.input)
     steps, batch = x.shape[:2]
@@ -151,10 +157,18 @@ def cmd_sweep(args):
     from neuromesh.compiler.nir_import import FRAMEWORKS, NIROptions
     from neuromesh.demo import DEFAULT_GEOMETRY
     from neuromesh.digits import model_path
+    from neuromesh.files import check_output_path
 
     from .connection import connect
     from .datasets import digits_test_set, load_dataset
     from .sweep import grid, plot, sweep, table
+    check_output_path(args.output, "-o/--output")
+    if args.model:
+        from neuromesh.cli import _check_nir_file
+        _check_nir_file(args.model)
+    if args.input:
+        from neuromesh.cli import check_npz_file
+        check_npz_file(args.input)      # before any compile
     shipped = args.model is None
     model = Path(args.model) if args.model else model_path()
     if args.framework or shipped:
@@ -215,7 +229,7 @@ def campaign_on_cluster(args, seed: int):
             print(info, flush=True)
             camp = run_campaign(args.cases, args.steps, seed, client=client,
                                 corners=not args.no_corners,
-                                repro_dir=Path(args.reproducers),
+                                repro_dir=Path(args.output),
                                 cases_per_task=args.cases_per_task,
                                 progress=not getattr(args, "quiet", False))
         print(camp.summary())
@@ -231,7 +245,7 @@ def register(subparsers):
     s = subparsers.add_parser(
         "eval", help="evaluate a chip image over a large input batch on Dask workers",
         description=cmd_eval.__doc__ + " Input npz: 'spikes' = 0/1 [steps, batch, n_inputs]. "
-        "Output npz: as `neuromesh run --out`.",
+        "Output npz: as `neuromesh run -o`.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("image", help="chip image file (.nmi)")
     s.add_argument("--input", required=True, metavar="NPZ", help="input spikes (see above)")

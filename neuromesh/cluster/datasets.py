@@ -15,7 +15,6 @@ labels) of ``neuromesh eval``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,10 +113,12 @@ def image_channels(image) -> tuple[int, int]:
 def main(argv=None) -> int:
     """Write the digits test split as ``neuromesh eval`` input for an image."""
     from neuromesh import digits
+    from neuromesh.cli import _Parser
+    from neuromesh.files import check_output_path
     from neuromesh.image import load
 
     from .output import save_npz
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m neuromesh.cluster.datasets",
         description="Write scikit-learn's digits test split, rate-coded as the demo does, as "
                     "the input of a compiled digits image (an npz with 'spikes' [steps, batch, "
@@ -128,6 +129,7 @@ def main(argv=None) -> int:
                    help="repeat the 450 images this many times (default: %(default)s)")
     args = p.parse_args(argv)
     try:
+        check_output_path(args.output, "-o/--output")
         image = load(args.image)
         first, lag = image_channels(image)
         data = digits_test_set(repeat=args.repeat)
