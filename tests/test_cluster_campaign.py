@@ -12,7 +12,7 @@ pytest.importorskip("distributed", reason="needs the cluster extra")
 from neuromesh.cli import main  # noqa: E402
 from neuromesh.cluster import connect  # noqa: E402
 from neuromesh.cluster.campaign import run_campaign as run_distributed  # noqa: E402
-from neuromesh.cluster.campaign import worker_builds  # noqa: E402
+from neuromesh.cluster.campaign import worker_build_counts, worker_builds  # noqa: E402
 from neuromesh.rtl.neuron import NeuronDatapath  # noqa: E402
 from neuromesh.sim.campaign import GEOMETRIES  # noqa: E402
 from neuromesh.sim.campaign import run_campaign as run_serial  # noqa: E402
@@ -41,19 +41,27 @@ def cluster():
 
 
 def test_distributed_campaign_summary_equals_the_serial_one(cluster, tmp_path):
-    # 3 cases per geometry in tasks of 2 + 1: the merge adds up chunks.
+    # 3 cases per geometry in tasks of 1: the merge adds up chunks, and some
+    # worker runs at least two tasks of one geometry (3 tasks, 2 workers).
     serial = run_serial(6, 20, 4242, tmp_path / "serial", corners=False, geometries=TWO)
     spread = run_distributed(6, 20, 4242, client=cluster, corners=False, geometries=TWO,
-                             cases_per_task=2, repro_dir=tmp_path / "repro")
+                             cases_per_task=1, repro_dir=tmp_path / "repro")
     assert content(spread.summary()) == content(serial.summary())
     for name in TWO:
         a, b = spread.results[name], serial.results[name]
         assert (a.cases, a.steps, a.cycles, a.divergences) == (b.cases, b.steps, b.cycles,
                                                                 b.divergences)
     assert spread.cases == 6 and spread.steps == 6 * 20 and not spread.divergences
-    # Each worker that ran a geometry built (or found) its model once and kept it.
+    # Each worker that ran a geometry built (or found) its model once and kept it
+    # for its later tasks of that geometry.
     for builds in cluster.run(worker_builds).values():
         assert set(builds) <= {str(g) for g in TWO.values()}
+    counts = list(cluster.run(worker_build_counts).values())
+    for g in TWO.values():
+        per_worker = [c[str(g)] for c in counts if str(g) in c]
+        assert all(built == 1 for built, _ in per_worker), per_worker
+        assert sum(used for _, used in per_worker) == 3
+        assert max(used for _, used in per_worker) >= 2
 
 
 def test_divergences_are_saved_with_their_replay_command(tmp_path, monkeypatch):

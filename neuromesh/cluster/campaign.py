@@ -23,6 +23,7 @@ import hashlib
 import tempfile
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from neuromesh.chip import ChipError
 
 from .tasks import Task, run_tasks
 
-__all__ = ["DEFAULT_CASES_PER_TASK", "run_campaign", "worker_builds"]
+__all__ = ["DEFAULT_CASES_PER_TASK", "run_campaign", "worker_build_counts", "worker_builds"]
 
 #: Cases per task: a Verilator simulation starts in about a second; 25 cases
 #: of 100 steps take about 20 s to compare step by step.
@@ -38,6 +39,9 @@ DEFAULT_CASES_PER_TASK = 25
 
 _BUILDS: dict = {}
 _BUILDS_LOCK = threading.Lock()
+#: Per geometry, in this process: calls of build_verilator, and tasks served.
+_BUILD_CALLS: Counter = Counter()
+_BUILD_USES: Counter = Counter()
 
 
 def worker_builds() -> dict:
@@ -45,6 +49,14 @@ def worker_builds() -> dict:
     tests and ``client.run``)."""
     with _BUILDS_LOCK:
         return {str(g): str(b) for (g, _), b in _BUILDS.items()}
+
+
+def worker_build_counts() -> dict:
+    """This process's ``{geometry: (builds, tasks)}``: how often it called
+    the Verilator build for a geometry, and how many tasks used the model
+    (for tests and ``client.run``: builds stay at 1 however many tasks)."""
+    with _BUILDS_LOCK:
+        return {g: (_BUILD_CALLS[g], _BUILD_USES[g]) for g in _BUILD_USES}
 
 
 @contextmanager
@@ -66,6 +78,7 @@ def _build_for(geometry, chip_factory) -> Path:
     key = (geometry, chip_factory)
     with _BUILDS_LOCK:
         build = _BUILDS.get(key)
+        _BUILD_USES[str(geometry)] += 1
     if build is not None and (build / "ready").exists():
         return build
     factory = "" if chip_factory is None else \
@@ -75,6 +88,7 @@ def _build_for(geometry, chip_factory) -> Path:
         build = build_verilator(geometry, chip_factory=chip_factory)
     with _BUILDS_LOCK:
         _BUILDS[key] = build
+        _BUILD_CALLS[str(geometry)] += 1
     return build
 
 
