@@ -921,3 +921,33 @@ def test_a_closed_stdout_ends_quietly_with_status_141(example):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err
     assert err == b""
+
+
+# --- the Python network API ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(weights=np.array([[1.0, 0], [0, np.nan]])),
+     "projection 'x->p': weight[1, 1] = nan is not finite"),
+    (dict(weights=(np.array([0, 1]), np.array([0, 1]), np.array([1.0, np.inf]))),
+     "projection 'x->p': weight[1] = inf (synapse 1 -> 1) is not finite"),
+    (dict(weights=np.eye(2), delay=np.array([0.0, np.nan])),
+     "projection 'x->p': delay[1] = nan is not finite"),
+    (dict(weights=np.eye(2), delay=np.inf, name="fc"),
+     "projection 'fc': delay = inf is not finite"),
+    (dict(weights=np.eye(2), delay=np.array([0, -3])),
+     "projection 'x->p': delay[1] = -3 is negative"),
+    (dict(weights=np.eye(2), delay=np.array([0, 1, 2])),
+     "projection 'x->p': delay has shape (3,); expected one value or one per synapse (2)"),
+])
+def test_network_connect_names_non_finite_weights_and_delays(kwargs, message):
+    """A NaN delay was reported as 'negative delay -9223372036854775808' (the
+    cast came first), a NaN weight as projection '0' of the target layer."""
+    from neuromesh.compiler import Network, NetworkError
+    net = Network(dt=1.0)
+    net.input("x", 2)
+    net.population("p", 2)
+    weights = kwargs.pop("weights")
+    with pytest.raises(NetworkError) as info:
+        net.connect("x", "p", weights, **kwargs)
+    assert str(info.value) == message
+    assert net.projections == []
