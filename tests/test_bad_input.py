@@ -560,7 +560,8 @@ def _write_graph(path, spec):
                         "fc": ("Affine", {"weight": np.ones((4, 3))})}, [("input", "fc")]),
      ["node 'fc' (Affine): missing field 'bias'"]),
     ("length_mismatch", _ff(r=np.ones(5)),
-     ["node 'lif' (LIF): AssertionError"]),
+     ["node 'lif' (LIF): parameter shapes differ (every parameter has one value per "
+      "neuron): r (5,); tau, v_leak, v_reset, v_threshold (4,)"]),
     ("stride_0", ({"input": ("Input", {"shape": np.array([1, 8, 8])}),
                    "conv": ("Conv2d", {"input_shape": [8, 8], "weight": np.ones((2, 1, 3, 3)),
                                        "stride": [0, 1],
@@ -951,3 +952,43 @@ def test_network_connect_names_non_finite_weights_and_delays(kwargs, message):
         net.connect("x", "p", weights, **kwargs)
     assert str(info.value) == message
     assert net.projections == []
+
+
+# --- compile: NIR values a user must hear about -------------------------------------------
+
+def _compile(tmp_path, capsys, spec, *options, name="m"):
+    """Write ``spec`` as a NIR file and compile it; (status, stdout, stderr)."""
+    path = _write_graph(tmp_path / f"{name}.nir", spec)
+    return cli(["compile", path, "-o", tmp_path / f"{name}.nmi", "--geometry", "1x1",
+                *(options or ("--dt", "1e-3"))], capsys)
+
+
+def test_an_empty_graph_is_refused(tmp_path, capsys):
+    """Input -> Output only: nothing to put on the chip."""
+    spec = ({"input": ("Input", {"shape": np.array([4])}),
+             "output": ("Output", {"shape": np.array([4])})}, [("input", "output")])
+    assert_one_line_error(_compile(tmp_path, capsys, spec),
+                          "NIR node 'output': fed by Input 'input'; the chip's outputs are "
+                          "spikes or readout potentials, so an Output must follow neurons")
+    assert not (tmp_path / "m.nmi").exists()
+
+
+def test_a_zero_time_constant_is_refused_by_the_cli(tmp_path, capsys):
+    assert_one_line_error(_compile(tmp_path, capsys, _ff(tau=np.zeros(4))),
+                          "NIR node 'lif': tau = 0 must be > 0")
+    assert not (tmp_path / "m.nmi").exists()
+
+
+def test_tau_below_dt_is_noted_and_an_infinite_dt_refused(tmp_path, capsys):
+    """A time constant below dt makes Euler forget at once (du = dv = 4096):
+    compiled, with a note naming the node and both numbers."""
+    code, out, err = _compile(tmp_path, capsys, _ff(), "--dt", "1e300")
+    assert code == 0, err
+    assert "note: lif: tau = 0.002 is below dt = 1e+300" in out.splitlines()
+    code, out, err = _compile(tmp_path, capsys, _ff(tau=np.full(4, 1e-5)), name="small")
+    assert code == 0, err
+    assert "note: lif: tau = 1e-05 is below dt = 0.001" in out.splitlines()
+    for dt in ("inf", "nan", "0", "-1e-3"):
+        assert_one_line_error(_compile(tmp_path, capsys, _ff(), f"--dt={dt}", name="x"),
+                              "argument --dt", f"'{dt}' must be a finite number > 0")
+    assert not (tmp_path / "x.nmi").exists()
