@@ -204,6 +204,10 @@ class Network:
     #: What an importer could not carry over exactly, in words (shown by
     #: ``neuromesh compile``).
     notes: list = field(default_factory=list)
+    #: What an importer found that makes part of the model do nothing (a
+    #: projection whose every synapse carries 0), in words; ``neuromesh
+    #: compile`` prints each on stderr.
+    warnings: list = field(default_factory=list)
 
     def _new_name(self, name):
         if name in self.inputs or name in self.populations:

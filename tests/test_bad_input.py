@@ -992,3 +992,65 @@ def test_tau_below_dt_is_noted_and_an_infinite_dt_refused(tmp_path, capsys):
         assert_one_line_error(_compile(tmp_path, capsys, _ff(), f"--dt={dt}", name="x"),
                               "argument --dt", f"'{dt}' must be a finite number > 0")
     assert not (tmp_path / "x.nmi").exists()
+
+
+def _two_layers(w2=None, lif2=None):
+    """input(3) -> fc1 -> lif1(4) -> fc2 -> lif2(2) -> output."""
+    return ({"input": ("Input", {"shape": np.array([3])}),
+             "fc1": ("Linear", {"weight": np.ones((4, 3))}),
+             "lif1": _lif(4),
+             "fc2": ("Linear", {"weight": np.ones((2, 4)) if w2 is None else w2}),
+             "lif2": _lif(2, **(lif2 or {})),
+             "output": ("Output", {"shape": np.array([2])})},
+            [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "output")])
+
+
+@pytest.mark.parametrize("spec, options, needle", [
+    (_ff(), ("--dt", "1e-300"),
+     "projection 'fc' (input -> lif): NIR node 'lif' (LIF) has tau = 0.002, whose retention "
+     "1 - dt/tau rounds to 1 at dt = 1e-300, so its 12 synapses carry no current"),
+    (_ff(r=np.zeros(4)), (),
+     "projection 'fc' (input -> lif): NIR node 'lif' (LIF) has r = 0, so its 12 synapses "
+     "carry no current"),
+    (({"input": ("Input", {"shape": np.array([3])}),
+       "fc": ("Affine", {"weight": np.zeros((4, 3)), "bias": np.zeros(4)}),
+       "lif": _lif(), "output": ("Output", {"shape": np.array([4])})},
+      [("input", "fc"), ("fc", "lif"), ("lif", "output")]), (),
+     "projection 'fc' (input -> lif): all 12 weights of NIR node 'fc' (Affine) are 0"),
+    (({"input": ("Input", {"shape": np.array([3])}),
+       "fc": ("Linear", {"weight": np.ones((4, 3))}),
+       "lif": ("CubaLIF", dict(tau_mem=np.full(4, 2e-3), tau_syn=np.full(4, 1e-3),
+                               r=np.ones(4), v_leak=np.zeros(4), v_threshold=np.ones(4),
+                               v_reset=np.zeros(4), w_in=np.zeros(4))),
+       "output": ("Output", {"shape": np.array([4])})},
+      [("input", "fc"), ("fc", "lif"), ("lif", "output")]), (),
+     "NIR node 'lif' (CubaLIF) has w_in = 0, so its 12 synapses carry no current"),
+    (_two_layers(w2=np.zeros((2, 4)), lif2=dict(r=np.zeros(2))), ("--dt", "1e-300"),
+     "(input -> lif1): NIR node 'lif1' (LIF) has tau = 0.002, whose retention"),
+])
+def test_a_network_that_carries_nothing_is_refused(tmp_path, capsys, spec, options, needle):
+    """Every projection vanishes ("16 input channels -> 0 axons" before):
+    the image would ignore its input, so it is refused, naming why."""
+    line = assert_one_line_error(_compile(tmp_path, capsys, spec, *options),
+                                 "NIR graph: no synapse carries any current, so the chip "
+                                 "would ignore its input: ", needle)
+    assert "Traceback" not in line
+    assert not (tmp_path / "m.nmi").exists()
+
+
+@pytest.mark.parametrize("spec, needle", [
+    (_two_layers(w2=np.zeros((2, 4))),
+     "projection 'fc2' (lif1 -> lif2): all 8 weights of NIR node 'fc2' (Linear) are 0; it "
+     "carries no current"),
+    (_two_layers(lif2=dict(r=np.zeros(2))),
+     "projection 'fc2' (lif1 -> lif2): NIR node 'lif2' (LIF) has r = 0, so its 8 synapses "
+     "carry no current"),
+])
+def test_a_projection_that_vanishes_is_warned_about(tmp_path, capsys, spec, needle):
+    """Part of the network still works: compiled, with one warning line on
+    stderr naming the projection, the node and the number of weights."""
+    code, out, err = _compile(tmp_path, capsys, spec)
+    assert code == 0, err
+    assert err.splitlines() == [f"neuromesh compile: warning: {needle}"]
+    assert "wrote" in out and (tmp_path / "m.nmi").exists()
