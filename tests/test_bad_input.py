@@ -459,8 +459,7 @@ _FSIZE_SCRIPT = textwrap.dedent("""
 def test_a_write_that_fails_leaves_the_previous_file(tmp_path, example, command):
     """RLIMIT_FSIZE stands in for a full disk: the write fails part-way, the
     command reports it in one line, and the previous file is untouched.
-    (``rtl`` writes through the same helper; its Verilog generator runs
-    yosys, which itself needs to write files larger than the limit.)"""
+    (``compile``, ``--heatmap`` and ``rtl``: the test below.)"""
     target = tmp_path / {"example": "ex2.nmi", "run": "out.npz"}[command]
     target.write_bytes(b"previous contents")
     argv = {"example": ["example", "--steps", "2", "--batch", "1", "--quiet", "-o", target],
@@ -473,6 +472,52 @@ def test_a_write_that_fails_leaves_the_previous_file(tmp_path, example, command)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "File too large" in proc.stderr
     assert target.read_bytes() == b"previous contents"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+_FSIZE_OUTPUT_SCRIPT = textwrap.dedent("""
+    import resource, signal, sys
+    limit, argv = int(sys.argv[1]), sys.argv[2:]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot            # its font cache is written before the limit
+    if argv[0] == "rtl":                # the generator runs yosys (big files): stand in
+        import neuromesh.rtl.generate as generate
+        generate.generate_verilog = lambda geometry, **kw: "// neuromesh_chip\\n" * 20000
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    from neuromesh.cli import main
+    sys.exit(main(argv))
+""")
+
+
+@pytest.mark.parametrize("command", ["compile", "heatmap", "rtl"])
+def test_compile_rtl_and_heatmap_writes_that_fail_leave_the_previous_file(tmp_path, command):
+    """``compile -o``, ``--heatmap`` and ``rtl -o`` write through the atomic
+    writer too: a write cut short by RLIMIT_FSIZE (a full disk) is one error
+    line, and the previous file stays as it was. The compiled image is 4 KB
+    and its heatmap 38 KB: with a 16 KB limit the image is written and the
+    heatmap fails."""
+    model = SNNTORCH / "leaky_zero.nir"
+    image, heatmap, verilog = tmp_path / "m.nmi", tmp_path / "h.png", tmp_path / "chip.v"
+    target, limit, argv = {
+        "compile": (image, 1024, ["compile", model, "-o", image, "--framework", "snntorch"]),
+        "heatmap": (heatmap, 16384, ["compile", model, "-o", image, "--framework", "snntorch",
+                                     "--heatmap", heatmap]),
+        "rtl": (verilog, 4096, ["rtl", "-o", verilog, "--geometry", "1x1"]),
+    }[command]
+    target.write_bytes(b"previous contents")
+    proc = subprocess.run([sys.executable, "-c", _FSIZE_OUTPUT_SCRIPT, str(limit),
+                           *map(str, argv)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"neuromesh {argv[0]}: error: ") and "File too large" in lines[0]
+    assert target.read_bytes() == b"previous contents"
+    if command == "heatmap":            # written before the heatmap failed
+        assert load(image).geometry.n_cores >= 1
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
