@@ -349,6 +349,11 @@ def from_nir(graph, options: NIROptions) -> Network:
     cannot represent exactly (unsupported node types, per-neuron parameters
     that differ within a population, a nonzero ``v_reset``, a bias into a
     CubaLIF current, a delay that is not a whole number of steps, ...).
+
+    A projection whose every synapse carries 0 (all-zero weights; an input
+    gain of 0 from ``r = 0``, ``w_in = 0`` or a ``dt`` lost against ``tau``
+    in the retention) is listed in ``Network.warnings``; when no synapse
+    carries anything anywhere the graph is refused with the reasons.
     """
     from .nir_read import read_nir
     graph = read_nir(graph)

@@ -1099,3 +1099,13 @@ def test_a_projection_that_vanishes_is_warned_about(tmp_path, capsys, spec, need
     assert code == 0, err
     assert err.splitlines() == [f"neuromesh compile: warning: {needle}"]
     assert "wrote" in out and (tmp_path / "m.nmi").exists()
+
+
+def test_weights_that_all_round_to_zero_are_refused(tmp_path, capsys):
+    """A dt not small enough to lose dt/tau in the retention, but small
+    enough that every weight rounds to w_mant = 0: the quantizer's error,
+    naming the projection, the count and the scale it would need."""
+    assert_one_line_error(_compile(tmp_path, capsys, _ff(), "--dt", "1e-14"),
+                          "projection 'fc': all 12 nonzero weights round to w_mant = 0",
+                          "the projection would vanish -- the scale")
+    assert not (tmp_path / "m.nmi").exists()
