@@ -640,7 +640,10 @@ def _no_gain(node, kind, options, r, gain, fp, keep) -> str:
         if fp(keep(tau)) == 1:
             parts.append(f"{field} = {tau:g}, whose retention {rule} rounds to 1 at "
                          f"dt = {options.dt:g}")
-    return " and ".join(parts) or f"an input gain that underflows to {gain:g}"
+    if parts:
+        return " and ".join(parts)
+    return (f"an input gain of {gain:g}" + (" (its factors underflow)" if gain == 0 else
+                                             ", which the weights underflow to 0 against"))
 
 
 def _precision(node):
