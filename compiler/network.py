@@ -204,6 +204,10 @@ class Network:
     #: What an importer could not carry over exactly, in words (shown by
     #: ``neuromesh compile``).
     notes: list = field(default_factory=list)
+    #: What an importer found that makes part of the model do nothing (a
+    #: projection whose every synapse carries 0), in words; ``neuromesh
+    #: compile`` prints each on stderr.
+    warnings: list = field(default_factory=list)
 
     def _new_name(self, name):
         if name in self.inputs or name in self.populations:
@@ -285,20 +289,42 @@ class Network:
             pre, post, w = (np.asarray(a) for a in weights)
             pre, post, w = np.broadcast_arrays(pre.astype(np.int64), post.astype(np.int64),
                                                w.astype(np.float64))
+            bad = ~np.isfinite(w.reshape(-1))
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise NetworkError(f"projection {name!r}: weight[{k}] = {w.reshape(-1)[k]} "
+                                   f"(synapse {int(pre.reshape(-1)[k])} -> "
+                                   f"{int(post.reshape(-1)[k])}) is not finite")
         else:
             dense = np.asarray(weights, dtype=np.float64)
             if dense.shape != (n_src, n_dst):
                 raise NetworkError(f"projection {name!r}: weights have shape {dense.shape}, "
                                    f"expected ({n_src}, {n_dst})")
+            bad = ~np.isfinite(dense)
+            if bad.any():
+                i, j = (int(k[0]) for k in np.nonzero(bad))
+                raise NetworkError(f"projection {name!r}: weight[{i}, {j}] = {dense[i, j]} is "
+                                   f"not finite")
             pre, post = np.nonzero(dense)
             w = dense[pre, post]
         for what, idx, n in (("source", pre, n_src), ("target", post, n_dst)):
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise NetworkError(f"projection {name!r}: {what} index "
                                    f"{int(idx[(idx < 0) | (idx >= n)][0])} outside [0, {n})")
-        d = np.broadcast_to(np.asarray(delay, dtype=np.int64), pre.shape)
-        if d.size and d.min() < 0:
-            raise NetworkError(f"projection {name!r}: negative delay {int(d.min())}")
+        d = np.asarray(delay)
+        if d.dtype.kind not in "biuf":
+            raise NetworkError(f"projection {name!r}: delay holds {d.dtype}, not numbers")
+        bad = (~np.isfinite(d) | (d < 0)) if d.dtype.kind == "f" else d < 0
+        if bad.any():       # checked before the cast: NaN would become -2**63
+            at = np.argwhere(bad)[0]
+            index = "" if d.ndim == 0 else f"[{', '.join(str(int(k)) for k in at)}]"
+            raise NetworkError(f"projection {name!r}: delay{index} = {d[tuple(at)]} "
+                               f"{'is negative' if d[tuple(at)] < 0 else 'is not finite'}")
+        try:
+            d = np.broadcast_to(d.astype(np.int64), pre.shape)
+        except ValueError:
+            raise NetworkError(f"projection {name!r}: delay has shape {d.shape}; expected one "
+                               f"value or one per synapse ({pre.size})") from None
         if plastic is not None:
             self._check_plastic(name, dst, plastic)
         proj = Projection(name, src, dst, pre.reshape(-1).copy(), post.reshape(-1).copy(),

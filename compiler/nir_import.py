@@ -349,6 +349,11 @@ def from_nir(graph, options: NIROptions) -> Network:
     cannot represent exactly (unsupported node types, per-neuron parameters
     that differ within a population, a nonzero ``v_reset``, a bias into a
     CubaLIF current, a delay that is not a whole number of steps, ...).
+
+    A projection whose every synapse carries 0 (all-zero weights; an input
+    gain of 0 from ``r = 0``, ``w_in = 0`` or a ``dt`` lost against ``tau``
+    in the retention) is listed in ``Network.warnings``; when no synapse
+    carries anything anywhere the graph is refused with the reasons.
     """
     from .nir_read import read_nir
     graph = read_nir(graph)
@@ -505,6 +510,7 @@ def from_nir(graph, options: NIROptions) -> Network:
         if _kind(node) == "Input" and name in top_kinds:
             net.input(name, int(np.prod(out_shape(name))))
     projections, notes = [], []
+    vanished, total_live = [], 0      # projections whose every synapse carries 0
     constants = {}          # population -> (const of its input, gain, nodes it came from)
     for name, node in nodes.items():
         kind = _kind(node)
@@ -566,8 +572,23 @@ def from_nir(graph, options: NIROptions) -> Network:
                        spiking=spiking, **params)
         for src, (pre, post, w, d) in terms.syn.items():
             label = "+".join(terms.via.get(src, ())) or f"{src}->{name}"
-            projections.append((src, name, pre, post, w * gain, d, label))
+            carried = w * gain
+            live = int(np.count_nonzero(carried))
+            total_live += live
+            if live == 0:
+                if w.size == 0:
+                    why = _zero_weights(nodes, terms.via.get(src, ()))
+                else:
+                    why = (f"NIR node {name!r} ({kind}) has "
+                           f"{_no_gain(node, kind, options, r, gain, fp, keep)}, so its "
+                           f"{w.size} synapses carry no current")
+                vanished.append(f"projection {label!r} ({src} -> {name}): {why}")
+            projections.append((src, name, pre, post, carried, d, label))
 
+    if vanished and total_live == 0:
+        more = f" (and {len(vanished) - 3} more)" if len(vanished) > 3 else ""
+        raise NetworkError(f"NIR graph: no synapse carries any current, so the chip would "
+                           f"ignore its input: {'; '.join(vanished[:3])}{more}")
     latency = _align(net, projections, options.align_latency)
     net.latency = latency
     projections += _biases(net, constants, latency, options, top_kinds, notes)
@@ -590,7 +611,39 @@ def from_nir(graph, options: NIROptions) -> Network:
                 else:
                     net.readout(p)
     net.notes.extend(notes)
+    net.warnings.extend(f"{v}; it carries no current" if "carry no current" not in v else v
+                        for v in vanished)
     return net
+
+
+def _zero_weights(nodes, via) -> str:
+    """Why a projection through weight nodes ``via`` has no synapse."""
+    for v in via:
+        node = nodes.get(v)
+        w = getattr(node, "weight", getattr(node, "scale", None))
+        if w is not None and not np.any(w):
+            return f"all {np.size(w)} weights of NIR node {v!r} ({_kind(node)}) are 0"
+    return (f"the weights through {', '.join(map(repr, via)) or 'it'} sum to 0 on every "
+            f"synapse")
+
+
+def _no_gain(node, kind, options, r, gain, fp, keep) -> str:
+    """Why the input gain of neuron node ``node`` is 0, in words."""
+    parts = [] if r != 0 else ["r = 0"]
+    if kind in ("CubaLIF", "CubaLI") and _uniform("", "w_in", node.w_in) == 0:
+        parts.append("w_in = 0")
+    rule = "1 - dt/tau" if options.method == "euler" else "exp(-dt/tau)"
+    taus = {"CubaLIF": ("tau_syn", "tau_mem"), "CubaLI": ("tau_syn", "tau_mem"),
+            "LIF": ("tau",), "LI": ("tau",)}.get(kind, ())
+    for field in taus:
+        tau = _uniform("", field, getattr(node, field))
+        if fp(keep(tau)) == 1:
+            parts.append(f"{field} = {tau:g}, whose retention {rule} rounds to 1 at "
+                         f"dt = {options.dt:g}")
+    if parts:
+        return " and ".join(parts)
+    return (f"an input gain of {gain:g}" + (" (its factors underflow)" if gain == 0 else
+                                             ", which the weights underflow to 0 against"))
 
 
 def _precision(node):

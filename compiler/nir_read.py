@@ -47,6 +47,9 @@ MAX_SUBGRAPH_DEPTH = 32
 #: Fields that are not numeric parameters.
 _STRUCTURE = {"type", "metadata", "nodes", "edges", "shape", "input_type", "output_type"}
 
+#: Neuron nodes: all their parameters have one shape (nir asserts it without a word).
+_NEURONS = {"LIF", "CubaLIF", "IF", "LI", "CubaLI"}
+
 #: Fields that must be positive integers (a stride of 0 divides by zero).
 _POSITIVE = {"stride", "dilation", "kernel_size", "groups"}
 
@@ -175,6 +178,17 @@ def _check_node(node: dict, name: str):
         if field in _POSITIVE and (a < 1).any():
             raise NIRReadError(f"{label} ({kind}): field {field!r} = {a.tolist()} must be "
                                f">= 1")
+    if kind in _NEURONS:
+        shapes: dict = {}
+        for field, value in node.items():
+            if field not in _STRUCTURE and field != "w_in":     # nir broadcasts w_in
+                shapes.setdefault(np.shape(value), []).append(field)
+        if len(shapes) > 1:
+            raise NIRReadError(f"{label} ({kind}): parameter shapes differ (every parameter "
+                               f"has one value per neuron): " + "; ".join(
+                                   f"{', '.join(f)} {tuple(int(n) for n in shape)}"
+                                   for shape, f in sorted(shapes.items(),
+                                                          key=lambda x: len(x[1]))))
     if kind in ("Input", "Output"):
         shape = np.asarray(node["shape"])
         if shape.dtype.kind not in "iu" or (shape < 1).any() or shape.ndim > 1:

@@ -514,6 +514,8 @@ def cmd_compile(args):
     net = from_nir(graph, options)
     for note in net.notes:
         print(f"note: {note}")
+    for warning in net.warnings:
+        print(f"neuromesh compile: warning: {_one_line(warning)}", file=sys.stderr)
     geometry = _compile_geometry(args, net)
     compiled = compile_network(net, geometry, name=Path(args.model).stem)
     save(compiled.image, args.output)

@@ -459,8 +459,7 @@ _FSIZE_SCRIPT = textwrap.dedent("""
 def test_a_write_that_fails_leaves_the_previous_file(tmp_path, example, command):
     """RLIMIT_FSIZE stands in for a full disk: the write fails part-way, the
     command reports it in one line, and the previous file is untouched.
-    (``rtl`` writes through the same helper; its Verilog generator runs
-    yosys, which itself needs to write files larger than the limit.)"""
+    (``compile``, ``--heatmap`` and ``rtl``: the test below.)"""
     target = tmp_path / {"example": "ex2.nmi", "run": "out.npz"}[command]
     target.write_bytes(b"previous contents")
     argv = {"example": ["example", "--steps", "2", "--batch", "1", "--quiet", "-o", target],
@@ -473,6 +472,52 @@ def test_a_write_that_fails_leaves_the_previous_file(tmp_path, example, command)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "File too large" in proc.stderr
     assert target.read_bytes() == b"previous contents"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+_FSIZE_OUTPUT_SCRIPT = textwrap.dedent("""
+    import resource, signal, sys
+    limit, argv = int(sys.argv[1]), sys.argv[2:]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot            # its font cache is written before the limit
+    if argv[0] == "rtl":                # the generator runs yosys (big files): stand in
+        import neuromesh.rtl.generate as generate
+        generate.generate_verilog = lambda geometry, **kw: "// neuromesh_chip\\n" * 20000
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    from neuromesh.cli import main
+    sys.exit(main(argv))
+""")
+
+
+@pytest.mark.parametrize("command", ["compile", "heatmap", "rtl"])
+def test_compile_rtl_and_heatmap_writes_that_fail_leave_the_previous_file(tmp_path, command):
+    """``compile -o``, ``--heatmap`` and ``rtl -o`` write through the atomic
+    writer too: a write cut short by RLIMIT_FSIZE (a full disk) is one error
+    line, and the previous file stays as it was. The compiled image is 4 KB
+    and its heatmap 38 KB: with a 16 KB limit the image is written and the
+    heatmap fails."""
+    model = SNNTORCH / "leaky_zero.nir"
+    image, heatmap, verilog = tmp_path / "m.nmi", tmp_path / "h.png", tmp_path / "chip.v"
+    target, limit, argv = {
+        "compile": (image, 1024, ["compile", model, "-o", image, "--framework", "snntorch"]),
+        "heatmap": (heatmap, 16384, ["compile", model, "-o", image, "--framework", "snntorch",
+                                     "--heatmap", heatmap]),
+        "rtl": (verilog, 4096, ["rtl", "-o", verilog, "--geometry", "1x1"]),
+    }[command]
+    target.write_bytes(b"previous contents")
+    proc = subprocess.run([sys.executable, "-c", _FSIZE_OUTPUT_SCRIPT, str(limit),
+                           *map(str, argv)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"neuromesh {argv[0]}: error: ") and "File too large" in lines[0]
+    assert target.read_bytes() == b"previous contents"
+    if command == "heatmap":            # written before the heatmap failed
+        assert load(image).geometry.n_cores >= 1
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -560,7 +605,8 @@ def _write_graph(path, spec):
                         "fc": ("Affine", {"weight": np.ones((4, 3))})}, [("input", "fc")]),
      ["node 'fc' (Affine): missing field 'bias'"]),
     ("length_mismatch", _ff(r=np.ones(5)),
-     ["node 'lif' (LIF): AssertionError"]),
+     ["node 'lif' (LIF): parameter shapes differ (every parameter has one value per "
+      "neuron): r (5,); tau, v_leak, v_reset, v_threshold (4,)"]),
     ("stride_0", ({"input": ("Input", {"shape": np.array([1, 8, 8])}),
                    "conv": ("Conv2d", {"input_shape": [8, 8], "weight": np.ones((2, 1, 3, 3)),
                                        "stride": [0, 1],
@@ -921,3 +967,145 @@ def test_a_closed_stdout_ends_quietly_with_status_141(example):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err
     assert err == b""
+
+
+# --- the Python network API ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(weights=np.array([[1.0, 0], [0, np.nan]])),
+     "projection 'x->p': weight[1, 1] = nan is not finite"),
+    (dict(weights=(np.array([0, 1]), np.array([0, 1]), np.array([1.0, np.inf]))),
+     "projection 'x->p': weight[1] = inf (synapse 1 -> 1) is not finite"),
+    (dict(weights=np.eye(2), delay=np.array([0.0, np.nan])),
+     "projection 'x->p': delay[1] = nan is not finite"),
+    (dict(weights=np.eye(2), delay=np.inf, name="fc"),
+     "projection 'fc': delay = inf is not finite"),
+    (dict(weights=np.eye(2), delay=np.array([0, -3])),
+     "projection 'x->p': delay[1] = -3 is negative"),
+    (dict(weights=np.eye(2), delay=np.array([0, 1, 2])),
+     "projection 'x->p': delay has shape (3,); expected one value or one per synapse (2)"),
+])
+def test_network_connect_names_non_finite_weights_and_delays(kwargs, message):
+    """A NaN delay was reported as 'negative delay -9223372036854775808' (the
+    cast came first), a NaN weight as projection '0' of the target layer."""
+    from neuromesh.compiler import Network, NetworkError
+    net = Network(dt=1.0)
+    net.input("x", 2)
+    net.population("p", 2)
+    weights = kwargs.pop("weights")
+    with pytest.raises(NetworkError) as info:
+        net.connect("x", "p", weights, **kwargs)
+    assert str(info.value) == message
+    assert net.projections == []
+
+
+# --- compile: NIR values a user must hear about -------------------------------------------
+
+def _compile(tmp_path, capsys, spec, *options, name="m"):
+    """Write ``spec`` as a NIR file and compile it; (status, stdout, stderr)."""
+    path = _write_graph(tmp_path / f"{name}.nir", spec)
+    return cli(["compile", path, "-o", tmp_path / f"{name}.nmi", "--geometry", "1x1",
+                *(options or ("--dt", "1e-3"))], capsys)
+
+
+def test_an_empty_graph_is_refused(tmp_path, capsys):
+    """Input -> Output only: nothing to put on the chip."""
+    spec = ({"input": ("Input", {"shape": np.array([4])}),
+             "output": ("Output", {"shape": np.array([4])})}, [("input", "output")])
+    assert_one_line_error(_compile(tmp_path, capsys, spec),
+                          "NIR node 'output': fed by Input 'input'; the chip's outputs are "
+                          "spikes or readout potentials, so an Output must follow neurons")
+    assert not (tmp_path / "m.nmi").exists()
+
+
+def test_a_zero_time_constant_is_refused_by_the_cli(tmp_path, capsys):
+    assert_one_line_error(_compile(tmp_path, capsys, _ff(tau=np.zeros(4))),
+                          "NIR node 'lif': tau = 0 must be > 0")
+    assert not (tmp_path / "m.nmi").exists()
+
+
+def test_tau_below_dt_is_noted_and_an_infinite_dt_refused(tmp_path, capsys):
+    """A time constant below dt makes Euler forget at once (du = dv = 4096):
+    compiled, with a note naming the node and both numbers."""
+    code, out, err = _compile(tmp_path, capsys, _ff(), "--dt", "1e300")
+    assert code == 0, err
+    assert "note: lif: tau = 0.002 is below dt = 1e+300" in out.splitlines()
+    code, out, err = _compile(tmp_path, capsys, _ff(tau=np.full(4, 1e-5)), name="small")
+    assert code == 0, err
+    assert "note: lif: tau = 1e-05 is below dt = 0.001" in out.splitlines()
+    for dt in ("inf", "nan", "0", "-1e-3"):
+        assert_one_line_error(_compile(tmp_path, capsys, _ff(), f"--dt={dt}", name="x"),
+                              "argument --dt", f"'{dt}' must be a finite number > 0")
+    assert not (tmp_path / "x.nmi").exists()
+
+
+def _two_layers(w2=None, lif2=None):
+    """input(3) -> fc1 -> lif1(4) -> fc2 -> lif2(2) -> output."""
+    return ({"input": ("Input", {"shape": np.array([3])}),
+             "fc1": ("Linear", {"weight": np.ones((4, 3))}),
+             "lif1": _lif(4),
+             "fc2": ("Linear", {"weight": np.ones((2, 4)) if w2 is None else w2}),
+             "lif2": _lif(2, **(lif2 or {})),
+             "output": ("Output", {"shape": np.array([2])})},
+            [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "output")])
+
+
+@pytest.mark.parametrize("spec, options, needle", [
+    (_ff(), ("--dt", "1e-300"),
+     "projection 'fc' (input -> lif): NIR node 'lif' (LIF) has tau = 0.002, whose retention "
+     "1 - dt/tau rounds to 1 at dt = 1e-300, so its 12 synapses carry no current"),
+    (_ff(r=np.zeros(4)), (),
+     "projection 'fc' (input -> lif): NIR node 'lif' (LIF) has r = 0, so its 12 synapses "
+     "carry no current"),
+    (({"input": ("Input", {"shape": np.array([3])}),
+       "fc": ("Affine", {"weight": np.zeros((4, 3)), "bias": np.zeros(4)}),
+       "lif": _lif(), "output": ("Output", {"shape": np.array([4])})},
+      [("input", "fc"), ("fc", "lif"), ("lif", "output")]), (),
+     "projection 'fc' (input -> lif): all 12 weights of NIR node 'fc' (Affine) are 0"),
+    (({"input": ("Input", {"shape": np.array([3])}),
+       "fc": ("Linear", {"weight": np.ones((4, 3))}),
+       "lif": ("CubaLIF", dict(tau_mem=np.full(4, 2e-3), tau_syn=np.full(4, 1e-3),
+                               r=np.ones(4), v_leak=np.zeros(4), v_threshold=np.ones(4),
+                               v_reset=np.zeros(4), w_in=np.zeros(4))),
+       "output": ("Output", {"shape": np.array([4])})},
+      [("input", "fc"), ("fc", "lif"), ("lif", "output")]), (),
+     "NIR node 'lif' (CubaLIF) has w_in = 0, so its 12 synapses carry no current"),
+    (_two_layers(w2=np.zeros((2, 4)), lif2=dict(r=np.zeros(2))), ("--dt", "1e-300"),
+     "(input -> lif1): NIR node 'lif1' (LIF) has tau = 0.002, whose retention"),
+])
+def test_a_network_that_carries_nothing_is_refused(tmp_path, capsys, spec, options, needle):
+    """Every projection vanishes ("16 input channels -> 0 axons" before):
+    the image would ignore its input, so it is refused, naming why."""
+    line = assert_one_line_error(_compile(tmp_path, capsys, spec, *options),
+                                 "NIR graph: no synapse carries any current, so the chip "
+                                 "would ignore its input: ", needle)
+    assert "Traceback" not in line
+    assert not (tmp_path / "m.nmi").exists()
+
+
+@pytest.mark.parametrize("spec, needle", [
+    (_two_layers(w2=np.zeros((2, 4))),
+     "projection 'fc2' (lif1 -> lif2): all 8 weights of NIR node 'fc2' (Linear) are 0; it "
+     "carries no current"),
+    (_two_layers(lif2=dict(r=np.zeros(2))),
+     "projection 'fc2' (lif1 -> lif2): NIR node 'lif2' (LIF) has r = 0, so its 8 synapses "
+     "carry no current"),
+])
+def test_a_projection_that_vanishes_is_warned_about(tmp_path, capsys, spec, needle):
+    """Part of the network still works: compiled, with one warning line on
+    stderr naming the projection, the node and the number of weights."""
+    code, out, err = _compile(tmp_path, capsys, spec)
+    assert code == 0, err
+    assert err.splitlines() == [f"neuromesh compile: warning: {needle}"]
+    assert "wrote" in out and (tmp_path / "m.nmi").exists()
+
+
+def test_weights_that_all_round_to_zero_are_refused(tmp_path, capsys):
+    """A dt not small enough to lose dt/tau in the retention, but small
+    enough that every weight rounds to w_mant = 0: the quantizer's error,
+    naming the projection, the count and the scale it would need."""
+    assert_one_line_error(_compile(tmp_path, capsys, _ff(), "--dt", "1e-14"),
+                          "projection 'fc': all 12 nonzero weights round to w_mant = 0",
+                          "the projection would vanish -- the scale")
+    assert not (tmp_path / "m.nmi").exists()
