@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["Progress", "run_tool", "ToolFailed", "add_progress_arguments"]
+__all__ = ["Progress", "run_tool", "follow_file", "ToolFailed", "add_progress_arguments"]
 
 #: Width of the bar on a terminal, in characters.
 BAR = 20
@@ -105,12 +105,13 @@ class Progress:
         """Position of ``name`` in :attr:`stages` (``None`` if not listed)."""
         return self.stages.index(name) if name in self.stages else None
 
-    def stage(self, name: str):
-        """End the current stage and start ``name``."""
+    def stage(self, name: str, note: str = ""):
+        """End the current stage and start ``name`` (``note``: said after its
+        name, e.g. ``cached``)."""
         with self._lock:
             now = self.clock()
             self._close_stage(now)
-            self.current, self.started, self._detail = name, now, ""
+            self.current, self.started, self._detail = name, now, note
             if self.quiet:
                 return
             if self.tty:
@@ -118,7 +119,7 @@ class Progress:
                 self._start_ticker()
             else:
                 self._write(f"[{now - self.t0:7.1f} s] {self.title}{self._count(name)}: "
-                            f"{name}\n")
+                            f"{name}{f' ({note})' if note else ''}\n")
 
     def advance_to(self, name: str):
         """Start ``name`` if it comes after the current stage (tool output
@@ -163,7 +164,9 @@ class Progress:
             self._stop.set()
             if self.quiet:
                 return
-            parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.times.items())
+            # the time of each stage, when there are few enough to read
+            parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.times.items()
+                              ) if len(self.times) <= 6 else ""
             text = (f"{self.title}: {'done' if ok else 'failed'} in {now - self.t0:.1f} s"
                     + (f" ({parts})" if parts else "") + (f"; {note}" if note else ""))
             if self.tty:
@@ -298,6 +301,62 @@ def run_tool(progress: Progress, cmd: Sequence[str] | str, *, log: Path | None =
         where = f" (full log: {log})" if log else ""
         raise ToolFailed(f"{name} failed (exit {returncode}): {why}{where}", returncode, log)
     return 0
+
+
+class follow_file:
+    """Context manager: while the body runs, follow the lines a tool appends
+    to ``path`` (a log file it writes itself, e.g. cocotb's build.log):
+    each complete line is echoed when ``progress.verbose`` and, if it
+    matches ``detail``, becomes the terminal line's detail."""
+
+    def __init__(self, progress: Progress, path, *, detail: str | None = None,
+                 interval: float = 0.2):
+        self.progress, self.path, self.interval = progress, Path(path), interval
+        self.detail = re.compile(detail) if detail else None
+        self._stop = threading.Event()
+        self._thread = None
+        self._pos = 0
+        self._partial = ""
+
+    def poll(self):
+        """Read what was appended since the last call."""
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                f.seek(self._pos)
+                chunk = f.read()
+                self._pos = f.tell()
+        except OSError:
+            return
+        lines = (self._partial + chunk).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self.progress.tool_line(line + "\n")
+            if self.detail is not None:
+                m = self.detail.search(line)
+                if m:
+                    self.progress.detail(m.group(1) if m.groups() else m.group(0))
+
+    def __enter__(self):
+        if self.progress.quiet or not (self.progress.verbose or self.progress.tty):
+            return self          # nobody would see it
+
+        def run():
+            while not self._stop.wait(self.interval):
+                self.poll()
+
+        self._thread = threading.Thread(target=run, name="neuromesh-follow", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.poll()
+            if self._partial:
+                self.progress.tool_line(self._partial + "\n")
+                self._partial = ""
+        return False
 
 
 def _is_error(line: str) -> bool:

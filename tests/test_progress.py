@@ -189,3 +189,39 @@ def test_run_tool_failure_names_the_first_error_and_the_log(tmp_path):
     # verbose: the tool's own lines went to the stream too
     assert "Info: Routing 18000 arcs." in out.getvalue()
     assert "ERROR: Max frequency" in log.read_text()
+
+
+def test_many_stages_close_without_the_breakdown():
+    p, out, clock = make(stages=[f"s{i}" for i in range(8)])
+    with p:
+        for i in range(8):
+            p.stage(f"s{i}")
+            clock.t += 1
+    assert out.getvalue().splitlines()[-1] == "[    8.0 s] job: done in 8.0 s"
+
+
+RTL_GEOMETRY = "1x1,n_neurons=8,n_axons=8,n_synapses=16,n_fanout=8,n_profiles=2,n_groups=1"
+
+
+def test_cli_rtl_prints_its_stages_on_stderr(tmp_path, capsys):
+    from neuromesh.cli import main
+    out = tmp_path / "chip.v"
+    assert main(["rtl", "--geometry", RTL_GEOMETRY, "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert [re.sub(r"^\[ *[\d.]+ s\] ", "", line) for line in lines[:3]] == [
+        "rtl 1/3: elaborate", "rtl 2/3: convert (RTLIL, yosys)", "rtl 3/3: write"]
+    assert re.fullmatch(r"\[ *[\d.]+ s\] rtl: done in [\d.]+ s \(elaborate [\d.]+ s, "
+                        r"convert \(RTLIL, yosys\) [\d.]+ s, write [\d.]+ s\)", lines[3])
+    assert len(lines) == 4
+    assert captured.out.startswith(f"wrote {out}: neuromesh_chip for ")   # stdout unchanged
+    assert "module neuromesh_chip" in out.read_text()
+
+
+def test_cli_rtl_quiet_prints_no_stages(tmp_path, capsys):
+    from neuromesh.cli import main
+    out = tmp_path / "chip.v"
+    assert main(["rtl", "--geometry", RTL_GEOMETRY, "-o", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.startswith(f"wrote {out}")
