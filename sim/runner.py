@@ -9,6 +9,7 @@ and the full state with the emulator after every step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,8 +28,8 @@ from .compare import describe, lockstep
 from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
-__all__ = ["CosimResult", "cache_dir", "build_verilator", "run_verilator", "serve_pty",
-           "run_amaranth", "write_case", "learning_chip"]
+__all__ = ["CosimResult", "STAGES", "stages", "cache_dir", "build_verilator", "run_verilator",
+           "serve_pty", "run_amaranth", "write_case", "learning_chip"]
 
 TOPLEVEL = WRAPPER_MODULE
 
@@ -88,8 +89,17 @@ def _verilog(geometry: Geometry, chip_factory=None) -> str:
     return verilog.convert(chip, name=CHIP_MODULE) + wrapper_verilog()
 
 
+#: The stages of a Verilator co-simulation (prefixed by a label in campaigns).
+STAGES = ["Verilog (elaborate, convert)", "Verilator compile", "simulate"]
+
+
+def stages(label: str = "") -> list[str]:
+    """:data:`STAGES` with ``label`` in front (``"1x1: "`` in a campaign)."""
+    return [label + s for s in STAGES]
+
+
 def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
-                    waves=False) -> Path:
+                    waves=False, progress=None, label: str = "") -> Path:
     """Compile the co-simulation top for ``geometry``; reuse an identical build.
 
     The cache key is a hash of the Verilog source and the build arguments,
@@ -97,9 +107,17 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     ``waves``: a separate build that can record a VCD waveform (Verilator's
     own VCD writer needs no system headers, unlike FST's lz4). Returns the
     build directory. A failed build raises :class:`RuntimeError` with the
-    compiler's first error and the path of the full log.
+    compiler's first error and the path of the full log. ``progress``: a
+    :class:`~neuromesh.progress.Progress` told of the stages
+    (:func:`stages` with ``label``); with it the compiler's log is followed
+    (streamed when verbose).
     """
     from cocotb_tools.runner import get_runner
+
+    from neuromesh.progress import follow_file
+    names = stages(label)
+    if progress is not None:
+        progress.stage(names[0])
     source = _verilog(geometry, chip_factory)
     # A traced model keeps every signal visible (cocotb's --public-flat-rw):
     # waveforms are for looking at the design.
@@ -108,7 +126,11 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     build = cache_dir() / (key + ("-trace" if waves else ""))
     os.environ.update(verilator_env())        # also for the runs of a cached build
     if (build / "ready").exists():
+        if progress is not None:
+            progress.stage(names[1], note="cached")
         return build
+    if progress is not None:
+        progress.stage(names[1])
     # Build in a private folder and move it into place when done, so that
     # concurrent runs (parallel campaigns) never share a half-built tree.
     cache_dir().mkdir(parents=True, exist_ok=True)
@@ -116,10 +138,13 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     vfile = work / f"{TOPLEVEL}.v"
     vfile.write_text(source)
     runner = get_runner("verilator")
+    follow = (follow_file(progress, work / "build.log", detail=r"(\S+\.cpp)\s*$")
+              if progress is not None else contextlib.nullcontext())
     try:
-        runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
-                     build_args=args, timescale=("1ns", "1ps"), verbose=verbose, waves=waves,
-                     log_file=work / "build.log")
+        with follow:
+            runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
+                         build_args=args, timescale=("1ns", "1ps"), verbose=verbose,
+                         waves=waves, log_file=work / "build.log")
     except (SystemExit, RuntimeError, subprocess.CalledProcessError, OSError) as e:
         raise RuntimeError(f"the Verilator build of {geometry} failed: "
                            f"{first_error(work / 'build.log') or e} "
@@ -162,15 +187,20 @@ def write_case(workdir: Path, name: str, image: ChipImage, inputs, steps=None) -
 
 def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None = None,
                   stop_on_divergence=True, chip_factory=None, workdir=None,
-                  mode: str = "compare", build: Path | None = None) -> CosimResult:
+                  mode: str = "compare", build: Path | None = None, progress=None,
+                  label: str = "") -> CosimResult:
     """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
     Verilator simulation. ``waves``: write a VCD waveform there. ``mode``:
     ``"compare"`` (lockstep with the emulator), ``"throughput"``, or
     ``"learning-host"`` (:mod:`~neuromesh.sim.learning_host`; a case may add
     ``reward_step`` and ``rewards``). ``build``: the folder
     :func:`build_verilator` returned for this geometry, ``chip_factory`` and ``waves``
-    (saves regenerating the Verilog to find the cached build)."""
-    build = build or build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves))
+    (saves regenerating the Verilog to find the cached build). ``progress``,
+    ``label``: see :func:`build_verilator`; the run is the last stage."""
+    build = build or build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves),
+                                     progress=progress, label=label)
+    if progress is not None:
+        progress.stage(stages(label)[2], note=f"{len(cases)} case(s)")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         job = {"cases": cases, "result": str(tmp / "result.json"),
