@@ -8,10 +8,11 @@ Anywhere else (a pipe, a log file, CI) it prints one line per stage as it
 starts, with the seconds since the command began, and a closing line with
 the time of every stage::
 
-    [   0.0 s] build 1/5: elaborate
-    [   1.3 s] build 2/5: synthesize (yosys)
+    [0.0 s] build 1/6: fit check
+    [0.4 s] build 2/6: elaborate
+    [1.8 s] build 3/6: synthesize (yosys)
     ...
-    [ 203.4 s] build: done (elaborate 1.3 s, synthesize 95.2 s, ...)
+    [203.4 s] build: done in 203.4 s (fit check 0.4 s, elaborate 1.4 s, ...)
 
 ``quiet`` prints nothing; ``verbose`` prints the stage lines and streams
 the tools' own output (:meth:`Progress.tool_line`) instead of a redrawn
@@ -118,7 +119,7 @@ class Progress:
                 self._draw(force=True)
                 self._start_ticker()
             else:
-                self._write(f"[{now - self.t0:7.1f} s] {self.title}{self._count(name)}: "
+                self._write(f"[{now - self.t0:.1f} s] {self.title}{self._count(name)}: "
                             f"{name}{f' ({note})' if note else ''}\n")
 
     def advance_to(self, name: str):
@@ -154,15 +155,17 @@ class Progress:
 
     def finish(self, ok: bool = True, note: str = ""):
         """End the last stage and print the closing line (``done`` or
-        ``failed``, with the time of every stage)."""
+        ``failed``, with the time of every stage; nothing if no stage
+        started, e.g. when the input was refused first)."""
         with self._lock:
             if self.finished:
                 return
             now = self.clock()
+            started = self.current is not None or bool(self.times)
             self._close_stage(now)
             self.finished = True
             self._stop.set()
-            if self.quiet:
+            if self.quiet or not started:
                 return
             # the time of each stage, when there are few enough to read
             parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.times.items()
@@ -173,7 +176,7 @@ class Progress:
                 self._clear()
                 self._write(text + "\n")
             else:
-                self._write(f"[{now - self.t0:7.1f} s] {text}\n")
+                self._write(f"[{now - self.t0:.1f} s] {text}\n")
 
     def __enter__(self):
         return self

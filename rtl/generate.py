@@ -8,6 +8,7 @@ from amaranth.lib import wiring
 from neuromesh.chip import Geometry
 
 from .chip import Chip
+from .layouts import check_rtl_geometry
 
 __all__ = ["generate_verilog", "write_verilog", "STAGES", "TOP_NAME"]
 
@@ -37,6 +38,7 @@ def generate_verilog(geometry: Geometry, *, name: str = TOP_NAME, progress=None,
     ``progress``: a :class:`~neuromesh.progress.Progress` told of the
     elaborate and convert stages.
     """
+    check_rtl_geometry(geometry)                 # before any stage is shown
     if progress is not None:
         progress.stage(STAGES[0])
     chip = Chip(geometry, **hostlink_args)

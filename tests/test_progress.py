@@ -37,10 +37,10 @@ def test_non_tty_prints_one_line_per_stage_with_elapsed_seconds():
         p.stage("c")
         clock.t += 0.5
     assert out.getvalue().splitlines() == [
-        "[    0.0 s] job 1/3: a",
-        "[    1.5 s] job 2/3: b",
-        "[    3.8 s] job 3/3: c",
-        "[    4.2 s] job: done in 4.2 s (a 1.5 s, b 2.2 s, c 0.5 s)",
+        "[0.0 s] job 1/3: a",
+        "[1.5 s] job 2/3: b",
+        "[3.8 s] job 3/3: c",
+        "[4.2 s] job: done in 4.2 s (a 1.5 s, b 2.2 s, c 0.5 s)",
     ]
     assert "\r" not in out.getvalue()
     assert p.times == {"a": 1.5, "b": 2.25, "c": 0.5}
@@ -52,7 +52,7 @@ def test_failure_is_reported_and_the_exception_passes():
         p.stage("a")
         clock.t += 3
         raise RuntimeError("boom")
-    assert out.getvalue().splitlines()[-1] == "[    3.0 s] job: failed in 3.0 s (a 3.0 s)"
+    assert out.getvalue().splitlines()[-1] == "[3.0 s] job: failed in 3.0 s (a 3.0 s)"
 
 
 def test_tty_redraws_one_line_with_a_bar_over_the_stages():
@@ -118,8 +118,8 @@ def test_verbose_streams_tool_lines_between_stage_lines_even_on_a_tty():
         p.tool_line("yosys says hello\n")
         p.tool_line("no newline")
     assert out.getvalue().splitlines() == [
-        "[    0.0 s] job 1/3: a", "yosys says hello", "no newline",
-        "[    0.0 s] job: done in 0.0 s (a 0.0 s)"]
+        "[0.0 s] job 1/3: a", "yosys says hello", "no newline",
+        "[0.0 s] job: done in 0.0 s (a 0.0 s)"]
 
 
 def test_stages_never_go_back_and_unlisted_stages_have_no_count():
@@ -197,7 +197,7 @@ def test_many_stages_close_without_the_breakdown():
         for i in range(8):
             p.stage(f"s{i}")
             clock.t += 1
-    assert out.getvalue().splitlines()[-1] == "[    8.0 s] job: done in 8.0 s"
+    assert out.getvalue().splitlines()[-1] == "[8.0 s] job: done in 8.0 s"
 
 
 RTL_GEOMETRY = "1x1,n_neurons=8,n_axons=8,n_synapses=16,n_fanout=8,n_profiles=2,n_groups=1"
@@ -225,3 +225,18 @@ def test_cli_rtl_quiet_prints_no_stages(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out.startswith(f"wrote {out}")
+
+
+def test_nothing_is_printed_when_no_stage_started():
+    p, out, clock = make()
+    with pytest.raises(ValueError), p:
+        raise ValueError("refused before any work")
+    assert out.getvalue() == ""
+
+
+def test_cli_rtl_refuses_a_geometry_without_stage_lines(tmp_path, capsys):
+    from neuromesh.cli import main
+    assert main(["rtl", "--geometry", "16x16,n_neurons=1024,n_axons=65535", "-o",
+                 str(tmp_path / "chip.v")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("neuromesh rtl: error: geometry 16x16")
