@@ -3,6 +3,8 @@ derived from the elaborated RTL equal those of the recorded builds
 (docs/boards.md), and a geometry that cannot fit is refused, with the
 numbers, before any tool runs."""
 
+import re
+
 import pytest
 
 pytest.importorskip("amaranth_boards")
@@ -156,3 +158,62 @@ def test_force_skips_the_check(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "check_fit", None, raising=False)
     assert build("icebreaker", "2x2", tmp_path, force=True, quiet=True) == "report"
     assert seen == ["2x2"]
+
+
+FAKE_TOOL = """#!{python}
+import sys
+from pathlib import Path
+name = Path(sys.argv[0]).name
+lines = {{
+    "yosys": ["2.1. Executing HIERARCHY pass (managing design hierarchy).",
+              "2.45. Executing ABC9 pass."],
+    "nextpnr": ["Info: Packing constants..", "Info: Placing..", "Info: Routing globals...",
+                "Info: Routing 18000 arcs.", "Info: Program finished normally."],
+    "icepack": [],
+}}[name]
+for line in lines:
+    print(line, flush=True)
+if name == "nextpnr" and {fail}:
+    print("ERROR: Unable to place cell 'x'", file=sys.stderr)
+    sys.exit(1)
+if name == "icepack":
+    Path(sys.argv[-1]).write_bytes(b"bitstream")
+"""
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_build_stages_follow_the_tools_output(tmp_path, monkeypatch, capsys, fail):
+    """The stages of a build from a fake toolchain's output (elaboration and
+    Amaranth's build script are real): fit check, elaborate, synthesize,
+    place, route (from nextpnr's log), pack; the full log in neuromesh.log,
+    named on failure."""
+    import sys
+    tools = {}
+    for var, name in [("YOSYS", "yosys"), ("NEXTPNR_ICE40", "nextpnr"), ("ICEPACK", "icepack")]:
+        path = tmp_path / "bin" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(FAKE_TOOL.format(python=sys.executable, fail=fail))
+        path.chmod(0o755)
+        tools[var] = str(path)
+    monkeypatch.setattr(build_module, "tool_env", lambda family: tools)
+    out = tmp_path / "out"
+    report = build("icebreaker", None, out)
+    err = capsys.readouterr().err.splitlines()
+    stages = [re.sub(r"^\[[\d.]+ s\] build:? ", "", line) for line in err]
+    log = (out / "neuromesh.log").read_text()
+    assert "2.45. Executing ABC9 pass." in log and "Info: Routing 18000 arcs." in log
+    assert log.splitlines()[0].startswith('$ "$YOSYS"')
+    if not fail:
+        assert stages == ["1/6: fit check", "2/6: elaborate", "3/6: synthesize (yosys)",
+                          "4/6: place (nextpnr)", "5/6: route (nextpnr)", "6/6: pack (icepack)",
+                          stages[-1]]
+        assert stages[-1].startswith("done in ")
+        assert report.bitstream == str((out / "neuromesh.bin").resolve())
+        assert report.error is None
+    else:
+        assert stages[:5] == ["1/6: fit check", "2/6: elaborate", "3/6: synthesize (yosys)",
+                              "4/6: place (nextpnr)", "5/6: route (nextpnr)"]
+        assert stages[-1].startswith("failed in ") and f"full log: {out.resolve()}" in err[-1]
+        assert report.bitstream is None
+        assert report.error == ("toolchain failed: nextpnr failed (exit 1): ERROR: Unable to "
+                                f"place cell 'x' (full log: {(out / 'neuromesh.log').resolve()})")
