@@ -274,8 +274,9 @@ def _build(b: Board, geometry: Geometry, out: Path, family: str, stages: list, p
                 triggers, detail = [], None
             with open(log, "a") as f:
                 f.write(f"$ {line}\n")
-            run_tool(prog, ["sh", "-c", line], cwd=root, env=env, log=log, triggers=triggers,
-                     detail=detail, what=tool)
+            # exec: the tool replaces the shell, so that stopping it (Ctrl-C) stops the tool
+            run_tool(prog, ["sh", "-c", "exec " + line], cwd=root, env=env, log=log,
+                     triggers=triggers, detail=detail, what=tool)
     except ToolFailed as e:
         failed = e
         report.error = f"toolchain failed: {e}"
