@@ -253,7 +253,7 @@ def cmd_cosim(args):
     the host link and compare outputs and full state with the emulator after
     every step; print "identical" or the first divergence."""
     from .image import load
-    from .sim.runner import learning_chip, run_amaranth, run_verilator, write_case
+    from .sim.runner import cosim_image, learning_chip
     image = load(args.image)
     # Learning images need the chip with its learning engines (§11).
     factory = learning_chip if image.learning else None
@@ -278,19 +278,8 @@ def cmd_cosim(args):
         raise ChipError(f"--input {args.input}: holds no steps")
     inputs = inputs[:steps]
     t0 = time.perf_counter()
-    from .progress import Progress
-    from .sim.runner import STAGES
-    stages = STAGES if args.sim == "verilator" else ["simulate (amaranth)"]
-    with Progress("cosim", stages, quiet=args.quiet, verbose=args.verbose) as prog:
-        if args.sim == "amaranth":
-            prog.stage(stages[0])
-            result = run_amaranth(image, inputs, steps, vcd=args.waves, chip_factory=factory)
-        else:
-            import tempfile
-            with tempfile.TemporaryDirectory() as tmp:
-                case = write_case(Path(tmp), "case", image, inputs, steps)
-                result = run_verilator(image.geometry, [case], waves=args.waves,
-                                       chip_factory=factory, progress=prog)
+    result = cosim_image(image, inputs, steps, sim=args.sim, waves=args.waves,
+                         chip_factory=factory, quiet=args.quiet, verbose=args.verbose)
     print(f"{args.sim}: {result.summary()} ({time.perf_counter() - t0:.1f} s)")
     if args.waves:
         print(f"waveform: {args.waves}")

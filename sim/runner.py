@@ -29,7 +29,7 @@ from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
 __all__ = ["CosimResult", "STAGES", "stages", "cache_dir", "build_verilator", "run_verilator",
-           "serve_pty", "run_amaranth", "write_case", "learning_chip"]
+           "serve_pty", "run_amaranth", "cosim_image", "write_case", "learning_chip"]
 
 TOPLEVEL = WRAPPER_MODULE
 
@@ -254,6 +254,24 @@ def serve_pty(geometry: Geometry, port_file: Path, stop_file: Path, *, chip_fact
         if not Path(port_file).exists():
             raise RuntimeError("the Verilator pty board did not start:\n" +
                                (tmp / "sim.log").read_text()[-3000:])
+
+
+def cosim_image(image: ChipImage, inputs, steps: int, *, sim: str = "verilator",
+                waves: Path | None = None, chip_factory=None, quiet: bool = False,
+                verbose: bool = False) -> CosimResult:
+    """``neuromesh cosim``: one image and its inputs on the RTL (``sim``
+    ``"verilator"`` or ``"amaranth"``) against the emulator, with the stages
+    on stderr (:class:`~neuromesh.progress.Progress`, ``quiet``, ``verbose``)."""
+    from neuromesh.progress import Progress
+    names = STAGES if sim == "verilator" else ["simulate (amaranth)"]
+    with Progress("cosim", names, quiet=quiet, verbose=verbose) as progress:
+        if sim == "amaranth":
+            progress.stage(names[0])
+            return run_amaranth(image, inputs, steps, vcd=waves, chip_factory=chip_factory)
+        with tempfile.TemporaryDirectory() as tmp:
+            case = write_case(Path(tmp), "case", image, inputs, steps)
+            return run_verilator(image.geometry, [case], waves=waves,
+                                 chip_factory=chip_factory, progress=progress)
 
 
 def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = None,
