@@ -310,12 +310,18 @@ class follow_file:
     """Context manager: while the body runs, follow the lines a tool appends
     to ``path`` (a log file it writes itself, e.g. cocotb's build.log):
     each complete line is echoed when ``progress.verbose`` and, if it
-    matches ``detail``, becomes the terminal line's detail."""
+    matches ``detail`` (a regex, or a function of the line returning the
+    text or ``None``), becomes the terminal line's detail."""
 
-    def __init__(self, progress: Progress, path, *, detail: str | None = None,
-                 interval: float = 0.2):
+    def __init__(self, progress: Progress, path, *, detail=None, interval: float = 0.2):
         self.progress, self.path, self.interval = progress, Path(path), interval
-        self.detail = re.compile(detail) if detail else None
+        if isinstance(detail, str):
+            rx = re.compile(detail)
+
+            def detail(line):
+                m = rx.search(line)
+                return (m.group(1) if m.groups() else m.group(0)) if m else None
+        self.detail = detail
         self._stop = threading.Event()
         self._thread = None
         self._pos = 0
@@ -334,10 +340,9 @@ class follow_file:
         self._partial = lines.pop()
         for line in lines:
             self.progress.tool_line(line + "\n")
-            if self.detail is not None:
-                m = self.detail.search(line)
-                if m:
-                    self.progress.detail(m.group(1) if m.groups() else m.group(0))
+            text = self.detail(line) if self.detail is not None else None
+            if text:
+                self.progress.detail(text)
 
     def __enter__(self):
         if self.progress.quiet or not (self.progress.verbose or self.progress.tty):

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -138,7 +139,7 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     vfile = work / f"{TOPLEVEL}.v"
     vfile.write_text(source)
     runner = get_runner("verilator")
-    follow = (follow_file(progress, work / "build.log", detail=r"(\S+\.cpp)\s*$")
+    follow = (follow_file(progress, work / "build.log", detail=CompileCount())
               if progress is not None else contextlib.nullcontext())
     try:
         with follow:
@@ -159,6 +160,34 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     if not (build / "ready").exists():
         raise RuntimeError(f"Verilator build of {geometry} did not complete in {build}")
     return build
+
+
+class CompileCount:
+    """Detail for the terminal line from a Verilator build log: which of the
+    C++ files Verilator generated is being compiled (``Vtop__Slow.cpp,
+    C++ 3/12``; Verilator's report gives the count)."""
+
+    def __init__(self):
+        self.total = None
+        self.done = 0
+
+    def __call__(self, line: str) -> str | None:
+        m = re.search(r"into [\d.]+ \w?B in (\d+) C\+\+ files", line)
+        if m:
+            self.total = int(m.group(1))
+            return "Verilator: C++ generated"
+        m = re.search(r"\s-c\s+(?:-o\s+\S+\s+)?(\S+\.cpp)\s*$", line)
+        if not m:
+            return None
+        name = m.group(1)
+        if "/" in name:                       # the Verilator and cocotb runtime
+            return f"compiling {Path(name).name}"
+        if name.endswith("__ALL.cpp"):        # a small design: one file includes them all
+            return f"compiling {name} (all {f'{self.total} ' if self.total else ''}" \
+                   "generated C++ files)"
+        self.done += 1
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        return f"compiling {name}, C++ {count}"
 
 
 def first_error(log: Path) -> str | None:

@@ -240,3 +240,31 @@ def test_cli_rtl_refuses_a_geometry_without_stage_lines(tmp_path, capsys):
                  str(tmp_path / "chip.v")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("neuromesh rtl: error: geometry 16x16")
+
+
+def test_follow_file_streams_a_growing_log_and_counts_compiled_files(tmp_path):
+    from neuromesh.progress import follow_file
+    from neuromesh.sim.runner import CompileCount
+    log = tmp_path / "build.log"
+    log.write_text("")
+    p, out, clock = make(verbose=True)
+    p.stage("a")
+    f = follow_file(p, log, detail=CompileCount())
+    with open(log, "a") as w:
+        w.write("- Verilator: Built from 1.578 MB sources in 57 modules, into 2.371 MB in "
+                "12 C++ files needing 0.008 MB\n")
+        w.write("c++ -Os -I. -c -o verilated.o /x/include/verilated.cpp\n")
+        w.write("c++ -Os -I. -include Vtop__pch.h.fast -c Vtop.cpp\n")
+        w.write("c++ -Os -I. -include Vtop__pch.h.slow -c Vtop__Sl")      # half a line
+    f.poll()
+    assert p._detail == "compiling Vtop.cpp, C++ 1/12"
+    assert out.getvalue().splitlines()[-1] == "c++ -Os -I. -include Vtop__pch.h.fast -c Vtop.cpp"
+    with open(log, "a") as w:
+        w.write("ow.cpp\n")
+    f.poll()
+    assert p._detail == "compiling Vtop__Slow.cpp, C++ 2/12"
+    assert out.getvalue().count("Vtop__Slow.cpp") == 1        # echoed once, whole
+    small = CompileCount()
+    small("- Verilator: Built from 0.5 MB sources in 9 modules, into 0.7 MB in 4 C++ files")
+    assert small("c++ -Os -c Vtop__ALL.cpp") == \
+        "compiling Vtop__ALL.cpp (all 4 generated C++ files)"
