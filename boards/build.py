@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from neuromesh.chip import Geometry
+from neuromesh.progress import Progress, ToolFailed, run_tool
 
 from .catalog import Board, get_board
 from .top import BoardTop
 
-__all__ = ["BuildReport", "build", "tool_env", "TOOLS"]
+__all__ = ["BuildReport", "build", "tool_env", "TOOLS", "STAGES"]
 
 NAME = "neuromesh"
 
@@ -165,37 +166,88 @@ def _parse_report(report: BuildReport, path: Path):
         report.fmax_mhz = float(min(fmax))
 
 
+#: Stages of a board build, in order (the progress output's names).
+STAGES = ["fit check", "elaborate", "synthesize (yosys)", "place (nextpnr)", "route (nextpnr)",
+          "pack"]
+
+#: nextpnr log lines that start the routing stage (router1 and router2).
+ROUTE_TRIGGERS = [r"^Info: (Routing|Setting up routing queue|Running router2|Router2)",
+                  r"^Info: Routing globals"]
+#: The latest thing each tool reports, for the terminal line.
+DETAIL = {"yosys": r"^\d+(?:\.\d+)*\. Executing (.+?)(?: pass)?(?: \(.*)?\.?$",
+          "nextpnr": r"^Info: (\S.*)"}
+
+
+def _tool_commands(script: Path) -> list[tuple[str, str]]:
+    """The tool lines of Amaranth's build script: ``(tool, shell line)`` for
+    each of yosys, nextpnr and the packer, in order."""
+    out = []
+    for line in script.read_text().splitlines():
+        m = re.match(r'^"\$(YOSYS|NEXTPNR_ICE40|NEXTPNR_ECP5|ICEPACK|ECPPACK)"', line)
+        if m:
+            tool = {"YOSYS": "yosys", "ICEPACK": "pack", "ECPPACK": "pack"}.get(m.group(1),
+                                                                                "nextpnr")
+            out.append((tool, line))
+    return out
+
+
 def build(board: str | Board, geometry: Geometry | str | None = None,
           out_dir: str | os.PathLike = "build", *, baud: int | None = None,
-          seed: int | None = None, verbose: bool = False,
-          learning: bool = False) -> BuildReport:
+          seed: int | None = None, verbose: bool = False, quiet: bool = False,
+          learning: bool = False, force: bool = False,
+          progress: Progress | None = None) -> BuildReport:
     """Build the bitstream of ``board`` for ``geometry`` (default: the
     board's) into ``out_dir``; writes ``neuromesh.report.json`` and
     ``neuromesh.report.txt`` there and returns the report (it does not
     raise when the design does not fit or misses timing: see
     :attr:`BuildReport.passed`). ``learning``: every core gets a learning
-    engine (``Chip(learning=True)``), for images with plastic synapses."""
+    engine (``Chip(learning=True)``), for images with plastic synapses.
+
+    Before anything else the design's resources are estimated
+    (:func:`~neuromesh.boards.fit.check_fit`): a geometry that cannot fit
+    raises :class:`~neuromesh.boards.fit.FitError` with the numbers, before
+    any tool runs, unless ``force``. The stages (fit check, elaborate,
+    synthesize, place, route, pack) and their elapsed time go to stderr
+    (:class:`~neuromesh.progress.Progress`; ``quiet``: nothing, ``verbose``:
+    the tools' own output too); the tools' full output is kept in
+    ``neuromesh.log`` in ``out_dir``, whose path a failure names."""
+    from .fit import check_fit
     b = board if isinstance(board, Board) else get_board(board)
     if geometry is None:
         geometry = b.geometry
     if isinstance(geometry, str):
         geometry = Geometry.parse(geometry)
-    out = Path(out_dir)
+    family = "ice40" if b.tools[1] == "nextpnr-ice40" else "ecp5"
+    stages = [s if s != "pack" else f"pack ({b.tools[2]})" for s in STAGES]
+    prog = progress or Progress("build", stages, quiet=quiet, verbose=verbose)
+    with prog:
+        prog.stage(stages[0])
+        if not force:
+            check_fit(b, geometry, learning=learning)
+        return _build(b, geometry, Path(out_dir), family, stages, prog, baud=baud, seed=seed,
+                      learning=learning)
+
+
+def _build(b: Board, geometry: Geometry, out: Path, family: str, stages: list, prog: Progress,
+           *, baud, seed, learning) -> BuildReport:
     out.mkdir(parents=True, exist_ok=True)
     platform = b.make_platform()
-    family = "ice40" if b.tools[1] == "nextpnr-ice40" else "ecp5"
     report = BuildReport(board=b.name, geometry=str(geometry), family=family,
                          clock_mhz=b.clk_hz / 1e6, learning=learning)
     nextpnr_opts = ["--report", f"{NAME}.report-nextpnr.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
-    overrides = {"nextpnr_opts": nextpnr_opts, "script_after_read": NO_RW_CHECK_SCRIPT}
+    # verbose: yosys logs every pass to its output (not only to neuromesh.rpt),
+    # which the progress output follows.
+    overrides = {"nextpnr_opts": nextpnr_opts, "script_after_read": NO_RW_CHECK_SCRIPT,
+                 "verbose": True}
     if family == "ice40":
         # -dsp: the UltraPlus multipliers (without them the neuron datapath
         # alone overflows the UP5K); -dff: abc9 optimizes across flip-flops,
         # about 150 fewer logic cells on the iCEBreaker build.
         overrides["synth_opts"] = "-dsp -dff"
 
+    prog.stage(stages[1])
     t0 = time.perf_counter()
     top = BoardTop(b, geometry, baud=baud, learning=learning)
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, **overrides)
@@ -204,22 +256,41 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
     root = out.resolve()
     plan.extract(str(root))
     script = root / f"build_{NAME}.sh"
+    log = root / f"{NAME}.log"
+    log.write_text("")
+    commands = _tool_commands(script) or [("yosys", f"sh {script.name}")]
     t0 = time.perf_counter()
-    proc = subprocess.run(["sh", script.name], cwd=root, env=env, capture_output=not verbose,
-                          text=True)
+    failed = None
+    try:
+        for tool, line in commands:
+            if tool == "yosys":
+                prog.stage(stages[2])
+                triggers, detail = [], DETAIL["yosys"]
+            elif tool == "nextpnr":
+                prog.stage(stages[3])
+                triggers, detail = [(rx, stages[4]) for rx in ROUTE_TRIGGERS], DETAIL["nextpnr"]
+            else:
+                prog.stage(stages[5])
+                triggers, detail = [], None
+            with open(log, "a") as f:
+                f.write(f"$ {line}\n")
+            # exec: the tool replaces the shell, so that stopping it (Ctrl-C) stops the tool
+            run_tool(prog, ["sh", "-c", "exec " + line], cwd=root, env=env, log=log,
+                     triggers=triggers, detail=detail, what=tool)
+    except ToolFailed as e:
+        failed = e
+        report.error = f"toolchain failed: {e}"
     report.seconds["yosys + nextpnr + pack"] = time.perf_counter() - t0
-    if proc.returncode != 0:
-        lines = ((proc.stderr or "") + (proc.stdout or "")).splitlines()
-        errors = [line for line in lines if line.startswith("ERROR")] or lines[-15:]
-        report.error = f"toolchain failed (exit {proc.returncode}): " + "\n".join(errors)
     if (root / f"{NAME}.json").exists():
         report.netlist = _netlist_counts(root / f"{NAME}.json", family)
     if (root / f"{NAME}.report-nextpnr.json").exists():
         _parse_report(report, root / f"{NAME}.report-nextpnr.json")
     bit = root / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
-    if proc.returncode == 0 and bit.exists():
+    if failed is None and bit.exists():
         report.bitstream = str(bit)
     from neuromesh.files import write_text
     write_text(root / f"{NAME}.report.json", json.dumps(report.to_json(), indent=2) + "\n")
     write_text(root / f"{NAME}.report.txt", report.summary() + "\n")
+    if failed is not None:
+        prog.finish(ok=False, note=f"full log: {log}")
     return report

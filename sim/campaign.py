@@ -20,7 +20,7 @@ from neuromesh.chip import Geometry
 from neuromesh.image import ChipImage
 
 from .randomgen import random_image, random_inputs
-from .runner import CosimResult, run_verilator, write_case
+from .runner import CosimResult, run_verilator, stages, write_case
 
 __all__ = ["GEOMETRIES", "corner_cases", "Campaign", "campaign_plan", "make_cases",
            "merge_results", "save_reproducers", "run_campaign"]
@@ -212,23 +212,31 @@ def save_reproducers(divergences, case_files, repro_dir: Path) -> list:
 
 def run_campaign(n_cases: int, steps: int, seed: int, workdir: Path, *,
                  corners: bool = True, geometries=None, chip_factory=None,
-                 repro_dir: Path | None = None) -> Campaign:
+                 repro_dir: Path | None = None, quiet: bool = True,
+                 verbose: bool = False) -> Campaign:
     """Run ``n_cases`` random cases (``steps`` steps each) spread over
     ``geometries`` (default :data:`GEOMETRIES`), plus the directed corner
     cases, in this process: one Verilator simulation per geometry. Seeds of
     the cases are ``seed, seed + 1, ...``. ``neuromesh.cluster.campaign``
-    runs the same plan on Dask workers."""
+    runs the same plan on Dask workers. The stages (per geometry: Verilog,
+    Verilator compile, simulate) go to stderr unless ``quiet``
+    (:class:`~neuromesh.progress.Progress`; ``verbose``: the compiler's
+    output too)."""
+    from neuromesh.progress import Progress
     geometries = geometries or GEOMETRIES
     t0 = time.perf_counter()
     camp = Campaign(seed=seed)
     plan = campaign_plan(n_cases, seed, geometries, corners=corners)
     jobs = {name: make_cases(geometries[name], cases, steps, Path(workdir) / name)
             for name, cases in plan.items()}
-    for name, cases in jobs.items():
-        if cases:
-            camp.results[name] = run_verilator(geometries[name], cases,
+    names = [name for name, cases in jobs.items() if cases]
+    with Progress("cosim-campaign", [s for name in names for s in stages(f"{name}: ")],
+                  quiet=quiet, verbose=verbose) as progress:
+        for name in names:
+            camp.results[name] = run_verilator(geometries[name], jobs[name],
                                                chip_factory=chip_factory,
-                                               stop_on_divergence=False)
+                                               stop_on_divergence=False,
+                                               progress=progress, label=f"{name}: ")
     camp.seconds = time.perf_counter() - t0
     files = {c["name"]: (Path(c["image"]).read_bytes(), Path(c["inputs"]).read_bytes())
              for cases in jobs.values() for c in cases

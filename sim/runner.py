@@ -9,9 +9,11 @@ and the full state with the emulator after every step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,8 +29,8 @@ from .compare import describe, lockstep
 from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
-__all__ = ["CosimResult", "cache_dir", "build_verilator", "run_verilator", "serve_pty",
-           "run_amaranth", "write_case", "learning_chip"]
+__all__ = ["CosimResult", "STAGES", "stages", "cache_dir", "build_verilator", "run_verilator",
+           "serve_pty", "run_amaranth", "cosim_image", "write_case", "learning_chip"]
 
 TOPLEVEL = WRAPPER_MODULE
 
@@ -88,8 +90,17 @@ def _verilog(geometry: Geometry, chip_factory=None) -> str:
     return verilog.convert(chip, name=CHIP_MODULE) + wrapper_verilog()
 
 
+#: The stages of a Verilator co-simulation (prefixed by a label in campaigns).
+STAGES = ["Verilog (elaborate, convert)", "Verilator compile", "simulate"]
+
+
+def stages(label: str = "") -> list[str]:
+    """:data:`STAGES` with ``label`` in front (``"1x1: "`` in a campaign)."""
+    return [label + s for s in STAGES]
+
+
 def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
-                    waves=False) -> Path:
+                    waves=False, progress=None, label: str = "") -> Path:
     """Compile the co-simulation top for ``geometry``; reuse an identical build.
 
     The cache key is a hash of the Verilog source and the build arguments,
@@ -97,9 +108,17 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     ``waves``: a separate build that can record a VCD waveform (Verilator's
     own VCD writer needs no system headers, unlike FST's lz4). Returns the
     build directory. A failed build raises :class:`RuntimeError` with the
-    compiler's first error and the path of the full log.
+    compiler's first error and the path of the full log. ``progress``: a
+    :class:`~neuromesh.progress.Progress` told of the stages
+    (:func:`stages` with ``label``); with it the compiler's log is followed
+    (streamed when verbose).
     """
     from cocotb_tools.runner import get_runner
+
+    from neuromesh.progress import follow_file
+    names = stages(label)
+    if progress is not None:
+        progress.stage(names[0])
     source = _verilog(geometry, chip_factory)
     # A traced model keeps every signal visible (cocotb's --public-flat-rw):
     # waveforms are for looking at the design.
@@ -108,7 +127,11 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     build = cache_dir() / (key + ("-trace" if waves else ""))
     os.environ.update(verilator_env())        # also for the runs of a cached build
     if (build / "ready").exists():
+        if progress is not None:
+            progress.stage(names[1], note="cached")
         return build
+    if progress is not None:
+        progress.stage(names[1])
     # Build in a private folder and move it into place when done, so that
     # concurrent runs (parallel campaigns) never share a half-built tree.
     cache_dir().mkdir(parents=True, exist_ok=True)
@@ -116,10 +139,13 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     vfile = work / f"{TOPLEVEL}.v"
     vfile.write_text(source)
     runner = get_runner("verilator")
+    follow = (follow_file(progress, work / "build.log", detail=CompileCount())
+              if progress is not None else contextlib.nullcontext())
     try:
-        runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
-                     build_args=args, timescale=("1ns", "1ps"), verbose=verbose, waves=waves,
-                     log_file=work / "build.log")
+        with follow:
+            runner.build(sources=[vfile], hdl_toplevel=TOPLEVEL, build_dir=work, always=True,
+                         build_args=args, timescale=("1ns", "1ps"), verbose=verbose,
+                         waves=waves, log_file=work / "build.log")
     except (SystemExit, RuntimeError, subprocess.CalledProcessError, OSError) as e:
         raise RuntimeError(f"the Verilator build of {geometry} failed: "
                            f"{first_error(work / 'build.log') or e} "
@@ -134,6 +160,34 @@ def build_verilator(geometry: Geometry, *, chip_factory=None, verbose=False,
     if not (build / "ready").exists():
         raise RuntimeError(f"Verilator build of {geometry} did not complete in {build}")
     return build
+
+
+class CompileCount:
+    """Detail for the terminal line from a Verilator build log: which of the
+    C++ files Verilator generated is being compiled (``Vtop__Slow.cpp,
+    C++ 3/12``; Verilator's report gives the count)."""
+
+    def __init__(self):
+        self.total = None
+        self.done = 0
+
+    def __call__(self, line: str) -> str | None:
+        m = re.search(r"into [\d.]+ \w?B in (\d+) C\+\+ files", line)
+        if m:
+            self.total = int(m.group(1))
+            return "Verilator: C++ generated"
+        m = re.search(r"\s-c\s+(?:-o\s+\S+\s+)?(\S+\.cpp)\s*$", line)
+        if not m:
+            return None
+        name = m.group(1)
+        if "/" in name:                       # the Verilator and cocotb runtime
+            return f"compiling {Path(name).name}"
+        if name.endswith("__ALL.cpp"):        # a small design: one file includes them all
+            return f"compiling {name} (all {f'{self.total} ' if self.total else ''}" \
+                   "generated C++ files)"
+        self.done += 1
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        return f"compiling {name}, C++ {count}"
 
 
 def first_error(log: Path) -> str | None:
@@ -162,15 +216,20 @@ def write_case(workdir: Path, name: str, image: ChipImage, inputs, steps=None) -
 
 def run_verilator(geometry: Geometry, cases: list[dict], *, waves: Path | None = None,
                   stop_on_divergence=True, chip_factory=None, workdir=None,
-                  mode: str = "compare", build: Path | None = None) -> CosimResult:
+                  mode: str = "compare", build: Path | None = None, progress=None,
+                  label: str = "") -> CosimResult:
     """Run ``cases`` (from :func:`write_case`, all for ``geometry``) in one
     Verilator simulation. ``waves``: write a VCD waveform there. ``mode``:
     ``"compare"`` (lockstep with the emulator), ``"throughput"``, or
     ``"learning-host"`` (:mod:`~neuromesh.sim.learning_host`; a case may add
     ``reward_step`` and ``rewards``). ``build``: the folder
     :func:`build_verilator` returned for this geometry, ``chip_factory`` and ``waves``
-    (saves regenerating the Verilog to find the cached build)."""
-    build = build or build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves))
+    (saves regenerating the Verilog to find the cached build). ``progress``,
+    ``label``: see :func:`build_verilator`; the run is the last stage."""
+    build = build or build_verilator(geometry, chip_factory=chip_factory, waves=bool(waves),
+                                     progress=progress, label=label)
+    if progress is not None:
+        progress.stage(stages(label)[2], note=f"{len(cases)} case(s)")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         job = {"cases": cases, "result": str(tmp / "result.json"),
@@ -224,6 +283,24 @@ def serve_pty(geometry: Geometry, port_file: Path, stop_file: Path, *, chip_fact
         if not Path(port_file).exists():
             raise RuntimeError("the Verilator pty board did not start:\n" +
                                (tmp / "sim.log").read_text()[-3000:])
+
+
+def cosim_image(image: ChipImage, inputs, steps: int, *, sim: str = "verilator",
+                waves: Path | None = None, chip_factory=None, quiet: bool = False,
+                verbose: bool = False) -> CosimResult:
+    """``neuromesh cosim``: one image and its inputs on the RTL (``sim``
+    ``"verilator"`` or ``"amaranth"``) against the emulator, with the stages
+    on stderr (:class:`~neuromesh.progress.Progress`, ``quiet``, ``verbose``)."""
+    from neuromesh.progress import Progress
+    names = STAGES if sim == "verilator" else ["simulate (amaranth)"]
+    with Progress("cosim", names, quiet=quiet, verbose=verbose) as progress:
+        if sim == "amaranth":
+            progress.stage(names[0])
+            return run_amaranth(image, inputs, steps, vcd=waves, chip_factory=chip_factory)
+        with tempfile.TemporaryDirectory() as tmp:
+            case = write_case(Path(tmp), "case", image, inputs, steps)
+            return run_verilator(image.geometry, [case], waves=waves,
+                                 chip_factory=chip_factory, progress=progress)
 
 
 def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = None,

@@ -92,3 +92,25 @@ def test_corner_cases_exercise_their_corners():
     r = Emulator(image).run(x, probe=[0])
     assert (r.probes["v"][:, 0, 0] == -(3 << 14)).any()
     assert r.probes["v"].min() == -(3 << 14)
+
+
+def test_verilator_runs_report_their_stages(tmp_path):
+    """The stages of a Verilator co-simulation, as `neuromesh cosim` and
+    `cosim-campaign` print them (the build is cached by the campaign test)."""
+    import io
+
+    from neuromesh.progress import Progress
+    from neuromesh.sim.runner import stages
+    g = GEOMETRIES["1x1"]
+    name, image, x = corner_cases(g)[0]
+    out = io.StringIO()
+    with Progress("cosim", stages("1x1: "), stream=out, tty=False) as progress:
+        result = run_verilator(g, [write_case(tmp_path, name, image, x)], progress=progress,
+                               label="1x1: ")
+    assert result.identical
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines[0] == "cosim 1/3: 1x1: Verilog (elaborate, convert)"
+    assert lines[1] in ("cosim 2/3: 1x1: Verilator compile",
+                        "cosim 2/3: 1x1: Verilator compile (cached)")
+    assert lines[2] == "cosim 3/3: 1x1: simulate (1 case(s))"
+    assert lines[3].startswith("cosim: done in ")
