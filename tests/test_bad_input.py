@@ -504,7 +504,7 @@ def test_compile_rtl_and_heatmap_writes_that_fail_leave_the_previous_file(tmp_pa
         "compile": (image, 1024, ["compile", model, "-o", image, "--framework", "snntorch"]),
         "heatmap": (heatmap, 16384, ["compile", model, "-o", image, "--framework", "snntorch",
                                      "--heatmap", heatmap]),
-        "rtl": (verilog, 4096, ["rtl", "-o", verilog, "--geometry", "1x1"]),
+        "rtl": (verilog, 4096, ["rtl", "-o", verilog, "--geometry", "1x1", "--quiet"]),
     }[command]
     target.write_bytes(b"previous contents")
     proc = subprocess.run([sys.executable, "-c", _FSIZE_OUTPUT_SCRIPT, str(limit),
