@@ -259,10 +259,17 @@ def _build(b: Board, geometry: Geometry, out: Path, family: str, stages: list, p
     log = root / f"{NAME}.log"
     log.write_text("")
     commands = _tool_commands(script) or [("yosys", f"sh {script.name}")]
+    bit = root / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
+    # The packer writes the bitstream under a temporary name, renamed into
+    # place when it succeeds: a failed or interrupted build keeps the
+    # previous bitstream whole.
+    partial = bit.with_name(f".{bit.name}.tmp")
     t0 = time.perf_counter()
     failed = None
     try:
         for tool, line in commands:
+            if tool == "pack":
+                line = re.sub(rf"(?<=\s){re.escape(bit.name)}(?=\s|$)", partial.name, line)
             if tool == "yosys":
                 prog.stage(stages[2])
                 triggers, detail = [], DETAIL["yosys"]
@@ -277,15 +284,18 @@ def _build(b: Board, geometry: Geometry, out: Path, family: str, stages: list, p
             # exec: the tool replaces the shell, so that stopping it (Ctrl-C) stops the tool
             run_tool(prog, ["sh", "-c", "exec " + line], cwd=root, env=env, log=log,
                      triggers=triggers, detail=detail, what=tool)
+            if tool == "pack" and partial.exists():
+                os.replace(partial, bit)
     except ToolFailed as e:
         failed = e
         report.error = f"toolchain failed: {e}"
+    finally:
+        partial.unlink(missing_ok=True)
     report.seconds["yosys + nextpnr + pack"] = time.perf_counter() - t0
     if (root / f"{NAME}.json").exists():
         report.netlist = _netlist_counts(root / f"{NAME}.json", family)
     if (root / f"{NAME}.report-nextpnr.json").exists():
         _parse_report(report, root / f"{NAME}.report-nextpnr.json")
-    bit = root / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
     if failed is None and bit.exists():
         report.bitstream = str(bit)
     from neuromesh.files import write_text

@@ -174,43 +174,55 @@ lines = {{
 }}[name]
 for line in lines:
     print(line, flush=True)
-if name == "nextpnr" and {fail}:
+if name == "nextpnr" and {fail!r} == "nextpnr":
     print("ERROR: Unable to place cell 'x'", file=sys.stderr)
     sys.exit(1)
 if name == "icepack":
-    Path(sys.argv[-1]).write_bytes(b"bitstream")
+    Path(sys.argv[-1]).write_bytes(b"bitstream"[:{cut}])
+    if {fail!r} == "pack":
+        print("Error: disk full", file=sys.stderr)
+        sys.exit(1)
 """
 
 
-@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize("fail", [None, "nextpnr", "pack"])
 def test_build_stages_follow_the_tools_output(tmp_path, monkeypatch, capsys, fail):
     """The stages of a build from a fake toolchain's output (elaboration and
     Amaranth's build script are real): fit check, elaborate, synthesize,
     place, route (from nextpnr's log), pack; the full log in neuromesh.log,
-    named on failure."""
+    named on failure. The bitstream is renamed into place: a failed build
+    (a packer that wrote half a file) leaves the previous one whole."""
     import sys
     tools = {}
     for var, name in [("YOSYS", "yosys"), ("NEXTPNR_ICE40", "nextpnr"), ("ICEPACK", "icepack")]:
         path = tmp_path / "bin" / name
         path.parent.mkdir(exist_ok=True)
-        path.write_text(FAKE_TOOL.format(python=sys.executable, fail=fail))
+        path.write_text(FAKE_TOOL.format(python=sys.executable, fail=fail,
+                                         cut=4 if fail == "pack" else 9))
         path.chmod(0o755)
         tools[var] = str(path)
     monkeypatch.setattr(build_module, "tool_env", lambda family: tools)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "neuromesh.bin").write_bytes(b"previous")
     report = build("icebreaker", None, out)
     err = capsys.readouterr().err.splitlines()
     stages = [re.sub(r"^\[[\d.]+ s\] build:? ", "", line) for line in err]
     log = (out / "neuromesh.log").read_text()
     assert "2.45. Executing ABC9 pass." in log and "Info: Routing 18000 arcs." in log
     assert log.splitlines()[0].startswith('$ "$YOSYS"')
-    if not fail:
+    assert not list(out.glob(".*.tmp"))
+    assert (out / "neuromesh.bin").read_bytes() == (b"bitstream" if fail is None else b"previous")
+    if fail is None:
         assert stages == ["1/6: fit check", "2/6: elaborate", "3/6: synthesize (yosys)",
                           "4/6: place (nextpnr)", "5/6: route (nextpnr)", "6/6: pack (icepack)",
                           stages[-1]]
         assert stages[-1].startswith("done in ")
         assert report.bitstream == str((out / "neuromesh.bin").resolve())
         assert report.error is None
+    elif fail == "pack":
+        assert stages[-2] == "6/6: pack (icepack)" and stages[-1].startswith("failed in ")
+        assert report.bitstream is None and "Error: disk full" in report.error
     else:
         assert stages[:5] == ["1/6: fit check", "2/6: elaborate", "3/6: synthesize (yosys)",
                               "4/6: place (nextpnr)", "5/6: route (nextpnr)"]
