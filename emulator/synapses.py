@@ -162,7 +162,7 @@ def count_edges(image, words) -> tuple[int, int]:
     writes, so fan-out lists that overlap cost nothing extra here)."""
     g = image.geometry
     neur, fan, axon = words[Region.NEURON], words[Region.FANOUT], words[Region.AXON]
-    akey = axon.core * g.n_axons + axon.offset
+    akey = axon.key(g.n_axons)
     alen = axon["syn_len"]
 
     def syn_len(core_index, ax):
@@ -175,9 +175,9 @@ def count_edges(image, words) -> tuple[int, int]:
     # Synapses reached through each written fan-out entry; an entry never
     # written is a zero word: core-bound to core (0, 0), axon 0.
     reach = np.where(fan["to_host"] == 1, 0,
-                     syn_len(fan["y"] * g.cols + fan["x"], fan["axon"]))
+                     syn_len(fan["y"].astype(np.int64) * g.cols + fan["x"], fan["axon"]))
     unwritten = int(syn_len(0, 0))
-    fkey = fan.core * g.n_fanout + fan.offset
+    fkey = fan.key(g.n_fanout)
     prefix = np.concatenate([[0], np.cumsum(reach - unwritten)])
     has = neur["fanout_len"] > 0
     length = neur["fanout_len"][has]

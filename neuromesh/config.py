@@ -25,6 +25,7 @@ from .chip import (
     LearnRegion,
     LearnWord,
     Region,
+    _compact_dtype,
     region_words,
 )
 from .image import ChipImage, ImageError
@@ -72,15 +73,28 @@ class _Words:
     """The final contents of the words an image writes in one region (the
     last write to an address wins), sorted by core index and offset, with
     their fields unpacked. Words never written are zero, and a zero word
-    passes every per-word check, so checking only these is complete."""
+    passes every per-word check, so checking only these is complete.
 
-    def __init__(self, region, layout, core, offset, words):
+    In the regions that grow with the synapses (:data:`COMPACT_REGIONS`,
+    10^7 words and more at Loihi scale) ``core`` is int16, ``offset`` int32
+    and the fields come in compact dtypes, as :func:`decode` gives them:
+    widen before arithmetic that could leave the dtype (:meth:`key` does)."""
+
+    def __init__(self, region, layout, core, offset, fields):
         self.region, self.layout = region, layout
-        self.core, self.offset, self.words = core, offset, words
-        self.fields = layout.unpack(words)
+        self.core, self.offset = core, offset
+        self.fields = fields
 
     def __getitem__(self, name):
         return self.fields[name]
+
+    def key(self, stride, mask=None):
+        """``core * stride + offset`` as int64 (of the words in ``mask``)."""
+        core, offset = (self.core, self.offset) if mask is None else \
+            (self.core[mask], self.offset[mask])
+        key = core.astype(np.int64) * stride
+        key += offset
+        return key
 
     def fail(self, field, mask, values, limit):
         """Raise the error for the first word in ``mask`` (and count the rest)."""
@@ -100,21 +114,57 @@ class _Words:
         return out
 
 
+def _message(region, field, core, offset, value, limit, count):
+    more = f" (and {count - 1} more words)" if count > 1 else ""
+    return (f"core {int(core)} {region.name} word {int(offset)}: {field} = {int(value)} "
+            f"{limit}{more}")
+
+
 def _raise(region, field, core, offset, mask, values, limit):
     i = int(np.flatnonzero(mask)[0])
-    count = int(np.count_nonzero(mask))
-    more = f" (and {count - 1} more words)" if count > 1 else ""
-    raise ImageError(
-        f"core {int(core[i])} {region.name} word {int(offset[i])}: {field} = {int(values[i])} "
-        f"{limit}{more}")
+    raise ImageError(_message(region, field, core[i], offset[i], values[i], limit,
+                              int(np.count_nonzero(mask))))
+
+
+#: Writes unpacked at a time by :func:`_final_words` (the temporaries of a
+#: block stay small next to a Loihi-scale region).
+_BLOCK = 1 << 20
 
 
 def _final_words(image: ChipImage, region, layout) -> _Words:
-    core, offset, words = image.final_writes(region)
-    reserved = layout.reserved_bits(words)
-    if reserved.any():
-        _raise(region, "reserved bits", core, offset, reserved, words, "must be zero")
-    return _Words(region, layout, core, offset, words)
+    """The region's final words, reserved bits checked, unpacked a block of
+    writes at a time into compact arrays (int64 outside
+    :data:`COMPACT_REGIONS`): no whole-region uint64 or int64 temporaries."""
+    cols = image.geometry.cols
+    sel = image._region_writes(region)
+    compact = region in COMPACT_REGIONS
+    core = np.empty(sel.size, np.int16 if compact else np.int64)
+    offset = np.empty(sel.size, np.int32 if compact else np.int64)
+    fields = {name: np.empty(sel.size, _compact_dtype(f) if compact else np.int64)
+              for name, f in layout.fields.items()}
+    reserved_count, first = 0, None
+    for i in range(0, sel.size, _BLOCK):
+        part = sel[i:i + _BLOCK]
+        addr = image.addresses[part]
+        core_id = addr >> 24
+        core[i:i + part.size] = (core_id >> 4) * cols + (core_id & 0xF)
+        offset[i:i + part.size] = addr & 0xFFFFF
+        del addr, core_id
+        words = image.words[part]
+        reserved = layout.reserved_bits(words)
+        if reserved.any():
+            reserved_count += int(np.count_nonzero(reserved))
+            if first is None:
+                j = int(np.flatnonzero(reserved)[0])
+                first = i + j, int(words[j])
+        for name, values in layout.unpack(words, compact=compact).items():
+            fields[name][i:i + part.size] = values
+    del sel
+    if reserved_count:
+        i, word = first
+        raise ImageError(_message(region, "reserved bits", core[i], offset[i], word,
+                                  "must be zero", reserved_count))
+    return _Words(region, layout, core, offset, fields)
 
 
 def check(image: ChipImage) -> dict:
@@ -182,7 +232,8 @@ def decode(image: ChipImage, checked: dict | None = None) -> ChipConfig:
     ``y * cols + x``), region, word, field, value and limit of the first
     violation. The arrays cover the whole chip (memory in proportion to the
     geometry); :func:`check` alone costs only in proportion to the writes.
-    ``checked``: what :func:`check` returned for this image (not checked again).
+    ``checked``: what :func:`check` returned for this image (not checked again;
+    only the words of the learning regions are read from it).
     """
     g = image.geometry
     words = check(image) if checked is None else checked
@@ -209,7 +260,7 @@ def _check_unique_channels(image: ChipImage, w):
     ncore, base, length = n.core[has], n["fanout_base"][has], n["fanout_len"][has]
     starts = np.sort(ncore * g.n_fanout + base)
     ends = np.sort(ncore * g.n_fanout + base + length)
-    ekey = f.core[host] * g.n_fanout + f.offset[host]
+    ekey = f.key(g.n_fanout, host)
     cover = np.searchsorted(starts, ekey, "right") - np.searchsorted(ends, ekey, "right")
     channels = f["channel"][host]
     totals = np.bincount(channels, weights=cover, minlength=1)
@@ -316,8 +367,8 @@ def _check_plastic_overlap(g, axon, syn, splastic, group0_plastic):
     has = axon["syn_len"] > 0
     if not has.any():
         return
-    core = axon.core[has]
-    lo = core * g.n_synapses + axon["syn_base"][has]
+    lo = axon.core[has].astype(np.int64) * g.n_synapses
+    lo += axon["syn_base"][has]
     hi = lo + axon["syn_len"][has]
     # Sweep: the coverage between consecutive run ends; keep the stretches > 1.
     points = np.concatenate([lo, hi])
@@ -328,7 +379,7 @@ def _check_plastic_overlap(g, axon, syn, splastic, group0_plastic):
     if not seg.size:
         return
     seg_lo, seg_hi = points[seg], points[seg + 1]
-    key = syn.core * g.n_synapses + syn.offset
+    key = syn.key(g.n_synapses)
     at = np.searchsorted(seg_lo, key, "right") - 1
     inside = (at >= 0) & (key < seg_hi[np.maximum(at, 0)])
     bad = splastic & inside

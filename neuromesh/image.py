@@ -161,12 +161,14 @@ class ChipImage:
         """Indices of the writes that end up in ``region`` (the last write to
         an address wins), in address order, i.e. by core index ``y * cols +
         x`` and offset. Found a block of writes at a time: an image may hold
-        10^8 writes, and only this region's are ever unpacked."""
+        10^8 writes, and only this region's are ever unpacked. The indices
+        are int32 while they fit (half the memory of int64)."""
         block = 1 << 20
-        parts = [first + np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF)
-                                        == region)
+        index = np.int32 if self.addresses.size <= np.iinfo(np.int32).max else np.int64
+        parts = [(np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF) == region)
+                  + first).astype(index)
                  for first in range(0, self.addresses.size, block)]
-        sel = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        sel = np.concatenate(parts) if parts else np.zeros(0, index)
         del parts
         if sel.size > 1:
             addr = self.addresses[sel]
