@@ -84,6 +84,7 @@ class _Words:
         self.region, self.layout = region, layout
         self.core, self.offset = core, offset
         self.fields = fields
+        self.failed = []    # (field, limit, count, (core, offset, value)) of block checks
 
     def __getitem__(self, name):
         return self.fields[name]
@@ -103,6 +104,12 @@ class _Words:
     def check(self, field, bad, limit):
         if bad.any():
             self.fail(field, bad, self.fields[field], limit)
+
+    def raise_failed(self):
+        """Raise the error of the first block check that failed (in order)."""
+        for field, limit, count, first in self.failed:
+            if count:
+                raise ImageError(_message(self.region, field, *first, limit, count))
 
     def dense(self, n_cores, size):
         """The region as int64 field arrays ``[n_cores, size]``."""
@@ -131,24 +138,31 @@ def _raise(region, field, core, offset, mask, values, limit):
 _BLOCK = 1 << 20
 
 
-def _final_words(image: ChipImage, region, layout) -> _Words:
+def _final_words(image: ChipImage, region, layout, checks=(), keep=True) -> _Words:
     """The region's final words, reserved bits checked, unpacked a block of
     writes at a time into compact arrays (int64 outside
-    :data:`COMPACT_REGIONS`): no whole-region uint64 or int64 temporaries."""
+    :data:`COMPACT_REGIONS`): no whole-region uint64 or int64 temporaries.
+
+    ``checks``: ``(field, bad(fields) -> mask, limit)`` run on each block;
+    the first failure and the count of each are recorded for
+    :meth:`_Words.raise_failed` (so the errors keep the order of
+    :func:`check`). ``keep=False``: the words are not kept (no arrays)."""
     cols = image.geometry.cols
     sel = image._region_writes(region)
     compact = region in COMPACT_REGIONS
-    core = np.empty(sel.size, np.int16 if compact else np.int64)
-    offset = np.empty(sel.size, np.int32 if compact else np.int64)
-    fields = {name: np.empty(sel.size, _compact_dtype(f) if compact else np.int64)
+    n = sel.size if keep else 0
+    core = np.empty(n, np.int16 if compact else np.int64)
+    offset = np.empty(n, np.int32 if compact else np.int64)
+    fields = {name: np.empty(n, _compact_dtype(f) if compact else np.int64)
               for name, f in layout.fields.items()}
     reserved_count, first = 0, None
+    failed = [[0, None] for _ in checks]
     for i in range(0, sel.size, _BLOCK):
         part = sel[i:i + _BLOCK]
         addr = image.addresses[part]
         core_id = addr >> 24
-        core[i:i + part.size] = (core_id >> 4) * cols + (core_id & 0xF)
-        offset[i:i + part.size] = addr & 0xFFFFF
+        block_core = (core_id >> 4) * cols + (core_id & 0xF)
+        block_offset = addr & 0xFFFFF
         del addr, core_id
         words = image.words[part]
         reserved = layout.reserved_bits(words)
@@ -156,25 +170,48 @@ def _final_words(image: ChipImage, region, layout) -> _Words:
             reserved_count += int(np.count_nonzero(reserved))
             if first is None:
                 j = int(np.flatnonzero(reserved)[0])
-                first = i + j, int(words[j])
-        for name, values in layout.unpack(words, compact=compact).items():
-            fields[name][i:i + part.size] = values
+                first = block_core[j], block_offset[j], words[j]
+        block = layout.unpack(words, compact=compact)
+        del words
+        for (field, bad, _), f in zip(checks, failed):
+            mask = bad(block)
+            if mask.any():
+                f[0] += int(np.count_nonzero(mask))
+                if f[1] is None:
+                    j = int(np.flatnonzero(mask)[0])
+                    f[1] = block_core[j], block_offset[j], block[field][j]
+        if keep:
+            core[i:i + part.size] = block_core
+            offset[i:i + part.size] = block_offset
+            for name, values in block.items():
+                fields[name][i:i + part.size] = values
     del sel
     if reserved_count:
-        i, word = first
-        raise ImageError(_message(region, "reserved bits", core[i], offset[i], word,
-                                  "must be zero", reserved_count))
-    return _Words(region, layout, core, offset, fields)
+        raise ImageError(_message(region, "reserved bits", *first, "must be zero",
+                                  reserved_count))
+    out = _Words(region, layout, core, offset, fields)
+    out.failed = [(field, limit, *f) for (field, _, limit), f in zip(checks, failed)]
+    return out
 
 
 def check(image: ChipImage) -> dict:
     """Check every memory word of ``image`` against the spec, at a cost in
     proportion to the writes (not to the geometry): what
     :func:`neuromesh.image.load` runs. Returns the checked words by region
-    (for :func:`decode`). Raises :class:`~neuromesh.image.ImageError` like
-    :func:`decode`."""
+    (for :func:`decode`); the SYNAPSE words (10^8 at Loihi scale) only in an
+    image with learning, whose checks read them again: they are checked a
+    block at a time and not kept. Raises
+    :class:`~neuromesh.image.ImageError` like :func:`decode`."""
     g = image.geometry
-    w = {region: _final_words(image, region, layout) for region, layout in LAYOUTS.items()}
+    synapse_checks = [
+        ("target", lambda s: s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}"),
+        ("delay", lambda s: s["delay"] > g.max_delay,
+         f"> max delay {g.max_delay} (delay_slots - 2)"),
+        ("group", lambda s: s["group"] >= g.n_groups, f">= n_groups {g.n_groups}"),
+    ]
+    w = {region: _final_words(image, region, layout, checks=synapse_checks,
+                              keep=image.learning) if region == Region.SYNAPSE
+         else _final_words(image, region, layout) for region, layout in LAYOUTS.items()}
     p = w[Region.PROFILE]
     p.check("du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
     p.check("dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")
@@ -185,10 +222,9 @@ def check(image: ChipImage) -> dict:
     a = w[Region.AXON]
     a.check("syn_len", a["syn_base"] + a["syn_len"] > g.n_synapses,
             f"(from syn_base) runs past n_synapses {g.n_synapses}")
-    s = w[Region.SYNAPSE]
-    s.check("target", s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}")
-    s.check("delay", s["delay"] > g.max_delay, f"> max delay {g.max_delay} (delay_slots - 2)")
-    s.check("group", s["group"] >= g.n_groups, f">= n_groups {g.n_groups}")
+    w[Region.SYNAPSE].raise_failed()
+    if not image.learning:
+        del w[Region.SYNAPSE]
     f = w[Region.FANOUT]
     host = f["to_host"] == 1
     f.check("x", ~host & (f["x"] >= g.cols), f">= cols {g.cols}")

@@ -235,7 +235,10 @@ def test_the_terabyte_image_is_refused_by_the_default_limit(tmp_path, capsys):
                           "68,719,476,736 synaptic edges", "4.0 TiB", "memory limit")
 
 
-def test_edge_count_matches_the_expansion():
+@pytest.mark.parametrize("block", [3, 1 << 20])
+def test_edge_count_matches_the_expansion(monkeypatch, block):
+    import neuromesh.emulator.synapses as synapses
+    monkeypatch.setattr(synapses, "COUNT_BLOCK", block)
     rng = np.random.default_rng(5)
     for _ in range(30):
         g = Geometry(rows=1, cols=2, n_neurons=8, n_axons=8, n_synapses=16, n_fanout=8)
