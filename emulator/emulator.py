@@ -151,7 +151,8 @@ class Emulator:
             checked = check(image)
             self._check_memory(image, int(batch), checked)
             # decode reads the checked words of the learning regions only: the
-            # others (the synapses' ~11 bytes each) go before it unpacks the chip.
+            # others (AXON and FANOUT: ~20 bytes per synapse at 100k neurons)
+            # go before it unpacks the chip.
             checked = {r: checked[r] for r in LEARN_LAYOUTS if r in checked}
             config = decode(image, checked)
             del checked
