@@ -392,8 +392,8 @@ def sweep(sizes, steps, malloc_default=False):
           f"process per size (peak = max RSS - RSS at start, per synapse; glibc "
           f"{'defaults' if malloc_default else 'MALLOC_MMAP_THRESHOLD_=131072'})")
     print(f"{'neurons':>8} {'synapses':>11} {'ms/step':>8} {'ns/event':>9} {'vs 10k':>7} "
-          f"{'build s':>8} {'setup s':>8} {'peak B/syn':>10} {'steady':>7} {'image':>6} "
-          f"{'tables':>7}")
+          f"{'build s':>8} {'setup s':>8} {'build pk':>8} {'peak B/syn':>10} {'steady':>7} "
+          f"{'image':>6} {'tables':>7}")
     ref = None
     for n in sizes:
         out = subprocess.run([sys.executable, __file__, "--sweep-child", str(n), "--steps",
@@ -406,11 +406,12 @@ def sweep(sizes, steps, malloc_default=False):
             ref = d["ns_per_event"]
         vs = f"{d['ns_per_event'] / ref:.2f}x" if ref else "-"
         print(f"{n:>8} {d['synapses']:>11,} {d['step_ms']:>8.2f} {d['ns_per_event']:>9.2f} "
-              f"{vs:>7} {d['build_s']:>8.1f} {d['setup_s']:>8.1f} {d['peak_b']:>10.0f} "
-              f"{d['steady_b']:>7.0f} {d['image_b']:>6.1f} {d['tables_b']:>7.1f}")
-    print("(times: CPU seconds of one thread; 'steady': RSS after setup and malloc_trim, incl. "
-          "the image; 'image', 'tables': the image's and the propagation tables' own bytes "
-          "per synapse)")
+              f"{vs:>7} {d['build_s']:>8.1f} {d['setup_s']:>8.1f} {d['peak_build_b']:>8.0f} "
+              f"{d['peak_b']:>10.0f} {d['steady_b']:>7.0f} {d['image_b']:>6.1f} "
+              f"{d['tables_b']:>7.1f}")
+    print("(times: CPU seconds of one thread; 'build pk': the peak of the build alone, 'peak': "
+          "of build + setup; 'steady': RSS after setup and malloc_trim, incl. the image; "
+          "'image', 'tables': the image's and the propagation tables' own bytes per synapse)")
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neuromesh.chip import Region
+from neuromesh.chip import LEARN_LAYOUTS, Region
 from neuromesh.config import ChipConfig, check, decode
 from neuromesh.image import ChipImage
 from neuromesh.limits import ImageTooLargeError, MemoryLimitError, check_memory, format_size
@@ -150,6 +150,10 @@ class Emulator:
         if own_config:
             checked = check(image)
             self._check_memory(image, int(batch), checked)
+            # decode reads the checked words of the learning regions only: the
+            # others (AXON and FANOUT: ~20 bytes per synapse at 100k neurons)
+            # go before it unpacks the chip.
+            checked = {r: checked[r] for r in LEARN_LAYOUTS if r in checked}
             config = decode(image, checked)
             del checked
         else:

@@ -155,6 +155,10 @@ def expand(config, *, with_synapses: bool = False, release: bool = False) -> Edg
                  synapse=synapse if with_synapses else None, axon=axons)
 
 
+#: Fan-out entries :func:`count_edges` works on at a time.
+COUNT_BLOCK = 1 << 20
+
+
 def count_edges(image, words) -> tuple[int, int]:
     """``(fan-out entries, synaptic edges)`` that :func:`expand` would list,
     counted without listing them, from the words
@@ -162,7 +166,7 @@ def count_edges(image, words) -> tuple[int, int]:
     writes, so fan-out lists that overlap cost nothing extra here)."""
     g = image.geometry
     neur, fan, axon = words[Region.NEURON], words[Region.FANOUT], words[Region.AXON]
-    akey = axon.core * g.n_axons + axon.offset
+    akey = axon.key(g.n_axons)
     alen = axon["syn_len"]
 
     def syn_len(core_index, ax):
@@ -172,13 +176,23 @@ def count_edges(image, words) -> tuple[int, int]:
         i = np.minimum(np.searchsorted(akey, key), akey.size - 1)
         return np.where(akey[i] == key, alen[i], 0)
 
-    # Synapses reached through each written fan-out entry; an entry never
-    # written is a zero word: core-bound to core (0, 0), axon 0.
-    reach = np.where(fan["to_host"] == 1, 0,
-                     syn_len(fan["y"] * g.cols + fan["x"], fan["axon"]))
+    # Synapses reached through each written fan-out entry (less those of an
+    # entry never written: a zero word, core-bound to core (0, 0), axon 0),
+    # summed a block of entries at a time: the int64 temporaries of a block
+    # only, next to 10^7 entries at Loihi scale.
     unwritten = int(syn_len(0, 0))
-    fkey = fan.core * g.n_fanout + fan.offset
-    prefix = np.concatenate([[0], np.cumsum(reach - unwritten)])
+    prefix = np.zeros(fan.core.size + 1, np.int64)
+    block = COUNT_BLOCK
+    for i in range(0, fan.core.size, block):
+        part = slice(i, i + block)
+        reach = np.where(fan["to_host"][part] == 1, 0,
+                         syn_len(fan["y"][part].astype(np.int64) * g.cols + fan["x"][part],
+                                 fan["axon"][part])).astype(np.int64)
+        reach -= unwritten
+        np.cumsum(reach, out=prefix[i + 1:i + 1 + reach.size])
+        prefix[i + 1:i + 1 + reach.size] += prefix[i]
+        del reach
+    fkey = fan.key(g.n_fanout)
     has = neur["fanout_len"] > 0
     length = neur["fanout_len"][has]
     lo = neur.core[has] * g.n_fanout + neur["fanout_base"][has]

@@ -25,6 +25,7 @@ from .chip import (
     LearnRegion,
     LearnWord,
     Region,
+    _compact_dtype,
     region_words,
 )
 from .image import ChipImage, ImageError
@@ -72,15 +73,29 @@ class _Words:
     """The final contents of the words an image writes in one region (the
     last write to an address wins), sorted by core index and offset, with
     their fields unpacked. Words never written are zero, and a zero word
-    passes every per-word check, so checking only these is complete."""
+    passes every per-word check, so checking only these is complete.
 
-    def __init__(self, region, layout, core, offset, words):
+    In the regions that grow with the synapses (:data:`COMPACT_REGIONS`,
+    10^7 words and more at Loihi scale) ``core`` is int16, ``offset`` int32
+    and the fields come in compact dtypes, as :func:`decode` gives them:
+    widen before arithmetic that could leave the dtype (:meth:`key` does)."""
+
+    def __init__(self, region, layout, core, offset, fields):
         self.region, self.layout = region, layout
-        self.core, self.offset, self.words = core, offset, words
-        self.fields = layout.unpack(words)
+        self.core, self.offset = core, offset
+        self.fields = fields
+        self.failed = []    # (field, limit, count, (core, offset, value)) of block checks
 
     def __getitem__(self, name):
         return self.fields[name]
+
+    def key(self, stride, mask=None):
+        """``core * stride + offset`` as int64 (of the words in ``mask``)."""
+        core, offset = (self.core, self.offset) if mask is None else \
+            (self.core[mask], self.offset[mask])
+        key = core.astype(np.int64) * stride
+        key += offset
+        return key
 
     def fail(self, field, mask, values, limit):
         """Raise the error for the first word in ``mask`` (and count the rest)."""
@@ -89,6 +104,12 @@ class _Words:
     def check(self, field, bad, limit):
         if bad.any():
             self.fail(field, bad, self.fields[field], limit)
+
+    def raise_failed(self):
+        """Raise the error of the first block check that failed (in order)."""
+        for field, limit, count, first in self.failed:
+            if count:
+                raise ImageError(_message(self.region, field, *first, limit, count))
 
     def dense(self, n_cores, size):
         """The region as int64 field arrays ``[n_cores, size]``."""
@@ -100,31 +121,97 @@ class _Words:
         return out
 
 
+def _message(region, field, core, offset, value, limit, count):
+    more = f" (and {count - 1} more words)" if count > 1 else ""
+    return (f"core {int(core)} {region.name} word {int(offset)}: {field} = {int(value)} "
+            f"{limit}{more}")
+
+
 def _raise(region, field, core, offset, mask, values, limit):
     i = int(np.flatnonzero(mask)[0])
-    count = int(np.count_nonzero(mask))
-    more = f" (and {count - 1} more words)" if count > 1 else ""
-    raise ImageError(
-        f"core {int(core[i])} {region.name} word {int(offset[i])}: {field} = {int(values[i])} "
-        f"{limit}{more}")
+    raise ImageError(_message(region, field, core[i], offset[i], values[i], limit,
+                              int(np.count_nonzero(mask))))
 
 
-def _final_words(image: ChipImage, region, layout) -> _Words:
-    core, offset, words = image.final_writes(region)
-    reserved = layout.reserved_bits(words)
-    if reserved.any():
-        _raise(region, "reserved bits", core, offset, reserved, words, "must be zero")
-    return _Words(region, layout, core, offset, words)
+#: Writes unpacked at a time by :func:`_final_words` (the temporaries of a
+#: block stay small next to a Loihi-scale region).
+_BLOCK = 1 << 20
+
+
+def _final_words(image: ChipImage, region, layout, checks=(), keep=True) -> _Words:
+    """The region's final words, reserved bits checked, unpacked a block of
+    writes at a time into compact arrays (int64 outside
+    :data:`COMPACT_REGIONS`): no whole-region uint64 or int64 temporaries.
+
+    ``checks``: ``(field, bad(fields) -> mask, limit)`` run on each block;
+    the first failure and the count of each are recorded for
+    :meth:`_Words.raise_failed` (so the errors keep the order of
+    :func:`check`). ``keep=False``: the words are not kept (no arrays)."""
+    cols = image.geometry.cols
+    sel = image._region_writes(region)
+    compact = region in COMPACT_REGIONS
+    n = sel.size if keep else 0
+    core = np.empty(n, np.int16 if compact else np.int64)
+    offset = np.empty(n, np.int32 if compact else np.int64)
+    fields = {name: np.empty(n, _compact_dtype(f) if compact else np.int64)
+              for name, f in layout.fields.items()}
+    reserved_count, first = 0, None
+    failed = [[0, None] for _ in checks]
+    for i in range(0, sel.size, _BLOCK):
+        part = sel[i:i + _BLOCK]
+        addr = image.addresses[part]
+        core_id = addr >> 24
+        block_core = (core_id >> 4) * cols + (core_id & 0xF)
+        block_offset = addr & 0xFFFFF
+        del addr, core_id
+        words = image.words[part]
+        reserved = layout.reserved_bits(words)
+        if reserved.any():
+            reserved_count += int(np.count_nonzero(reserved))
+            if first is None:
+                j = int(np.flatnonzero(reserved)[0])
+                first = block_core[j], block_offset[j], words[j]
+        block = layout.unpack(words, compact=compact)
+        del words
+        for (field, bad, _), f in zip(checks, failed):
+            mask = bad(block)
+            if mask.any():
+                f[0] += int(np.count_nonzero(mask))
+                if f[1] is None:
+                    j = int(np.flatnonzero(mask)[0])
+                    f[1] = block_core[j], block_offset[j], block[field][j]
+        if keep:
+            core[i:i + part.size] = block_core
+            offset[i:i + part.size] = block_offset
+            for name, values in block.items():
+                fields[name][i:i + part.size] = values
+    del sel
+    if reserved_count:
+        raise ImageError(_message(region, "reserved bits", *first, "must be zero",
+                                  reserved_count))
+    out = _Words(region, layout, core, offset, fields)
+    out.failed = [(field, limit, *f) for (field, _, limit), f in zip(checks, failed)]
+    return out
 
 
 def check(image: ChipImage) -> dict:
     """Check every memory word of ``image`` against the spec, at a cost in
     proportion to the writes (not to the geometry): what
     :func:`neuromesh.image.load` runs. Returns the checked words by region
-    (for :func:`decode`). Raises :class:`~neuromesh.image.ImageError` like
-    :func:`decode`."""
+    (for :func:`decode`); the SYNAPSE words (10^8 at Loihi scale) only in an
+    image with learning, whose checks read them again: they are checked a
+    block at a time and not kept. Raises
+    :class:`~neuromesh.image.ImageError` like :func:`decode`."""
     g = image.geometry
-    w = {region: _final_words(image, region, layout) for region, layout in LAYOUTS.items()}
+    synapse_checks = [
+        ("target", lambda s: s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}"),
+        ("delay", lambda s: s["delay"] > g.max_delay,
+         f"> max delay {g.max_delay} (delay_slots - 2)"),
+        ("group", lambda s: s["group"] >= g.n_groups, f">= n_groups {g.n_groups}"),
+    ]
+    w = {region: _final_words(image, region, layout, checks=synapse_checks,
+                              keep=image.learning) if region == Region.SYNAPSE
+         else _final_words(image, region, layout) for region, layout in LAYOUTS.items()}
     p = w[Region.PROFILE]
     p.check("du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
     p.check("dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")
@@ -135,10 +222,9 @@ def check(image: ChipImage) -> dict:
     a = w[Region.AXON]
     a.check("syn_len", a["syn_base"] + a["syn_len"] > g.n_synapses,
             f"(from syn_base) runs past n_synapses {g.n_synapses}")
-    s = w[Region.SYNAPSE]
-    s.check("target", s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}")
-    s.check("delay", s["delay"] > g.max_delay, f"> max delay {g.max_delay} (delay_slots - 2)")
-    s.check("group", s["group"] >= g.n_groups, f">= n_groups {g.n_groups}")
+    w[Region.SYNAPSE].raise_failed()
+    if not image.learning:
+        del w[Region.SYNAPSE]
     f = w[Region.FANOUT]
     host = f["to_host"] == 1
     f.check("x", ~host & (f["x"] >= g.cols), f">= cols {g.cols}")
@@ -182,7 +268,8 @@ def decode(image: ChipImage, checked: dict | None = None) -> ChipConfig:
     ``y * cols + x``), region, word, field, value and limit of the first
     violation. The arrays cover the whole chip (memory in proportion to the
     geometry); :func:`check` alone costs only in proportion to the writes.
-    ``checked``: what :func:`check` returned for this image (not checked again).
+    ``checked``: what :func:`check` returned for this image (not checked again;
+    only the words of the learning regions are read from it).
     """
     g = image.geometry
     words = check(image) if checked is None else checked
@@ -209,7 +296,7 @@ def _check_unique_channels(image: ChipImage, w):
     ncore, base, length = n.core[has], n["fanout_base"][has], n["fanout_len"][has]
     starts = np.sort(ncore * g.n_fanout + base)
     ends = np.sort(ncore * g.n_fanout + base + length)
-    ekey = f.core[host] * g.n_fanout + f.offset[host]
+    ekey = f.key(g.n_fanout, host)
     cover = np.searchsorted(starts, ekey, "right") - np.searchsorted(ends, ekey, "right")
     channels = f["channel"][host]
     totals = np.bincount(channels, weights=cover, minlength=1)
@@ -316,8 +403,8 @@ def _check_plastic_overlap(g, axon, syn, splastic, group0_plastic):
     has = axon["syn_len"] > 0
     if not has.any():
         return
-    core = axon.core[has]
-    lo = core * g.n_synapses + axon["syn_base"][has]
+    lo = axon.core[has].astype(np.int64) * g.n_synapses
+    lo += axon["syn_base"][has]
     hi = lo + axon["syn_len"][has]
     # Sweep: the coverage between consecutive run ends; keep the stretches > 1.
     points = np.concatenate([lo, hi])
@@ -328,7 +415,7 @@ def _check_plastic_overlap(g, axon, syn, splastic, group0_plastic):
     if not seg.size:
         return
     seg_lo, seg_hi = points[seg], points[seg + 1]
-    key = syn.core * g.n_synapses + syn.offset
+    key = syn.key(g.n_synapses)
     at = np.searchsorted(seg_lo, key, "right") - 1
     inside = (at >= 0) & (key < seg_hi[np.maximum(at, 0)])
     bad = splastic & inside

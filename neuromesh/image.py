@@ -161,12 +161,14 @@ class ChipImage:
         """Indices of the writes that end up in ``region`` (the last write to
         an address wins), in address order, i.e. by core index ``y * cols +
         x`` and offset. Found a block of writes at a time: an image may hold
-        10^8 writes, and only this region's are ever unpacked."""
+        10^8 writes, and only this region's are ever unpacked. The indices
+        are int32 while they fit (half the memory of int64)."""
         block = 1 << 20
-        parts = [first + np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF)
-                                        == region)
+        index = np.int32 if self.addresses.size <= np.iinfo(np.int32).max else np.int64
+        parts = [(np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF) == region)
+                  + first).astype(index)
                  for first in range(0, self.addresses.size, block)]
-        sel = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        sel = np.concatenate(parts) if parts else np.zeros(0, index)
         del parts
         if sel.size > 1:
             addr = self.addresses[sel]
@@ -349,7 +351,7 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
                         n_groups=n_groups, delay_slots=delay_slots)
     pos = _HEADER.size
     end = pos + runs_bytes
-    addresses, words = [], []
+    runs = []
     for i in range(n_runs):
         if pos + _RUN.size > end:
             raise ImageError(f"write run #{i}: header runs past the write section")
@@ -361,11 +363,21 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
         if start + count > 1 << 32:
             raise ImageError(f"write run #{i}: {count} words at 0x{start:08x} "
                              f"run past the last address 0xffffffff")
-        words.append(np.frombuffer(data, "<u8", count, pos).astype(np.uint64))
-        addresses.append(np.arange(start, start + count, dtype=np.uint64))
+        runs.append((start, count, pos))
         pos += 8 * count
     if pos != end:
         raise ImageError(f"write section: {end - pos} bytes left after {n_runs} runs")
+    # Copied once into arrays of the final size and dtype (the addresses are
+    # below 2**32, checked above): the peak is the file plus the image.
+    total = sum(count for _, count, _ in runs)
+    addresses = np.empty(total, np.uint32)
+    words = np.empty(total, np.uint64)
+    at = 0
+    for start, count, pos in runs:
+        addresses[at:at + count] = np.arange(start, start + count, dtype=np.uint32)
+        words[at:at + count] = np.frombuffer(data, "<u8", count, pos)
+        at += count
+    del runs
     try:
         meta = json.loads(data[end:].decode())
         depth = _json_depth(meta)
@@ -378,9 +390,7 @@ def _parse(data: bytes, check_config: bool) -> ChipImage:
     except (ValueError, KeyError, TypeError) as e:
         raise ImageError(f"port map / metadata section is malformed: {e}") from None
     image = ChipImage(
-        geometry,
-        np.concatenate(addresses) if addresses else np.zeros(0, np.uint32),
-        np.concatenate(words) if words else np.zeros(0, np.uint64),
+        geometry, addresses, words,
         inputs=ports, n_inputs=n_inputs, n_outputs=n_outputs, meta=extra,
         learning=bool(flags & FLAG_LEARNING))
     if check_config:

@@ -235,7 +235,10 @@ def test_the_terabyte_image_is_refused_by_the_default_limit(tmp_path, capsys):
                           "68,719,476,736 synaptic edges", "4.0 TiB", "memory limit")
 
 
-def test_edge_count_matches_the_expansion():
+@pytest.mark.parametrize("block", [3, 1 << 20])
+def test_edge_count_matches_the_expansion(monkeypatch, block):
+    import neuromesh.emulator.synapses as synapses
+    monkeypatch.setattr(synapses, "COUNT_BLOCK", block)
     rng = np.random.default_rng(5)
     for _ in range(30):
         g = Geometry(rows=1, cols=2, n_neurons=8, n_axons=8, n_synapses=16, n_fanout=8)
@@ -265,6 +268,25 @@ def test_edge_count_matches_the_expansion():
         fanout = int(config[Region.NEURON]["fanout_len"].sum())
         assert count_edges(image, check(image)) == (fanout, edges.src.size)
 
+
+def test_edge_count_on_the_far_cores_of_a_16x16_mesh():
+    """count_edges widens the compact checked fields: a fan-out entry to core
+    (15, 15) is core index 255, which y * cols + x in int8 would wrap."""
+    g = Geometry(rows=16, cols=16, n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4)
+    runs = [(int(pack_address(0, Region.NEURON, 1)), [word(Region.NEURON, fanout_base=2,
+                                                           fanout_len=2)]),
+            (int(pack_address(0, Region.FANOUT, 2)), [word(Region.FANOUT, axon=3, x=15, y=15),
+                                                      word(Region.FANOUT, axon=1, x=2, y=9)]),
+            (int(pack_address(0xFF, Region.AXON, 3)), [word(Region.AXON, syn_base=1,
+                                                            syn_len=5)]),
+            (int(pack_address(0x92, Region.AXON, 1)), [word(Region.AXON, syn_len=2)]),
+            (int(pack_address(0xFF, Region.SYNAPSE, 1)), [word(Region.SYNAPSE, target=3,
+                                                               w_mant=7)] * 5)]
+    image = ChipImage(g, np.concatenate([np.arange(s, s + len(w)) for s, w in runs]),
+                      np.concatenate([np.array(w, np.uint64) for _, w in runs]))
+    edges = expand(decode(image))
+    assert edges.src.size == 7
+    assert count_edges(image, check(image)) == (2, 7)
 
 def test_memory_estimate_is_above_the_measured_peak():
     """BYTES_PER_EDGE and friends, measured: the estimate must not be

@@ -828,3 +828,40 @@ def test_geometry_accepts_numpy_integers():
 def test_geometry_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Geometry().rows = 3
+
+
+@pytest.mark.parametrize("block", [2, 3, 1 << 20])
+def test_content_checks_a_block_of_writes_at_a_time(monkeypatch, tmp_path, block):
+    """check() unpacks a region's words a block of writes at a time: the
+    first bad word and the count of the others are the same for any block."""
+    import neuromesh.config as config
+    monkeypatch.setattr(config, "_BLOCK", block)
+    reserved = [(1, Region.SYNAPSE, k, (1 << 40) if k in (1, 3, 4) else 0) for k in range(6)]
+    assert_content_error(tmp_path, reserved, r"core 1 SYNAPSE word 1: reserved bits = "
+                         rf"{1 << 40} must be zero \(and 2 more words\)$")
+    targets = [(0, Region.SYNAPSE, k, dict(target=16 + k if k % 2 else 3, w_mant=-5))
+               for k in range(7)]
+    assert_content_error(tmp_path, targets, r"core 0 SYNAPSE word 1: target = 17 >= n_neurons "
+                         r"16 \(and 2 more words\)$")
+
+
+def test_checked_words_of_the_big_regions_are_compact():
+    """The checked words of AXON and FANOUT come in compact dtypes
+    (the decode's), with their int64 keys exact on the far cores of a 16 x 16
+    mesh, where core * size leaves int16."""
+    from neuromesh.config import check
+    g = Geometry(rows=16, cols=16, n_neurons=16, n_axons=16, n_synapses=32, n_fanout=16)
+    writes = [(255, Region.SYNAPSE, 31, dict(target=15, w_mant=-128, delay=1)),
+              (254, Region.AXON, 15, dict(syn_base=16, syn_len=16)),
+              (255, Region.FANOUT, 15, dict(axon=15, x=15, y=15)),
+              (255, Region.NEURON, 15, dict(fanout_base=15, fanout_len=1))]
+    words = check(content_image(writes, geometry=g))
+    # A learning-free image's synapses are checked a block at a time, not kept.
+    assert Region.SYNAPSE not in words
+    a = words[Region.AXON]
+    assert (a.core.dtype, a.offset.dtype, a["syn_base"].dtype) == (np.int16, np.int32, np.int32)
+    assert a.key(g.n_axons).tolist() == [254 * 16 + 15]
+    f = words[Region.FANOUT]
+    assert (f["x"].dtype, f["y"].dtype, int(f["y"][0])) == (np.int8, np.int8, 15)
+    n = words[Region.NEURON]
+    assert n.core.dtype == np.int64 and n["fanout_len"].dtype == np.int64
