@@ -15,8 +15,11 @@ Rows (each network built once, then timed best of ``--repeats``):
 For every row: the design-rule check on the chip's largest geometry (every
 per-core size at its maximum, 16x16 cores) -- its verdict, with the numbers
 when the network does not fit -- then ``Geometry.fit`` (``--geometry
-auto``) and the compile on the geometry it chose. The target is <= 10 s for
-the check and for the compile. Run::
+auto``) and the compile on the geometry it chose. Each time is printed as
+wall (``time.perf_counter``) and CPU (``time.process_time``, this process);
+on a shared machine the wall time includes waiting for a core, so the
+target -- <= 10 s for the check and for the compile -- is judged on the CPU
+time. Run::
 
     python benchmarks/compile_time.py [--sizes 10000,25000,50000,100000] [--repeats 3]
 """
@@ -92,12 +95,19 @@ def conv_net(seed=0):
 
 
 def best_of(repeats, fn):
-    """(smallest wall time in s, last result) of ``repeats`` calls."""
-    times, result = [], None
+    """(smallest wall time in s, last result) of ``repeats`` calls.
+
+    The smallest CPU time (``time.process_time``, this process only) is kept
+    in ``best_of.cpu``: on a shared machine the wall time includes waiting
+    for a core, the CPU time does not.
+    """
+    times, cpus, result = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    best_of.cpu = min(cpus)
     return min(times), result
 
 
@@ -107,30 +117,34 @@ def run_row(name, net, repeats, geometry=None):
     n_neurons = sum(p.size for p in net.populations.values())
     big = largest_geometry(16, 16)
     t_check, lay = best_of(repeats, lambda: layout(net, big))
+    c_check = best_of.cpu
     print(f"\n{name}: {n_neurons:,} neurons, {n_syn:,} synapses")
-    print(f"  check on the largest geometry ({big.n_cores} cores)  {t_check:6.2f} s  "
-          f"({t_check / TARGET_S:.2f} of the {TARGET_S:.0f} s target)")
+    print(f"  check on the largest geometry ({big.n_cores} cores)  {t_check:6.2f} s wall, "
+          f"{c_check:6.2f} s CPU  ({c_check / TARGET_S:.2f} of the {TARGET_S:.0f} s target)")
     if lay.violations:
         print("  does not fit:")
         for v in lay.violations:
             print(f"    - {v}")
-        return dict(name=name, check=t_check, fits=False)
+        return dict(name=name, check=t_check, check_cpu=c_check, fits=False)
     print(f"  fits: {len(lay.cores)} cores; {lay.summary()}")
     if geometry is None:
         try:
             t_fit, fit = best_of(1, lambda: fit_geometry(net))
         except FitError as e:            # cannot happen after a clean check
             print(f"  fit: {e}")
-            return dict(name=name, check=t_check, fits=False)
+            return dict(name=name, check=t_check, check_cpu=c_check, fits=False)
         geometry = fit.geometry
-        print(f"  fit (--geometry auto)  {t_fit:6.2f} s  -> {geometry} "
+        print(f"  fit (--geometry auto)  {t_fit:6.2f} s wall, {best_of.cpu:6.2f} s CPU"
+              f"  -> {geometry} "
               f"({fit.cores} cores used)")
     t_compile, compiled = best_of(repeats, lambda: compile_network(net, geometry))
-    print(f"  compile on {geometry}  {t_compile:6.2f} s  "
-          f"({t_compile / TARGET_S:.2f} of the target)")
+    c_compile = best_of.cpu
+    print(f"  compile on {geometry}  {t_compile:6.2f} s wall, {c_compile:6.2f} s CPU  "
+          f"({c_compile / TARGET_S:.2f} of the target)")
     print(f"  placement cost {compiled.placement_cost:.0f} vs row-major "
           f"{compiled.naive_cost:.0f} packet-hops/step")
-    return dict(name=name, check=t_check, fits=True, compile=t_compile)
+    return dict(name=name, check=t_check, check_cpu=c_check, fits=True,
+                compile=t_compile, compile_cpu=c_compile)
 
 
 def main(argv=None):
@@ -165,12 +179,20 @@ def main(argv=None):
     if "conv" in rows:
         net = conv_net()
         results.append(run_row("conv 1.15M (Conv2d/SumPool2d)", net, args.repeats))
-    print(f"\nsummary (s, best of {args.repeats}):")
-    print(f"  {'network':<36} {'check':>7} {'compile':>8}")
+    print(f"\nsummary (s, best of {args.repeats}; wall = elapsed, CPU = time.process_time; "
+          f"target <= {TARGET_S:.0f} s each):")
+    print(f"  {'network':<36} {'check wall':>10} {'CPU':>6} {'compile wall':>12} {'CPU':>6}"
+          f"  {'<= target (CPU)':<15}")
     for r in results:
-        compile_s = f"{r['compile']:8.2f}" if r.get("compile") is not None else \
-            "  no fit"
-        print(f"  {r['name']:<36} {r['check']:7.2f} {compile_s}")
+        if r.get("compile") is not None:
+            compile_s = f"{r['compile']:12.2f} {r['compile_cpu']:6.2f}"
+            ok = r["check_cpu"] <= TARGET_S and r["compile_cpu"] <= TARGET_S
+            verdict = "yes" if ok else "NO"
+        else:
+            compile_s = f"{'no fit':>12} {'':>6}"
+            verdict = "NO (no fit)"
+        print(f"  {r['name']:<36} {r['check']:10.2f} {r['check_cpu']:6.2f} {compile_s}"
+              f"  {verdict}")
 
 
 if __name__ == "__main__":
