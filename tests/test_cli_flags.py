@@ -7,8 +7,9 @@ import argparse
 
 import numpy as np
 import pytest
+from test_bad_input import cli
 
-from neuromesh.cli import build_parser, main
+from neuromesh.cli import build_parser
 
 #: The commands that write an output, and what it is.
 WRITERS = {"example": "IMAGE", "run": "NPZ", "demo": "DIR", "compile": "IMAGE", "rtl": "FILE",
@@ -20,16 +21,6 @@ ALIASES = {"--save": "example", "--out": "run", "--out-dir": "demo",
 
 #: Arguments a command needs besides the output.
 REQUIRED = {"run": ["image.nmi"]}
-
-
-def cli(argv, capsys):
-    """Run ``neuromesh argv``; return (exit status, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:       # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def commands() -> dict:
