@@ -550,7 +550,7 @@ def main(argv=None) -> int:
     if args.board is not None:
         # A board's Verilog may instantiate its own family's primitives.
         from neuromesh.boards.top import get_board
-        family = "ice40" if get_board(args.board).tools[1] == "nextpnr-ice40" else "ecp5"
+        family = get_board(args.board).family
     families = [FAMILIES[k] for k in (("ice40", "ecp5") if family == "both" else (family,))]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="neuromesh_synth_") as tmp:

@@ -217,7 +217,7 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
         geometry = b.geometry
     if isinstance(geometry, str):
         geometry = Geometry.parse(geometry)
-    family = "ice40" if b.tools[1] == "nextpnr-ice40" else "ecp5"
+    family = b.family
     stages = [s if s != "pack" else f"pack ({b.tools[2]})" for s in STAGES]
     prog = progress or Progress("build", stages, quiet=quiet, verbose=verbose)
     with prog:

@@ -27,6 +27,11 @@ class Board:
     #: tools the board's build flow runs (programmers excluded)
     tools: tuple = ()
 
+    @property
+    def family(self) -> str:
+        """The FPGA family its tools build for: ``"ice40"`` or ``"ecp5"``."""
+        return "ice40" if "nextpnr-ice40" in self.tools else "ecp5"
+
     def make_platform(self):
         import importlib
         module, cls = self.platform.split(":")
