@@ -45,6 +45,7 @@ from .chip import (
     core_id,
     pack_address,
 )
+from .config import synapse_checks
 from .image import ChipImage, InputPort
 from .learning import LearningRule, RuleError
 
@@ -54,10 +55,17 @@ __all__ = ["ChipBuilder", "CoreBuilder", "SIGN_MODES"]
 SIGN_MODES = {"mixed": 0, "excitatory": 1, "inhibitory": 2}
 
 
-def _bcast(*values):
-    """Broadcast scalars/arrays/ranges together into 1-D int64 arrays."""
-    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in values))
-    return [a.reshape(-1).copy() for a in arrays]
+def _bcast(*values, copy=True):
+    """Broadcast scalars/arrays/ranges together into 1-D int64 arrays.
+    ``copy=False``: 1-D integer arrays (any integer dtype) that may be views
+    of the arguments, for callers that copy them next anyway."""
+    if copy:
+        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in values))
+        return [a.reshape(-1).copy() for a in arrays]
+    arrays = [np.asarray(v) for v in values]
+    arrays = np.broadcast_arrays(*(a if a.dtype.kind in "iu" else a.astype(np.int64)
+                                   for a in arrays))
+    return [a.reshape(-1) for a in arrays]
 
 
 def _cat(parts, dtype=np.int64):
@@ -70,6 +78,16 @@ def _cat(parts, dtype=np.int64):
 _LAID_OUT = (Region.AXON, Region.SYNAPSE, Region.FANOUT)
 
 
+def _ascending(a: np.ndarray) -> bool:
+    """``a`` is sorted (non-decreasing): its stable order is the identity."""
+    return bool(a.size < 2 or (a[1:] >= a[:-1]).all())
+
+
+def _in_order(a: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``a[order]``, or ``a`` itself for the identity order ``None``."""
+    return a if order is None else a[order]
+
+
 def _compact(values, fields, layout):
     """The arrays ``values`` of a layout's ``fields``, each in the smallest
     dtype that holds the field (5-10 bytes per synapse instead of 48), or
@@ -80,7 +98,7 @@ def _compact(values, fields, layout):
         dtype = np.int8 if f.bits < 8 or (f.signed and f.bits == 8) else \
             np.int16 if f.bits < 16 or (f.signed and f.bits == 16) else np.int32
         if v.size and (v.min() < f.min or v.max() > f.max):
-            out.append(v)
+            out.append(np.array(v, dtype=np.int64))
         else:
             out.append(v.astype(dtype))
     return tuple(out)
@@ -291,7 +309,7 @@ class CoreBuilder:
         to neuron ``target`` ``delay`` steps late. Arguments broadcast; one
         element per synapse. The synapses of an axon keep the order given.
         ``tag``: initial tag of plastic synapses (s8; learning images only)."""
-        a, t, w, d, gr, tg = _bcast(axon, target, w_mant, delay, group, tag)
+        a, t, w, d, gr, tg = _bcast(axon, target, w_mant, delay, group, tag, copy=False)
         n_axons = self.geometry.n_axons
         if a.size and (a.min() < 0 or a.max() >= n_axons):
             raise ChipError(f"core ({self.x},{self.y}): axon "
@@ -299,7 +317,8 @@ class CoreBuilder:
         syn = _compact((t, w, d, gr), ("target", "w_mant", "delay", "group"),
                        LAYOUTS[Region.SYNAPSE])
         tag_ok = not tg.size or -128 <= tg.min() <= tg.max() <= 127
-        self._synapses.append((a.astype(np.int32), *syn, tg.astype(np.int8) if tag_ok else tg))
+        self._synapses.append((a.astype(np.int32), *syn,
+                               tg.astype(np.int8) if tag_ok else np.array(tg, np.int64)))
         return self
 
     def pre_traces(self, axon, *, x1=None, x2=None):
@@ -371,12 +390,14 @@ class CoreBuilder:
         g = self.geometry
         where = f"core ({self.x},{self.y})"
         self._laid_out = {}
+        self._synapse_failed, self._synapse_values = [], None
         n_syn = sum(p[0].size for p in self._synapses)
         if n_syn > g.n_synapses:
             raise ChipError(f"{where}: {n_syn} synapses exceed n_synapses {g.n_synapses}")
         if n_syn:
             a = np.concatenate([p[0] for p in self._synapses])
-            order = np.argsort(a, kind="stable")
+            # (the compiler hands its synapses over already in axon order)
+            order = None if _ascending(a) else np.argsort(a, kind="stable")
             count = np.bincount(a, minlength=g.n_axons)
             del a
             used = np.flatnonzero(count)
@@ -385,9 +406,18 @@ class CoreBuilder:
                 Region.AXON, syn_base=base[used], syn_len=count[used]))
             fields = {}
             for i, name in enumerate(("target", "w_mant", "delay", "group", "tag"), 1):
-                fields[name] = np.concatenate([p[i] for p in self._synapses])[order]
+                fields[name] = _in_order(np.concatenate([p[i] for p in self._synapses]), order)
             self._tags = fields.pop("tag")
+            # the check's per-word checks, on the values before packing (the
+            # words are then not read again, see ChipBuilder.build)
+            self._synapse_failed = []
+            for _, bad, _ in synapse_checks(g):
+                mask = bad(fields)
+                count = int(np.count_nonzero(mask))
+                self._synapse_failed.append((count, int(np.argmax(mask)) if count else None))
             self._laid_out[Region.SYNAPSE] = (None, self._pack(Region.SYNAPSE, **fields))
+            self._synapse_values = {k: fields[k] for k in ("target", "delay", "group")} \
+                if any(c for c, _ in self._synapse_failed) else None
         else:
             self._tags = np.zeros(0, np.int8)
         n_fan = sum(p[0].size for p in self._fanout)
@@ -399,13 +429,13 @@ class CoreBuilder:
                 raise ChipError(f"{where}: fan-out source neuron "
                                 f"{int(n[(n < 0) | (n >= g.n_neurons)][0])} is outside "
                                 f"[0, {g.n_neurons})")
-            order = np.argsort(n, kind="stable")
+            order = None if _ascending(n) else np.argsort(n, kind="stable")
             count = np.bincount(n, minlength=g.n_neurons)
             del n
             used = np.flatnonzero(count)
             base = np.cumsum(count) - count
             self._set(Region.NEURON, used, fanout_base=base[used], fanout_len=count[used])
-            fields = {name: np.concatenate([p[i] for p in self._fanout])[order]
+            fields = {name: _in_order(np.concatenate([p[i] for p in self._fanout]), order)
                       for i, name in enumerate(("x", "y", "axon", "to_host", "channel"), 1)}
             self._laid_out[Region.FANOUT] = (None, self._pack(Region.FANOUT, **fields))
 
@@ -502,13 +532,25 @@ class ChipBuilder:
     def build(self, meta: dict | None = None) -> ChipImage:
         """Lay out synapse runs and fan-out lists, pack every word, and check
         the result with :func:`neuromesh.config.check` (every check of
-        :func:`~neuromesh.config.decode`)."""
+        :func:`~neuromesh.config.decode`; the SYNAPSE words' checks run on
+        the values before they are packed, not on the packed words)."""
         from .config import check
         addrs, words = [], []
         max_channel = -1
         learning = any(c._uses_learning() for c in self._cores.values())
-        for core in self._cores.values():
+        checks = synapse_checks(self.geometry)
+        failed = [[field, limit, 0, None] for field, _, limit in checks]
+        # cores in address order (y, then x), each region's words in offset
+        # order: every region's writes are then sorted by address, which the
+        # check reads without a sort
+        for _, core in sorted(self._cores.items(), key=lambda kv: kv[0][::-1]):
             core._layout()
+            for f, (count, first) in zip(failed, core._synapse_failed):
+                if count and f[3] is None:
+                    value = core._synapse_values[f[0]][first]
+                    f[3] = (core.y * self.geometry.cols + core.x, first, int(value))
+                f[2] += count
+            core._synapse_values = None
             for a, w in core._writes():
                 addrs.append(a)
                 words.append(w)
@@ -523,5 +565,5 @@ class ChipBuilder:
         image = ChipImage(self.geometry, _drain(addrs, np.uint32), _drain(words, np.uint64),
                           inputs=self._inputs, n_inputs=n_inputs, n_outputs=n_outputs,
                           meta=dict(meta or {}), learning=learning)
-        check(image)
+        check(image, synapses_checked=[tuple(f) for f in failed])
         return image

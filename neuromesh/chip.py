@@ -284,21 +284,30 @@ class WordLayout:
         unknown = set(values) - set(self.fields)
         if unknown:
             raise ChipError(f"{self.name}: no field named {', '.join(sorted(unknown))}")
-        arrays = {k: np.asarray(v, dtype=np.int64) for k, v in values.items()}
+        # integer arrays stay in their (often compact) dtype: the range check
+        # reads them once, the cast to uint64 is the one copy
+        arrays = {}
+        for k, v in values.items():
+            a = np.asarray(v)
+            arrays[k] = a if a.dtype.kind in "iu" else a.astype(np.int64)
         shape = np.broadcast_shapes(*(a.shape for a in arrays.values())) if arrays else ()
         word = np.zeros(shape, dtype=np.uint64)
         for name, a in arrays.items():
             f = self.fields[name]
-            bad = (a < f.min) | (a > f.max)
-            if bad.any():
+            if a.size and (a.min() < f.min or a.max() > f.max):
+                bad = (a < f.min) | (a > f.max)
                 raise ChipError(
                     f"{self.name}.{name} = {int(a[bad].flat[0])} is outside "
                     f"[{f.min}, {f.max}] ({'signed' if f.signed else 'unsigned'} "
                     f"{f.bits}-bit field)")
-            raw = (a & ((1 << f.width) - 1)).astype(np.uint64) << np.uint64(f.lsb)
+            raw = a.astype(np.uint64)             # negative values: two's complement
+            raw &= np.uint64((1 << f.width) - 1)
+            raw <<= np.uint64(f.lsb)
             word |= raw
+            del raw
             if f.ext_width:
-                word |= (a >> f.width).astype(np.uint64) << np.uint64(f.ext_lsb)
+                word |= (a.astype(np.int64) >> f.width).astype(np.uint64) \
+                    << np.uint64(f.ext_lsb)
         return word
 
     def unpack(self, words, compact: bool = False) -> dict[str, np.ndarray]:

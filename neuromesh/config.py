@@ -138,7 +138,8 @@ def _raise(region, field, core, offset, mask, values, limit):
 _BLOCK = 1 << 20
 
 
-def _final_words(image: ChipImage, region, layout, checks=(), keep=True) -> _Words:
+def _final_words(image: ChipImage, region, layout, checks=(), keep=True,
+                 regions=None) -> _Words:
     """The region's final words, reserved bits checked, unpacked a block of
     writes at a time into compact arrays (int64 outside
     :data:`COMPACT_REGIONS`): no whole-region uint64 or int64 temporaries.
@@ -146,9 +147,10 @@ def _final_words(image: ChipImage, region, layout, checks=(), keep=True) -> _Wor
     ``checks``: ``(field, bad(fields) -> mask, limit)`` run on each block;
     the first failure and the count of each are recorded for
     :meth:`_Words.raise_failed` (so the errors keep the order of
-    :func:`check`). ``keep=False``: the words are not kept (no arrays)."""
+    :func:`check`). ``keep=False``: the words are not kept (no arrays).
+    ``regions``: the image's ``_region_of_writes()``, if known."""
     cols = image.geometry.cols
-    sel = image._region_writes(region)
+    sel = image._region_writes(region, regions)
     compact = region in COMPACT_REGIONS
     n = sel.size if keep else 0
     core = np.empty(n, np.int16 if compact else np.int64)
@@ -194,24 +196,45 @@ def _final_words(image: ChipImage, region, layout, checks=(), keep=True) -> _Wor
     return out
 
 
-def check(image: ChipImage) -> dict:
+def synapse_checks(g: Geometry) -> list:
+    """The per-word checks of the SYNAPSE region on ``g``: ``(field,
+    bad(fields) -> mask, limit text)``, run by :func:`check` and, on the
+    values it packs, by :meth:`~neuromesh.builder.ChipBuilder.build`."""
+    return [
+        ("target", lambda s: s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}"),
+        ("delay", lambda s: s["delay"] > g.max_delay,
+         f"> max delay {g.max_delay} (delay_slots - 2)"),
+        ("group", lambda s: s["group"] >= g.n_groups, f">= n_groups {g.n_groups}"),
+    ]
+
+
+def check(image: ChipImage, *, synapses_checked: list | None = None) -> dict:
     """Check every memory word of ``image`` against the spec, at a cost in
     proportion to the writes (not to the geometry): what
     :func:`neuromesh.image.load` runs. Returns the checked words by region
     (for :func:`decode`); the SYNAPSE words (10^8 at Loihi scale) only in an
     image with learning, whose checks read them again: they are checked a
     block at a time and not kept. Raises
-    :class:`~neuromesh.image.ImageError` like :func:`decode`."""
+    :class:`~neuromesh.image.ImageError` like :func:`decode`.
+
+    ``synapses_checked``: the outcome of :func:`synapse_checks` already run
+    by the caller on the very values it packed into the SYNAPSE words, with
+    zero reserved bits (the builder's): ``(field, limit, count, (core,
+    offset, value) of the first failure or None)`` per check. In an image
+    without learning the SYNAPSE words are then not read again; the errors
+    are raised at the same point of the check as its own would be."""
     g = image.geometry
-    synapse_checks = [
-        ("target", lambda s: s["target"] >= g.n_neurons, f">= n_neurons {g.n_neurons}"),
-        ("delay", lambda s: s["delay"] > g.max_delay,
-         f"> max delay {g.max_delay} (delay_slots - 2)"),
-        ("group", lambda s: s["group"] >= g.n_groups, f">= n_groups {g.n_groups}"),
-    ]
-    w = {region: _final_words(image, region, layout, checks=synapse_checks,
-                              keep=image.learning) if region == Region.SYNAPSE
-         else _final_words(image, region, layout) for region, layout in LAYOUTS.items()}
+    checks = synapse_checks(g)
+    skip = synapses_checked is not None and not image.learning
+    regions = image._region_of_writes()
+    w = {region: _final_words(image, region, layout, checks=checks,
+                              keep=image.learning, regions=regions) if region == Region.SYNAPSE
+         else _final_words(image, region, layout, regions=regions)
+         for region, layout in LAYOUTS.items() if not (skip and region == Region.SYNAPSE)}
+    del regions
+    if skip:
+        w[Region.SYNAPSE] = _Words(Region.SYNAPSE, LAYOUTS[Region.SYNAPSE], None, None, {})
+        w[Region.SYNAPSE].failed = list(synapses_checked)
     p = w[Region.PROFILE]
     p.check("du", p["du"] > DECAY_ONE, f"> {DECAY_ONE}")
     p.check("dv", p["dv"] > DECAY_ONE, f"> {DECAY_ONE}")

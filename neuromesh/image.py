@@ -157,19 +157,32 @@ class ChipImage:
 
     # -- views ----------------------------------------------------------------
 
-    def _region_writes(self, region: int) -> np.ndarray:
+    def _region_of_writes(self) -> np.ndarray:
+        """The region of every write, uint8 (one byte per write: computed
+        once when several regions are read, see :meth:`_region_writes`)."""
+        block = 1 << 20
+        out = np.empty(self.addresses.size, np.uint8)
+        for first in range(0, self.addresses.size, block):
+            out[first:first + block] = (self.addresses[first:first + block] >> 20) & 0xF
+        return out
+
+    def _region_writes(self, region: int, regions: np.ndarray | None = None) -> np.ndarray:
         """Indices of the writes that end up in ``region`` (the last write to
         an address wins), in address order, i.e. by core index ``y * cols +
         x`` and offset. Found a block of writes at a time: an image may hold
         10^8 writes, and only this region's are ever unpacked. The indices
-        are int32 while they fit (half the memory of int64)."""
+        are int32 while they fit (half the memory of int64). ``regions``:
+        :meth:`_region_of_writes`, if the caller has it."""
         block = 1 << 20
         index = np.int32 if self.addresses.size <= np.iinfo(np.int32).max else np.int64
-        parts = [(np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF) == region)
-                  + first).astype(index)
-                 for first in range(0, self.addresses.size, block)]
-        sel = np.concatenate(parts) if parts else np.zeros(0, index)
-        del parts
+        if regions is not None:
+            sel = np.flatnonzero(regions == region).astype(index)
+        else:
+            parts = [(np.flatnonzero(((self.addresses[first:first + block] >> 20) & 0xF)
+                                     == region) + first).astype(index)
+                     for first in range(0, self.addresses.size, block)]
+            sel = np.concatenate(parts) if parts else np.zeros(0, index)
+            del parts
         if sel.size > 1:
             addr = self.addresses[sel]
             if not (addr[1:] > addr[:-1]).all():
