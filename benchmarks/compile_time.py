@@ -127,19 +127,25 @@ def run_row(name, net, repeats, geometry=None):
             print(f"    - {v}")
         return dict(name=name, check=t_check, check_cpu=c_check, fits=False)
     print(f"  fits: {len(lay.cores)} cores; {lay.summary()}")
+    fitted = None
     if geometry is None:
         try:
             t_fit, fit = best_of(1, lambda: fit_geometry(net))
         except FitError as e:            # cannot happen after a clean check
             print(f"  fit: {e}")
             return dict(name=name, check=t_check, check_cpu=c_check, fits=False)
-        geometry = fit.geometry
+        geometry, fitted = fit.geometry, fit.layout
         print(f"  fit (--geometry auto)  {t_fit:6.2f} s wall, {best_of.cpu:6.2f} s CPU"
               f"  -> {geometry} "
               f"({fit.cores} cores used)")
-    t_compile, compiled = best_of(repeats, lambda: compile_network(net, geometry))
+    # With a fitted geometry the compile takes the fit's layout (the check's
+    # answer on that geometry), as `neuromesh compile --geometry auto` does;
+    # with a given geometry it runs the check itself.
+    t_compile, compiled = best_of(repeats, lambda: compile_network(net, geometry,
+                                                                   layout=fitted))
     c_compile = best_of.cpu
-    print(f"  compile on {geometry}  {t_compile:6.2f} s wall, {c_compile:6.2f} s CPU  "
+    how = "" if fitted is None else " (the fit's layout)"
+    print(f"  compile on {geometry}{how}  {t_compile:6.2f} s wall, {c_compile:6.2f} s CPU  "
           f"({c_compile / TARGET_S:.2f} of the target)")
     print(f"  placement cost {compiled.placement_cost:.0f} vs row-major "
           f"{compiled.naive_cost:.0f} packet-hops/step")

@@ -203,6 +203,8 @@ class Layout:
         ``{population: fan-out entries per neuron}`` under this partition.
     needs : NetworkNeeds
         The counts the layout was made from.
+    geometry : Geometry
+        The geometry it lays the network out on.
     """
 
     violations: list
@@ -211,6 +213,7 @@ class Layout:
     binding: dict = field(default_factory=dict)
     fanout: dict = field(default_factory=dict)
     needs: NetworkNeeds | None = None
+    geometry: Geometry | None = None
 
     def summary(self) -> str:
         """Clusters per population and what limits them, in one line."""
@@ -333,7 +336,7 @@ def layout(net: Network, geometry: Geometry, *, needs: NetworkNeeds | None = Non
         clusters += [dataclasses.replace(c, fanout=int(fan[c.stop] - fan[c.start]) + c.bias)
                      for c in cuts[name]]
     result = Layout(out, clusters, None, {n: binding[n] for n in fitting},
-                    {n: f[n] for n in fitting}, needs)
+                    {n: f[n] for n in fitting}, needs, geometry)
     if not clusters:
         result.cores = []
         return result

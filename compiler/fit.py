@@ -59,6 +59,10 @@ class GeometryFit:
         Cores the compiler uses on ``geometry``.
     clusters : int
         Clusters the populations are cut into.
+    layout : Layout
+        The network laid out on ``geometry`` (the design-rule check's
+        answer): ``compile_network(net, fit.geometry, layout=fit.layout)``
+        compiles without running the check again.
     """
 
     geometry: Geometry
@@ -67,6 +71,7 @@ class GeometryFit:
     max_cores: int = 0
     cores: int = 0
     clusters: int = 0
+    layout: Layout | None = field(default=None, repr=False, compare=False)
 
     def report(self) -> str:
         """The geometry and one line per parameter with its reason."""
@@ -238,4 +243,4 @@ def fit_geometry(net: Network, *, board=None, max_cores: int | None = None,
     for attr in PER_CORE:
         reasons[attr] = why[attr]
     return GeometryFit(geometry, reasons, limits=top, max_cores=most,
-                       cores=len(final.cores), clusters=len(final.clusters))
+                       cores=len(final.cores), clusters=len(final.clusters), layout=final)

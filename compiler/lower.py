@@ -13,12 +13,14 @@ from neuromesh.builder import ChipBuilder
 from neuromesh.chip import DECAY_ONE, FLOOR_MANT_MAX, FLOOR_SHIFT, U_BITS, V_MAX, Geometry
 from neuromesh.image import ChipImage
 
-from .drc import DesignRuleError, layout
-from .intsort import stable_order, stable_sort
+from .drc import DesignRuleError, Layout
+from .drc import layout as lay_out
+from .intsort import stable_sort
 from .network import Network, NetworkError
 from .placement import HOST, Traffic, group_traffic, place
 from .quantize import (
     VTH_MANT_MAX,
+    WeightStats,
     choose_scale,
     decay_from_factor,
     quantize_bias,
@@ -205,7 +207,7 @@ def estimate_rates(net: Network, sample_inputs: dict, steps: int | None = None) 
 
 def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = None,
                     sample_inputs: dict | None = None, seed: int = 0,
-                    name: str = "compiled network") -> Compiled:
+                    name: str = "compiled network", layout: Layout | None = None) -> Compiled:
     """Map ``net`` onto a chip of ``geometry``.
 
     ``rates``: expected spikes per neuron per step of each population (and
@@ -214,9 +216,23 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     short float run (:func:`estimate_rates`); otherwise 0.1 everywhere.
     Raises :class:`~neuromesh.compiler.drc.DesignRuleError` listing every
     violated limit before compiling anything.
+
+    ``layout``: the design-rule check's :func:`~neuromesh.compiler.drc.layout`
+    of ``net`` on ``geometry``, when the caller already has it (e.g.
+    :attr:`GeometryFit.layout <neuromesh.compiler.fit.GeometryFit.layout>`):
+    the check is not run again. It must be of this very network (not
+    changed since) and geometry; a layout of another one raises ValueError.
     """
     image_name = name
-    lay = layout(net, geometry)
+    if layout is None:
+        lay = lay_out(net, geometry)
+    elif layout.needs is None or layout.needs.network is not net:
+        raise ValueError("compile_network: the layout given is of another network")
+    elif layout.geometry != geometry:
+        raise ValueError(f"compile_network: the layout given is for geometry "
+                         f"{layout.geometry}, not {geometry}")
+    else:
+        lay = layout
     if lay.violations:
         raise DesignRuleError(lay.violations)
     pops = net.populations
@@ -235,7 +251,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                 # learned weights may reach w_max on every synapse
                 w = np.full(w.shape, -p.plastic.w_max if p.plastic.sign == "inhibitory"
                             else p.plastic.w_max)
-            win.append(_weights_by_target(p.pre, p.post, w, pop.size))
+            win.append(WeightStats.of_synapses(p.post, w, pop.size, name=p.name))
         if pop.spiking:
             choice = choose_scale(pop.threshold, win, pop.bias_array(), name=n)
         else:
@@ -361,31 +377,48 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     # (steps 1, 2, ...) and its weight is preloaded into the accumulator of
     # step 0.
     ids, n_ids = lay.needs.first, lay.needs.n_ids
-    syn, preload = [], []
+    # A synapse's target, mantissa, delay and group travel packed in one
+    # int64 (one gather through the sort's order instead of four).
+    t_bits = max(geometry.n_neurons - 1, 1).bit_length()
+    d_bits = max(geometry.max_delay, 1).bit_length()
+    w_at, d_at = t_bits, t_bits + 8
+    g_at = d_at + d_bits
+    syn, preload, sizes = [], [], []
     plastic_names = {}
     for n in pops:
         for gi, p in enumerate(incoming[n]):
             q = proj_q[p.name]
             # a plastic synapse at zero can still grow, so it stays
-            keep = np.flatnonzero(q.w_mant != 0) if p.plastic is None \
-                else np.arange(p.pre.size)
+            nonzero = q.w_mant != 0
+            keep = slice(None) if p.plastic is not None or nonzero.all() \
+                else np.flatnonzero(nonzero)
+            del nonzero
             post, delay, w_mant = p.post[keep], p.delay[keep], q.w_mant[keep]
             core, local = core_of[n][post], local_of[n][post]
             if ids[p.src] == 0:
-                key = np.zeros(keep.size, np.int64)
+                key = np.zeros(post.size, np.int64)
                 now = delay == 0
                 preload.append((core[now], local[now],
                                 w_mant[now].astype(np.int64) << int(q.w_shift)))
                 delay = np.maximum(delay - 1, 0)
             else:
-                key = ids[p.src] + p.pre[keep].astype(np.int64)
+                key = p.pre[keep].astype(np.int64, copy=False) + ids[p.src]
             if p.plastic is not None:
                 plastic_names[p.name] = len(syn)
-            syn.append((core * n_ids + key, local, w_mant, delay, group_base[n][core] + gi))
+            payload = w_mant.astype(np.int64) + 128
+            payload <<= w_at
+            payload |= local
+            payload |= delay.astype(np.int64) << d_at
+            payload |= (group_base[n][core] + gi) << g_at
+            key += core * n_ids
+            syn.append((key, payload))
+            sizes.append(post.size)
+            del post, delay, w_mant, core, local, key, payload
     if syn:
-        pair, local, w_mant, delay, group = (np.concatenate(a) for a in zip(*syn))
+        pair, payload = (np.concatenate(a) for a in zip(*syn))
     else:
-        pair = local = w_mant = delay = group = np.zeros(0, np.int64)
+        pair = payload = np.zeros(0, np.int64)
+    del syn
     # synapses by (core, source), in the order above within one; a core's
     # axons are numbered by source
     pair, order = stable_sort(pair)
@@ -393,20 +426,26 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     rank = np.cumsum(new) - 1                       # (core, source) of each sorted synapse
     firsts = np.flatnonzero(new)                    # the first synapse of each
     pair = pair[new]
+    del new
     pair_core, pair_key = pair // n_ids, pair % n_ids
     core_first = np.searchsorted(pair_core, np.arange(n_cores + 1))
     pair_axon = np.arange(pair.size) - core_first[pair_core]
     axon = pair_axon[rank]
     bounds = np.r_[firsts, order.size][core_first]  # each core's sorted synapses
+    del firsts
+    payload = payload[order]
     for k in np.flatnonzero(np.diff(bounds)).tolist():
-        at, sel = slice(bounds[k], bounds[k + 1]), order[bounds[k]:bounds[k + 1]]
+        at = slice(bounds[k], bounds[k + 1])
+        word = payload[at]
         # already in the builder's layout order (by axon, stable)
-        b.core(k % cols, k // cols).synapses(axon=axon[at], target=local[sel],
-                                             w_mant=w_mant[sel], delay=delay[sel],
-                                             group=group[sel])
+        b.core(k % cols, k // cols).synapses(
+            axon=axon[at], target=word & ((1 << t_bits) - 1),
+            w_mant=((word >> w_at) & 0xFF) - 128, delay=(word >> d_at) & ((1 << d_bits) - 1),
+            group=word >> g_at)
+    del payload, axon
     sites = {}
     if plastic_names:
-        first = np.cumsum([0] + [len(s[1]) for s in syn])
+        first = np.cumsum([0] + sizes)
         core = pair_core[rank]                      # of the sorted synapses
         slot = np.empty(order.size, np.int64)
         slot[order] = np.arange(order.size) - bounds[core]
@@ -415,6 +454,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         for name, i in plastic_names.items():
             at = slice(first[i], first[i + 1])
             sites[name] = np.stack([unsorted_core[at], slot[at]])
+    del rank, order
 
     # The bias neurons, after every other neuron of their core.
     bias_neurons = {}
@@ -433,25 +473,32 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     if host.any():
         b.input(pair_key[host] - 1, pair_core[host] % cols, pair_core[host] // cols,
                 pair_axon[host])
-    # Fan-out entries: each source neuron, one per target core it reaches.
-    src_core, src_local, dst_core, dst_axon = [], [], [], []
+    # Fan-out entries: each source neuron, one per target core it reaches, in
+    # the builder's layout order (by source core, then neuron, then target
+    # core): one sort of (source, target core, axon) packed in an int64.
+    nn = geometry.n_neurons
+    a_bits = max(geometry.n_axons - 1, 1).bit_length()
+    c_bits = max(n_cores - 1, 1).bit_length()
+    assert (n_cores * nn).bit_length() + c_bits + a_bits <= 63
+    source = np.zeros(n_ids, np.int64)              # source id -> core * n_neurons + neuron
     for n, pop in pops.items():
-        lo = ids[n]
-        sel = (pair_key >= lo) & (pair_key < lo + pop.size)
-        i = pair_key[sel] - lo
-        src_core.append(core_of[n][i])
-        src_local.append(local_of[n][i])
-        dst_core.append(pair_core[sel])
-        dst_axon.append(pair_axon[sel])
-    src_core, src_local, dst_core, dst_axon = (np.concatenate(a) for a in
-                                               (src_core, src_local, dst_core, dst_axon))
-    # by source core, then neuron: the builder's fan-out layout order
-    by_src = stable_order(src_core * geometry.n_neurons + src_local)
-    bounds = np.searchsorted(src_core[by_src], np.arange(n_cores + 1))
+        source[ids[n]:ids[n] + pop.size] = core_of[n] * nn + local_of[n]
+    neuron = pair_key >= lay.needs.first_population
+    entry = source[pair_key[neuron]] << (c_bits + a_bits)
+    del source
+    entry |= pair_core[neuron] << a_bits
+    entry |= pair_axon[neuron]
+    del neuron
+    entry.sort()
+    src = entry >> (c_bits + a_bits)
+    bounds = np.searchsorted(src, np.arange(n_cores + 1) * nn)
     for k in np.flatnonzero(np.diff(bounds)).tolist():
-        sel = by_src[bounds[k]:bounds[k + 1]]
-        b.core(k % cols, k // cols).route(src_local[sel], dst_core[sel] % cols,
-                                          dst_core[sel] // cols, dst_axon[sel])
+        e = entry[bounds[k]:bounds[k + 1]]
+        dst_core = (e >> a_bits) & ((1 << c_bits) - 1)
+        b.core(k % cols, k // cols).route(src[bounds[k]:bounds[k + 1]] - k * nn,
+                                          dst_core % cols, dst_core // cols,
+                                          e & ((1 << a_bits) - 1))
+    del entry, src
     report = {
         "populations": {n: p.size for n, p in pops.items()},
         "input_channels": input_channels, "output_channels": output_channels,
@@ -507,30 +554,6 @@ def _sum_by(index: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     index, values = index[order], values[order]
     starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
     return index[starts], np.add.reduceat(values, starts)
-
-
-def _weights_by_target(pre, post, weight, n_post) -> np.ndarray:
-    """A projection's weights as ``[n_post, k]`` (quantize's target-first
-    layout): row ``i`` holds neuron ``i``'s weights by source, the synapses
-    of one (source, target) pair summed, padded with zeros to the largest
-    in-degree ``k``. It has what :func:`choose_scale` reads of the dense
-    ``[n_post, n_pre]`` matrix -- per-target sums of the excitatory and the
-    inhibitory weights, the extreme weights -- in ``n_post x k`` instead of
-    ``n_post x n_pre`` numbers."""
-    if not pre.size:
-        return np.zeros((n_post, 1))
-    n_pre = int(pre.max()) + 1
-    pair = post.astype(np.int64) * n_pre + pre
-    order = stable_order(pair)
-    pair = pair[order]
-    first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-    summed = np.add.reduceat(weight[order], first)     # in synapse order, as the dense sum
-    pair = pair[first]
-    row = pair // n_pre
-    count = np.bincount(row, minlength=n_post)
-    out = np.zeros((n_post, int(count.max())))
-    out[row, np.arange(pair.size) - (np.cumsum(count) - count)[row]] = summed
-    return out
 
 
 def _population_scale(pop, chosen: float) -> float:

@@ -56,7 +56,7 @@ from neuromesh.chip import DECAY_ONE, LAYOUTS, V_MAX, VTH_SHIFT, ChipError, Regi
 __all__ = [
     "QuantizationError", "Decay", "Threshold", "Bias", "ScaleChoice", "QuantizedProjection",
     "LayerQuantization", "QuantizationReport", "DEFAULT_HEADROOM",
-    "decay_from_tau", "decay_from_factor", "choose_scale", "quantize_weights",
+    "WeightStats", "decay_from_tau", "decay_from_factor", "choose_scale", "quantize_weights",
     "quantize_threshold", "quantize_bias", "quantize_layer",
 ]
 
@@ -289,16 +289,59 @@ class ScaleChoice:
         return "\n".join(self.reasons)
 
 
-def _weight_list(weights_in) -> list[tuple[str, np.ndarray]]:
+@dataclass(frozen=True)
+class WeightStats:
+    """What :func:`choose_scale` reads of one projection's weights, for a
+    projection given as synapse lists (no dense ``[n_post, n_pre]`` matrix).
+
+    Attributes
+    ----------
+    exc, inh:
+        The largest sum over one target's synapses of the positive (``exc``)
+        and of the negated negative (``inh``) weights, >= 0: the most input
+        of each sign one step can bring to one target. Synapses of one
+        (source, target) pair are counted apart, as the chip holds them (a
+        bound as safe as the dense matrix's, equal to it without such pairs).
+    w_max, w_min:
+        The largest and the smallest synapse weight, with 0 counted:
+        ``w_max >= 0 >= w_min`` (what each synapse's mantissa must hold).
+    """
+
+    exc: float
+    inh: float
+    w_max: float
+    w_min: float
+
+    @classmethod
+    def of_synapses(cls, post, weight, n_post: int, *, name=None) -> WeightStats:
+        """The statistics of synapses into targets ``post[i]`` of weight
+        ``weight[i]``, ``n_post`` targets: ``O(S)`` for ``S`` synapses.
+        Raises :class:`QuantizationError` for a non-finite weight."""
+        post = np.asarray(post)
+        weight = np.asarray(weight, dtype=np.float64)
+        if not weight.size:
+            return cls(0.0, 0.0, 0.0, 0.0)
+        w_max, w_min = float(weight.max()), float(weight.min())
+        if not (math.isfinite(w_max) and math.isfinite(w_min)):
+            k = int(np.flatnonzero(~np.isfinite(weight))[0])
+            raise QuantizationError(f"{_where('layer', name)}weight[{k}] = {weight[k]:g} "
+                                    f"(synapse into {int(post[k])}) is not finite")
+        exc = np.bincount(post, weights=np.maximum(weight, 0.0), minlength=n_post)
+        inh = np.bincount(post, weights=np.maximum(-weight, 0.0), minlength=n_post)
+        return cls(float(exc.max()), float(inh.max()), max(w_max, 0.0), min(w_min, 0.0))
+
+
+def _weight_list(weights_in) -> list[tuple[str, np.ndarray | WeightStats]]:
     if weights_in is None:
         return []
     if isinstance(weights_in, Mapping):
         items = list(weights_in.items())
-    elif isinstance(weights_in, np.ndarray):
+    elif isinstance(weights_in, (np.ndarray, WeightStats)):
         items = [("0", weights_in)]
     else:
         items = [(str(i), w) for i, w in enumerate(weights_in)]
-    return [(str(k), np.asarray(w, dtype=np.float64)) for k, w in items]
+    return [(str(k), w if isinstance(w, WeightStats) else np.asarray(w, dtype=np.float64))
+            for k, w in items]
 
 
 def _neg(magnitude: float) -> float:
@@ -327,7 +370,11 @@ def _weight_caps(projections) -> list[tuple[str, float]]:
     fits while ``s <= c * 2**k``."""
     caps = []
     for pname, w in projections:
-        if w.size and w.any():
+        if isinstance(w, WeightStats):
+            if w.w_max or w.w_min:
+                caps.append((pname, min(W_MANT_MAX / w.w_max if w.w_max > 0 else math.inf,
+                                        -W_MANT_MIN / -w.w_min if w.w_min < 0 else math.inf)))
+        elif w.size and w.any():
             pos, neg = float(w.max()), float(-w.min())
             caps.append((pname, min(W_MANT_MAX / pos if pos > 0 else math.inf,
                                     -W_MANT_MIN / neg if neg > 0 else math.inf)))
@@ -402,7 +449,8 @@ def choose_scale(threshold, weights_in=(), bias=None, *, headroom: float = DEFAU
         numbers is read as such a sequence, not as one matrix) or a mapping
         ``name -> array``. Arrays with two or more axes are ``[n_post,
         n_pre, ...]`` (NIR/PyTorch order; the first axis is the target);
-        0-d and 1-d arrays are one-to-one weights.
+        0-d and 1-d arrays are one-to-one weights. A :class:`WeightStats`
+        may stand for a projection's array.
     bias:
         Bias(es) added to v every step, float units; scalar or per neuron.
     headroom:
@@ -437,6 +485,12 @@ def choose_scale(threshold, weights_in=(), bias=None, *, headroom: float = DEFAU
     j_exc = j_inh = 0.0
     w_pos = w_neg = 0.0
     for pname, w in projections:
+        if isinstance(w, WeightStats):
+            j_exc += w.exc
+            j_inh += w.inh
+            w_pos = max(w_pos, w.w_max)
+            w_neg = max(w_neg, -w.w_min)
+            continue
         if not np.isfinite(w).all():
             at, idx = _index(~np.isfinite(w))
             raise QuantizationError(

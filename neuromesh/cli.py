@@ -418,17 +418,18 @@ def _demo_on_board(args):
 
 
 def _compile_geometry(args, net):
-    """The geometry ``neuromesh compile`` compiles for: ``--geometry`` parsed
-    (and checked against ``--board``'s limits), or with ``auto`` (the default
-    with ``--board``) the smallest that holds the model, printed with the
-    reason for each choice."""
+    """The geometry ``neuromesh compile`` compiles for and its layout (or
+    None): ``--geometry`` parsed (and checked against ``--board``'s limits),
+    or with ``auto`` (the default with ``--board``) the smallest that holds
+    the model, printed with the reason for each choice, and the fit's layout
+    (the compile does not check it again)."""
     from .chip import Geometry
     from .compiler.fit import PER_CORE, board_limits, fit_geometry
     text = args.geometry or ("auto" if args.board else "2x2")
     if text == "auto":
         fit = fit_geometry(net, board=args.board)
         print(fit.report())
-        return fit.geometry
+        return fit.geometry, fit.layout
     geometry = Geometry.parse(text)
     if args.board:
         limits, cores = board_limits(args.board)
@@ -438,7 +439,7 @@ def _compile_geometry(args, net):
         if over:
             raise ChipError(f"--geometry {text} exceeds board {args.board!r} ({limits}): "
                             + ", ".join(over))
-    return geometry
+    return geometry, None
 
 
 def _check_nir_file(path) -> None:
@@ -511,8 +512,8 @@ def cmd_compile(args):
         print(f"note: {note}")
     for warning in net.warnings:
         print(f"neuromesh compile: warning: {_one_line(warning)}", file=sys.stderr)
-    geometry = _compile_geometry(args, net)
-    compiled = compile_network(net, geometry, name=Path(args.model).stem)
+    geometry, lay = _compile_geometry(args, net)
+    compiled = compile_network(net, geometry, name=Path(args.model).stem, layout=lay)
     save(compiled.image, args.output)
     print(image_summary(compiled.image))
     print()
