@@ -149,3 +149,22 @@ def test_fit_keeps_the_limits_when_smaller_cores_would_cut_differently(monkeypat
     assert fit.reasons["n_synapses"] == ("16384: the limit; this cut needs 9472, but cores "
                                          "that small cut the network into more clusters")
     assert fit.reasons["delay_slots"] == "2: no delays (the minimum)"
+
+
+def test_compile_with_the_fits_layout_gives_the_same_image():
+    """compile_network(layout=fit.layout) skips the check and gives the words
+    of a compile that runs it; a layout of another network or geometry is
+    refused."""
+    net = benchmark_networks().recurrent_net(600, fan_in=20, n_in=30, seed=3)
+    fit = fit_geometry(net)
+    assert fit.layout is not None and fit.layout.geometry == fit.geometry
+    a = compile_network(net, fit.geometry).image
+    b = compile_network(net, fit.geometry, layout=fit.layout).image
+    np.testing.assert_array_equal(a.addresses, b.addresses)
+    np.testing.assert_array_equal(a.words, b.words)
+    other = benchmark_networks().recurrent_net(600, fan_in=20, n_in=30, seed=3)
+    with pytest.raises(ValueError, match="the layout given is of another network"):
+        compile_network(other, fit.geometry, layout=fit.layout)
+    bigger = dataclasses.replace(fit.geometry, n_neurons=fit.geometry.n_neurons + 1)
+    with pytest.raises(ValueError, match=r"the layout given is for geometry .* not "):
+        compile_network(net, bigger, layout=fit.layout)

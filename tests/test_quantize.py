@@ -18,6 +18,7 @@ from neuromesh.compiler.quantize import (
     DEFAULT_HEADROOM,
     QuantizationError,
     QuantizationReport,
+    WeightStats,
     choose_scale,
     decay_from_factor,
     decay_from_tau,
@@ -429,3 +430,23 @@ def test_lif_neuron_wrong_discretisation_disagrees():
     _, s_ref = float_reference("euler")
     _, s_chip = chip_lif(INPUT, "exact")
     assert not np.array_equal(s_chip, s_ref)
+
+
+def test_weight_stats_of_synapse_lists_count_each_synapse():
+    """Per target the positive and the negative weights are summed, each
+    synapse counted (a repeated (source, target) pair too: the chip holds
+    both, each with its own mantissa); extremes include 0."""
+    pre = np.array([0, 0, 1, 2, 0])
+    post = np.array([0, 0, 0, 1, 1])
+    w = np.array([0.5, -0.25, 0.125, -1.0, 0.75])
+    s = WeightStats.of_synapses(post, w, 3)
+    assert s == WeightStats(exc=0.75, inh=1.0, w_max=0.75, w_min=-1.0)
+    # the same as the dense matrix when no pair repeats
+    dense = np.zeros((3, 3))
+    dense[post[2:], pre[2:]] = w[2:]
+    s2 = WeightStats.of_synapses(post[2:], w[2:], 3)
+    assert choose_scale(1.0, [dense]) == choose_scale(1.0, [s2])
+    assert WeightStats.of_synapses(np.zeros(0, int), np.zeros(0), 4) == WeightStats(0, 0, 0, 0)
+    assert WeightStats.of_synapses([1], [0.5], 2) == WeightStats(0.5, 0.0, 0.5, 0.0)
+    with pytest.raises(QuantizationError, match=r"layer 'p': weight\[1\] = nan \(synapse into 0\)"):
+        WeightStats.of_synapses([1, 0], [0.5, np.nan], 2, name="p")
