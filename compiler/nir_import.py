@@ -224,25 +224,40 @@ def _kind(node) -> str:
     return type(node).__name__
 
 
+def _local_names(graph, prefix: str) -> dict:
+    """``{key: dotted name}`` of a (sub)graph's nodes under ``prefix``. Some
+    exporters key a subgraph's nodes with the subgraph's own name already
+    (``lif1.lif`` inside ``lif1``): that name is not repeated (``lif1.lif``,
+    not ``lif1.lif1.lif``) when the shortened names stay distinct."""
+    own = prefix[:-1].rsplit(".", 1)[-1] if prefix else ""
+    short = {k: k[len(own) + 1:] if own and k.startswith(own + ".") and len(k) > len(own) + 1
+             else k for k in graph.nodes}
+    if len(set(short.values())) < len(short):
+        short = {k: k for k in graph.nodes}
+    return {k: prefix + v for k, v in short.items()}
+
+
 def _flatten_graph(graph, prefix=""):
     """Inline subgraphs: ``(nodes, edges)`` with dotted names."""
     import nir
     nodes, edges, ins, outs = {}, [], {}, {}
+    full_name = _local_names(graph, prefix)
     for name, node in graph.nodes.items():
-        full = prefix + name
+        full = full_name[name]
         if isinstance(node, nir.NIRGraph):
             sub_nodes, sub_edges = _flatten_graph(node, full + ".")
             nodes.update(sub_nodes)
             edges += sub_edges
-            ins[name] = [f"{full}.{n}" for n, x in node.nodes.items() if _kind(x) == "Input"]
-            outs[name] = [f"{full}.{n}" for n, x in node.nodes.items() if _kind(x) == "Output"]
+            inner = _local_names(node, full + ".")
+            ins[name] = [inner[n] for n, x in node.nodes.items() if _kind(x) == "Input"]
+            outs[name] = [inner[n] for n, x in node.nodes.items() if _kind(x) == "Output"]
         elif prefix and _kind(node) in ("Input", "Output"):
             nodes[full] = _Pass(node)
         else:
             nodes[full] = node
     for a, b in graph.edges:
-        for x in outs.get(a, [prefix + a]):
-            for y in ins.get(b, [prefix + b]):
+        for x in outs.get(a, [full_name.get(a, prefix + a)]):
+            for y in ins.get(b, [full_name.get(b, prefix + b)]):
                 edges.append((x, y))
     return nodes, edges
 

@@ -706,6 +706,8 @@ def test_inner_name_edges_are_repaired(tmp_path, capsys):
     options = FRAMEWORKS["norse"]
     a, b = from_nir(str(good), options), from_nir(str(bad), options)
     assert a.populations.keys() == b.populations.keys()
+    # the file keys the subgraph's nodes "lif1.lif": the name is not doubled
+    assert list(a.populations) == ["lif1.lif", "lif2"]
     code, out, _ = cli(["compile", bad, "-o", tmp_path / "r.nmi", "--framework", "norse"],
                        capsys)
     assert code == 0
