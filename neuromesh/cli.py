@@ -218,6 +218,10 @@ def cmd_run(args):
     print(f"output spikes per row: {result.outputs.sum(axis=(0, 2)).tolist()}")
     print(f"neuron spikes per row: {result.neuron_spikes.tolist()}")
     print(f"synaptic events per row: {result.synaptic_events.tolist()}")
+    from .counters import NO_COUNTERS, backend_counters, counter_table
+    counts = backend_counters(emu)
+    print(NO_COUNTERS if counts is None else
+          counter_table(counts, g, result.steps, getattr(args, "backend", "emulator")))
     if out is not None:
         print(f"wrote {out}: {', '.join(arrays)}")
 
