@@ -35,9 +35,9 @@ def backend_counters(backend) -> np.ndarray | None:
 
 def counter_table(counts, geometry: Geometry, steps: int, source: str) -> str:
     """The counters ``counts`` (``[batch, n_cores, 7]``, summed over batch
-    rows; a wrapped u32 counter stays wrapped) as a table per core, a total
-    row and the busy clocks per step of the busiest core. ``source`` names
-    the backend that counted (``"emulator"``, ``"board"``)."""
+    rows; a wrapped u32 counter stays wrapped) as a table per core (up to
+    16 cores) and a total row. ``source`` names the backend that counted
+    (``"emulator"``, ``"board"``); ``steps``: the steps they cover."""
     g = geometry
     c = np.asarray(counts, dtype=np.int64).sum(axis=0)          # [n_cores, 7]
     rows = c.shape[0]
@@ -51,8 +51,4 @@ def counter_table(counts, geometry: Geometry, steps: int, source: str) -> str:
             lines.append(f"{k:>6} {k % g.cols},{k // g.cols:<3} "
                          + " ".join(f"{int(v):>11}" for v in c[k]))
     lines.append(f"{'total':>6} {'':>5} " + " ".join(f"{int(v):>11}" for v in c.sum(axis=0)))
-    if steps:
-        busy = c[:, Counter.CLOCKS].max() / (steps * np.shape(counts)[0])
-        lines.append(f"busy clocks per step: {busy:.1f} (busiest core: its neuron pass and "
-                     f"synaptic ops; the mesh and the barrier add a few more)")
     return "\n".join(lines)

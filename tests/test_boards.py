@@ -127,3 +127,5 @@ def test_digits_runner_matches_the_demo():
     demo = run_demo(geometry=geometry, limit=12)
     np.testing.assert_array_equal(r["predictions"], demo.chip_predictions)
     assert r["accuracy"] == demo.chip_accuracy >= 0.75
+    # Image by image from a reset, the counters add up to the demo's batch run's.
+    np.testing.assert_array_equal(r["counters"], demo.counters.astype(np.int64).sum(axis=0))
