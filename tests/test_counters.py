@@ -200,3 +200,27 @@ def test_the_cosimulation_catches_a_wrong_count(monkeypatch, counter):
     d = result.divergences[0]
     assert d["step"] == 0 and d["field"] == f"counter {counter.name}" and d["core"] == 3
     assert d["chip"] + 1 == d["emulator"]
+
+
+def test_torch_backend_counts_the_same():
+    pytest.importorskip("torch")
+    x = np.zeros((5, 2, 1), bool)
+    x[:, 0] = INPUTS
+    a, b = Emulator(known_chip(), batch=2), Emulator(known_chip(), batch=2, backend="torch")
+    a.run(x)
+    b.run(x)
+    np.testing.assert_array_equal(a.counters(), b.counters())
+    np.testing.assert_array_equal(b.counters()[0], expected(5, 3))
+
+
+def test_run_on_a_board_without_counters_says_so_in_one_line():
+    """``neuromesh run``/``demo`` print one line instead of the table."""
+    from neuromesh.counters import NO_COUNTERS, backend_counters
+
+    class Board:
+        def counters(self):
+            raise CountersUnavailableError("no counters")
+
+    assert backend_counters(Board()) is None
+    assert "\n" not in NO_COUNTERS and "neuromesh build --counters" in NO_COUNTERS
+    assert backend_counters(Emulator(known_chip())).shape == (1, 4, 7)
