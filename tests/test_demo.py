@@ -142,3 +142,32 @@ def test_demo_on_a_simulated_icebreaker(capsys):
 def test_demo_on_a_board_needs_its_port(capsys):
     assert main(["demo", "--board", "ulx3s-85f"]) == 2
     assert "--board needs --port" in capsys.readouterr().err
+
+
+def test_demo_on_a_board_prints_its_counters(monkeypatch, capsys):
+    """`demo --board` with a backend that has counters prints them per
+    inference and checks them against the emulator's (here the "board" is
+    an emulator, so they agree; a board that counts differently fails)."""
+    import neuromesh.boards.cli
+    from neuromesh.emulator import Emulator
+
+    class FakeBoard(Emulator):
+        def close(self):
+            pass
+
+    monkeypatch.setattr(neuromesh.boards.cli, "open_board",
+                        lambda args, image, what=None: FakeBoard(image))
+    assert main(["demo", "--board", "icebreaker", "--port", "/dev/null", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "counted by the icebreaker (docs/architecture.md §13), per inference:" in out
+    assert "counters identical to the emulator's: yes" in out
+
+    class MiscountingBoard(FakeBoard):
+        def counters(self):
+            return super().counters() + np.uint32(1)
+
+    monkeypatch.setattr(neuromesh.boards.cli, "open_board",
+                        lambda args, image, what=None: MiscountingBoard(image))
+    with pytest.raises(SystemExit):
+        main(["demo", "--board", "icebreaker", "--port", "/dev/null", "--limit", "3"])
+    assert "counters identical to the emulator's: NO" in capsys.readouterr().out
