@@ -224,3 +224,36 @@ def test_run_on_a_board_without_counters_says_so_in_one_line():
     assert backend_counters(Board()) is None
     assert "\n" not in NO_COUNTERS and "neuromesh build --counters" in NO_COUNTERS
     assert backend_counters(Emulator(known_chip())).shape == (1, 4, 7)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "not a readable JSON file"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"hops": 1}', "unknown operation 'hops'; known: neuron_update"),
+    ('{"hop": -1}', "hop = -1 is not a number >= 0"),
+    ('{"learn": "a lot"}', "learn = 'a lot' is not a number >= 0"),
+])
+def test_a_bad_energy_table_is_one_line_before_the_run(tmp_path, capsys, content, needle):
+    from test_bad_input import assert_one_line_error, cli
+
+    from neuromesh.image import save
+    save(known_chip(), tmp_path / "k.nmi")
+    table = tmp_path / "t.json"
+    if content is not None:
+        table.write_text(content)
+    line = assert_one_line_error(cli(["run", tmp_path / "k.nmi", "--steps", "2",
+                                      "--energy-table", table], capsys), needle)
+    assert line.startswith(f"neuromesh run: error: --energy-table {table}: ")
+
+
+def test_a_custom_energy_table_prices_the_run(tmp_path, capsys):
+    from neuromesh.cli import main
+    from neuromesh.image import save
+    save(known_chip(), tmp_path / "k.nmi")
+    table = tmp_path / "t.json"
+    table.write_text('{"neuron_update": 0, "spike": 0, "synaptic_op": 0, "packet": 0, '
+                     '"hop": 1000000, "learn": 0}')
+    assert main(["run", str(tmp_path / "k.nmi"), "--steps", "2", "--quiet",
+                 "--energy-table", str(table)]) == 0
+    # 2 steps x (2 + 3) hops x 1 uJ
+    assert "energy from the counters: 10 uJ per run (the given table" in capsys.readouterr().out
