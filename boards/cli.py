@@ -29,7 +29,7 @@ def cmd_build(args):
     print(f"building {board.name} for {geometry} in {args.output} ...", flush=True)
     report = build(board, geometry, args.output, baud=args.baud, seed=args.seed,
                    verbose=args.verbose, quiet=args.quiet, learning=args.learning,
-                   force=args.force)
+                   force=args.force, counters=args.counters)
     print(report.summary())
     print(f"wrote {args.output}/neuromesh.report.txt and neuromesh.report.json")
     if not report.passed:
@@ -53,6 +53,9 @@ def register(subparsers):
     s.add_argument("--learning", action="store_true",
                    help="a learning engine per core, for images with plastic synapses "
                         "(fits the ULX3S-85F, not the iCEBreaker)")
+    s.add_argument("--counters", action="store_true",
+                   help="activity counters per core (docs/architecture.md §13), read by "
+                        "`neuromesh run --backend board`; the iCEBreaker has no room for them")
     s.add_argument("--force", action="store_true",
                    help="build even when the fit check (run before synthesis) says the "
                         "geometry cannot fit the board")

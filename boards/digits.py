@@ -21,7 +21,11 @@ def run_digits(backend, compiled, limit: int | None = None, progress=None) -> di
     """Classify the test split image by image on ``backend`` (a
     :class:`~neuromesh.boards.serial.BoardBackend` or an
     :class:`~neuromesh.emulator.Emulator` of ``compiled.image``), resetting
-    it before each image. Returns accuracy, predictions and labels."""
+    it before each image. Returns accuracy, predictions and labels, and
+    ``counters``: the backend's activity counters summed over the images
+    (int64 ``[n_cores, 7]``, docs/architecture.md §13), ``None`` for a board
+    built without them."""
+    from neuromesh.counters import backend_counters
     net = compiled.network
     (port,) = net.host_inputs()
     (out,) = net.outputs
@@ -31,14 +35,18 @@ def run_digits(backend, compiled, limit: int | None = None, progress=None) -> di
     first = compiled.output_channels[out]
     size = net.populations[out].size
     preds = []
+    counters = 0
     for i in range(len(y_test)):
         s = compiled.padded({port: digits.encode(x_test[i:i + 1], digits.STEPS)[:, 0]})
         backend.reset()
         r = backend.run(compiled.chip_inputs(s)[:, :1])
         spikes = compiled.read_window(r.outputs[:, :1, first:first + size], out, digits.STEPS)
         preds.append(int(digits.decode(spikes)[0]))
+        if counters is not None:      # since the reset: this image's
+            c = backend_counters(backend)
+            counters = None if c is None else counters + c[0].astype(np.int64)
         if progress:
             progress(i + 1, len(y_test))
     preds = np.array(preds)
     return {"accuracy": float((preds == y_test).mean()), "predictions": preds,
-            "labels": y_test}
+            "labels": y_test, "counters": counters if len(y_test) else None}

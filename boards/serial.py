@@ -169,6 +169,20 @@ class BoardBackend:
             out[region] = np.stack(rows).astype(np.uint64)[None]
         return out
 
+    def counters(self) -> np.ndarray:
+        """The chip's activity counters (docs/architecture.md §13), uint32
+        ``[1, n_cores, 7]``: the array of :meth:`Emulator.counters
+        <neuromesh.emulator.Emulator.counters>`, counted since the image was
+        loaded or :meth:`reset`. A bitstream built without counters raises
+        :class:`~neuromesh.host.CountersUnavailableError` in one line."""
+        from neuromesh.host import CountersUnavailableError
+        try:
+            return run_sync(self.driver.read_counters(self.geometry))[None]
+        except CountersUnavailableError:
+            raise CountersUnavailableError(
+                "the board's bitstream has no activity counters (region COUNTERS is not "
+                "mapped); build it with `neuromesh build --counters`") from None
+
     def set_reward(self, reward):
         """Write the reward register (s8) of every core -- one value, or one
         per core (the host WRITE of LSTATE.reward, keeping epoch_phase; like
@@ -209,8 +223,9 @@ class BoardBackend:
             progress=False):
         """Advance by ``steps`` steps; returns a
         :class:`~neuromesh.emulator.emulator.RunResult` with ``outputs``
-        ``[steps, 1, n_outputs]``. The chip does not count spikes or synaptic
-        events: ``neuron_spikes`` and ``synaptic_events`` are ``[-1]``."""
+        ``[steps, 1, n_outputs]``. ``neuron_spikes`` and ``synaptic_events``
+        are ``[-1]``; a board built with counters counts those per core
+        instead (:meth:`counters`)."""
         from neuromesh.emulator.emulator import RunResult
         if probe is not None:
             raise ValueError("the board backend records no probes (read_state reads the "

@@ -36,14 +36,17 @@ def board_chip(board: str | Board, geometry: Geometry, **overrides) -> Chip:
 
 
 class BoardTop(Elaboratable):
-    """The chip on a board: UART pins, the board clock as the ``sync`` domain."""
+    """The chip on a board: UART pins, the board clock as the ``sync`` domain.
+    ``learning``, ``counters``: the chip's learning engines and activity
+    counters (docs/architecture.md §11, §13), both off by default."""
 
     def __init__(self, board: str | Board, geometry: Geometry, *, baud: int | None = None,
-                 learning: bool = False):
+                 learning: bool = False, counters: bool = False):
         self.board = board if isinstance(board, Board) else get_board(board)
         self.geometry = geometry
         self.baud = baud or self.board.baud
         self.learning = learning
+        self.counters = counters
         self.divisor = divisor_for(self.board.clk_hz, self.baud)
 
     def elaborate(self, platform):
@@ -61,8 +64,11 @@ class BoardTop(Elaboratable):
             m.d.por += delay.eq(delay - 1)
         m.d.comb += sync.rst.eq(delay != 0)
 
+        # Counters only when asked: off, the board's RTL is unchanged.
+        extra = {"counters": True} if self.counters else {}
         m.submodules.top = top = UARTChip(board_chip(self.board, self.geometry,
-                                                    learning=self.learning), self.divisor)
+                                                    learning=self.learning, **extra),
+                                          self.divisor)
         res = platform.lookup("uart", 0)
         uart = platform.request("uart", 0, dir={sub.name: "-" for sub in res.ios})
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)

@@ -46,12 +46,14 @@ class LayerAgreement:
 @dataclass
 class Comparison:
     """Both runs: per-population spikes ``bool [steps, batch, size]``, the
-    emulator's result, and the per-layer agreement."""
+    emulator's result, the per-layer agreement and the emulator's activity
+    counters (docs/architecture.md §13, uint32 ``[batch, n_cores, 7]``)."""
 
     reference: dict
     chip: dict
     result: object
     layers: list
+    counters: object = None
 
     def table(self) -> str:
         """The per-layer agreement as printable text."""
@@ -71,8 +73,8 @@ def compare_with_reference(compiled: Compiled, inputs: dict, steps: int | None =
     pops = list(net.populations)
     index = {p: compiled.neurons(p) for p in pops}
     probe = np.concatenate([index[p] for p in pops])
-    result = Emulator(compiled.image, batch=x.shape[1]).run(
-        x, probe=probe, record=("spikes",), progress=progress)
+    emu = Emulator(compiled.image, batch=x.shape[1])
+    result = emu.run(x, probe=probe, record=("spikes",), progress=progress)
     chip, first, layers = {}, 0, []
     for p in pops:
         n = index[p].size
@@ -80,4 +82,5 @@ def compare_with_reference(compiled: Compiled, inputs: dict, steps: int | None =
         first += n
         layers.append(LayerAgreement(p, int(ref[p].sum()), int(chip[p].sum()),
                                      int((ref[p] & chip[p]).sum())))
-    return Comparison(reference=ref, chip=chip, result=result, layers=layers)
+    return Comparison(reference=ref, chip=chip, result=result, layers=layers,
+                      counters=emu.counters())

@@ -306,6 +306,11 @@ class Emulator:
             np.repeat(self._v0[a][None].astype(self._itype), b, axis=0),
             np.repeat(self._ref0[a][None].astype(np.int16), b, axis=0))
         self._acc = np.repeat(self._acc0[:, None, :], b, axis=1)
+        # For the activity counters (§13): spikes per active neuron, host
+        # input spikes per channel and steps, all since the reset.
+        self._spike_total = np.zeros((b, self.active.size), np.int64)
+        self._input_total = np.zeros((b, self.image.n_inputs), np.int64)
+        self._steps_total = 0
         self._refractory_until = int(self._ref0.max(initial=0))
         if self._learn is not None:
             self._learn.reset()
@@ -340,6 +345,20 @@ class Emulator:
         """The image uses the learning engine (``read_state`` then also returns
         ``w_mant``, ``tag``, traces, ``reward``, ``epoch_phase`` and ``lfsr``)."""
         return self._learn is not None
+
+    def counters(self) -> np.ndarray:
+        """The activity counters of every core (docs/architecture.md §13),
+        uint32 ``[batch, n_cores, len(Counter)]`` (index with
+        :class:`~neuromesh.chip.Counter`): cumulative since construction or
+        :meth:`reset`, wrapping modulo 2**32 -- exactly the chip's READ of
+        region COUNTERS after the same steps."""
+        if getattr(self, "_counter_tables", None) is None:
+            from .counters import CounterTables
+            self._counter_tables = CounterTables(self.config, self._compact)
+        learn = self._learn
+        return self._counter_tables.counts(
+            self._spike_total, self._input_total, self._steps_total,
+            None if learn is None else learn.epochs, None if learn is None else learn.p_count)
 
     def learning_words(self) -> dict:
         """The chip memory words of the learning state, uint64 ``[batch,
@@ -469,6 +488,7 @@ class Emulator:
         if self._torch is not None:
             spike_counts, input_counts = self._torch.run(x, steps, pslots, pidx, probes,
                                                          outputs, self._modes)
+            self._count(spike_counts, x, steps)
             return self._result(outputs, probes, first, spike_counts, input_counts, None)
         xt = None
         in_rows = self._row_input_slice
@@ -515,20 +535,31 @@ class Emulator:
                                     "input", self.step)
             xt = x_next
             self.step = (self.step + 1) & STEP_MASK
+        totals = None
         if x is not None:
-            input_counts += self._input_counts(x)
+            totals = self._channel_counts(x)
+            input_counts += totals[:, self._row_inputs]
+        self._count(spike_counts, x, steps, totals)
         return self._result(outputs, probes, first, spike_counts, input_counts, learn)
 
-    def _input_counts(self, x):
-        """Spikes per batch row and input row over the run: one pass over the
-        input, a block of steps at a time (not a per-step addition)."""
+    def _count(self, spike_counts, x, steps, totals=None):
+        """Add a run's spikes, host input and steps to the counter totals."""
+        self._spike_total += np.asarray(spike_counts, dtype=np.int64)
+        if x is not None:
+            self._input_total += self._channel_counts(x) if totals is None else totals
+        self._steps_total += steps
+
+    def _channel_counts(self, x):
+        """Spikes per batch row and input channel over the run, int64 ``[batch,
+        n_inputs]``: one pass over the input, a block of steps at a time (not
+        a per-step addition)."""
         total = np.zeros((x.shape[1], x.shape[2]), np.int64)
         chunk = max(1, (1 << 22) // max(1, x[0].size))
         for t0 in range(0, x.shape[0], chunk):
             part = x[t0:t0 + chunk]
             total += part.sum(axis=0, dtype=np.int64) if part.dtype == np.bool_ else \
                 (part != 0).sum(axis=0, dtype=np.int64)
-        return np.broadcast_to(total[:, self._row_inputs], (self.batch, self._row_inputs.size))
+        return np.broadcast_to(total, (self.batch, x.shape[2]))
 
     def _result(self, outputs, probes, first, spike_counts, input_counts, learn):
         # Synaptic events: every spike of a row visits that row's synapses.

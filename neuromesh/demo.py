@@ -21,7 +21,7 @@ import numpy as np
 from . import digits
 
 __all__ = ["DEFAULT_GEOMETRY", "LOIHI_PJ", "DemoResult", "compile_demo",
-           "run_demo", "energy_estimate", "spike_raster", "cosim_samples", "report"]
+           "run_demo", "energy_estimate", "spike_raster", "cosim_samples", "report", "counted"]
 
 #: Where the demo puts it: four cores, so the model is split over a mesh.
 DEFAULT_GEOMETRY = "2x2,n_neurons=64,n_axons=128,n_synapses=8192,n_fanout=256"
@@ -59,6 +59,9 @@ class DemoResult:
     chip_predictions: np.ndarray
     reference_predictions: np.ndarray
     seconds: float
+    #: The emulator's activity counters over the whole run (docs/architecture.md
+    #: §13), uint32 ``[n_images, n_cores, 7]``.
+    counters: np.ndarray = None
 
 
 def compile_demo(geometry: str = DEFAULT_GEOMETRY, model: str | Path | None = None):
@@ -111,7 +114,8 @@ def run_demo(*, geometry: str = DEFAULT_GEOMETRY, limit: int | None = None,
         synaptic_ops_per_inference=syn_ops, neuron_updates_per_inference=updates,
         energy_per_inference=energy_estimate(syn_ops, updates), agreement=cmp,
         compiled=compiled, labels=y_test, chip_predictions=chip_pred,
-        reference_predictions=ref_pred, seconds=time.perf_counter() - t0)
+        reference_predictions=ref_pred, seconds=time.perf_counter() - t0,
+        counters=cmp.counters)
 
 
 def spike_raster(result: DemoResult, path, index: int = 0):
@@ -186,7 +190,25 @@ def report(result: DemoResult) -> str:
         f"energy estimate  {lo * 1e6:.2f}-{hi * 1e6:.2f} uJ per inference (Loihi's published "
         f"{LOIHI_PJ['synaptic_op']} pJ/synaptic op, "
         f"{LOIHI_PJ['neuron_update'][0]:g}-{LOIHI_PJ['neuron_update'][1]:g} pJ/neuron update)",
-        "",
-        r.agreement.table(),
     ]
+    if r.counters is not None:
+        lines += ["", counted(r.counters, r.steps, r.n_images, "emulator")]
+    lines += ["", r.agreement.table()]
     return "\n".join(lines)
+
+
+def counted(counters, steps: int, n_images: int, source: str) -> str:
+    """The activity counters (docs/architecture.md §13) of ``n_images``
+    inferences of ``steps`` steps each, per inference, with the energy they
+    imply (:func:`neuromesh.energy.energy_report`) and the busy clocks per
+    step."""
+    from .chip import Counter
+    from .energy import energy_report
+    c = np.asarray(counters, dtype=np.int64).reshape(-1, np.shape(counters)[-2],
+                                                     len(Counter))
+    total = c.sum(axis=(0, 1)) / n_images
+    head = (f"counted by the {source} (docs/architecture.md §13), per inference: "
+            f"{total[Counter.SPIKES]:.1f} spikes, {total[Counter.SYNOPS]:.0f} synaptic ops, "
+            f"{total[Counter.UPDATES]:.0f} neuron updates, {total[Counter.PACKETS]:.1f} "
+            f"packets over {total[Counter.HOPS]:.1f} hops")
+    return head + "\n" + energy_report(c, steps, per="inference", n=n_images)

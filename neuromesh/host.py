@@ -39,7 +39,8 @@ from .protocol import (
     cmd_write,
 )
 
-__all__ = ["HostLinkError", "GeometryMismatchError", "HostDriver", "run_sync"]
+__all__ = ["HostLinkError", "GeometryMismatchError", "CountersUnavailableError", "HostDriver",
+           "run_sync"]
 
 _TERMINAL = {Response.ACK, Response.DATA, Response.INFO, Response.STATUS, Response.DONE,
              Response.ERROR}
@@ -282,6 +283,31 @@ class HostDriver:
             out["accum"].append(LAYOUTS[Region.ACCUM].unpack(words)["value"]
                                 .reshape(g.delay_slots, g.n_neurons))
         return {k: np.stack(v) for k, v in out.items()}
+
+    async def read_counters(self, geometry: Geometry) -> np.ndarray:
+        """The activity counters (docs/architecture.md §13): uint32 ``[n_cores,
+        len(Counter)]``, like ``Emulator.counters()`` for one batch row. A chip
+        built without counters raises :class:`CountersUnavailableError`."""
+        from neuromesh.chip import COUNTERS_REGION, Counter
+        g = geometry
+        rows = []
+        for k in range(g.n_cores):
+            core = (k // g.cols) << 4 | (k % g.cols)
+            try:
+                words = await self.read(int(pack_address(core, COUNTERS_REGION, 0)),
+                                        len(Counter))
+            except HostLinkError as e:
+                if e.code != ErrorCode.BAD_ADDRESS:
+                    raise
+                raise CountersUnavailableError(
+                    "the chip has no activity counters (region COUNTERS is not mapped): "
+                    "its RTL was built without them (Chip(counters=False))") from None
+            rows.append(np.asarray(words, dtype=np.uint64))
+        return np.stack(rows).astype(np.uint32)
+
+
+class CountersUnavailableError(HostLinkError):
+    """A counter READ on a chip built without activity counters."""
 
 
 def run_sync(coroutine):

@@ -53,7 +53,7 @@ class Chip(wiring.Component):
     cycles: Out(64)
 
     def __init__(self, geometry: Geometry, *, core_args: dict | None = None,
-                 learning: bool = False, **hostlink_args):
+                 learning: bool = False, counters: bool = False, **hostlink_args):
         try:
             check_rtl_geometry(geometry)
         except Exception:
@@ -64,6 +64,7 @@ class Chip(wiring.Component):
             raise
         self.geometry = geometry
         self.learning = learning
+        self.counters = counters
         self.core_args = dict(core_args or {})
         self.hostlink_args = hostlink_args
         super().__init__()
@@ -72,12 +73,15 @@ class Chip(wiring.Component):
         m = Module()
         g = self.geometry
         learn = {"learning": True} if self.learning else {}
-        m.submodules.hostlink = link = HostLink(g, **learn, **self.hostlink_args)
+        count = {"counters": True} if self.counters else {}
+        m.submodules.hostlink = link = HostLink(g, **learn, **count, **self.hostlink_args)
         m.submodules.mesh = mesh = Mesh(g)
         m.submodules.controller = ctl = TimestepController(**learn)
         cores = []
         for k in range(g.n_cores):
-            core = NeuronCore(g, **learn, **self.core_args)
+            if self.counters:
+                count = {"counters": True, "position": (k % g.cols, k // g.cols)}
+            core = NeuronCore(g, **learn, **count, **self.core_args)
             m.submodules[f"core_{k % g.cols}_{k // g.cols}"] = core
             cores.append(core)
             wiring.connect(m, core.packet_out, mesh.local_in[k])

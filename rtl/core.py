@@ -25,7 +25,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from neuromesh.chip import U_BITS, Geometry, Region
+from neuromesh.chip import COUNTER_BITS, COUNTERS_REGION, U_BITS, Counter, Geometry, Region
 
 from .layouts import PACKET, packet_stream, stored_layout, word_layout
 from .neuron import NeuronDatapath
@@ -73,6 +73,13 @@ class NeuronCore(wiring.Component):
         for every image that passes the content rules; a host READ returns
         the stored fields zero- or sign-extended, so bits an image may leave
         free (§5.4) read back as 0.
+    counters:
+        The activity counters of docs/architecture.md §13 (host READ of
+        region 14, zeroed by both RESET modes). Off by default (they cost
+        on iCE40 about 450 LUT4 and 190 flip-flops per core).
+    position:
+        ``(x, y)`` of the core in the mesh; with ``counters``, the HOPS
+        counter measures each packet's path from here.
 
     Attributes
     ----------
@@ -102,8 +109,11 @@ class NeuronCore(wiring.Component):
     """
 
     def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None,
-                 narrow_fields: bool = False, learning: bool = False):
+                 narrow_fields: bool = False, learning: bool = False,
+                 counters: bool = False, position: tuple[int, int] = (0, 0)):
         self.geometry = geometry
+        self.counters = counters
+        self.position = tuple(position)
         self.profile_ram_style = profile_ram_style
         self.narrow_fields = narrow_fields
         self.learning = learning
@@ -376,7 +386,10 @@ class NeuronCore(wiring.Component):
             own = Signal()        # a request for regions 0..7 (the rest go to the engine)
             accept = accept & own
             free = Signal()
-            m.d.comb += [own.eq(req.payload.region < 8),
+            own_regions = req.payload.region < 8
+            if self.counters:
+                own_regions = own_regions | (req.payload.region == COUNTERS_REGION)
+            m.d.comb += [own.eq(own_regions),
                          free.eq(~resp_pending & ~resp_valid & ~lu.cfg_resp.valid),
                          req.ready.eq(free & (own | lu.cfg_req.ready)),
                          lu.cfg_req.payload.eq(req.payload),
@@ -400,6 +413,14 @@ class NeuronCore(wiring.Component):
         # GROUP has a combinational read port: capture it in the request cycle.
         with m.If(cfg_read & (req.payload.region == Region.GROUP)):
             m.d.sync += resp_data.eq(self._widen(m, Region.GROUP, group_r.data))
+        if self.counters:
+            counts = self._counters(m, dp, walk_issue, pass_busy, lu, clear_busy)
+            # Like GROUP: the word is captured in the request cycle.
+            with m.If(cfg_read & (req.payload.region == COUNTERS_REGION)):
+                with m.Switch(req.payload.offset):
+                    for word, value in counts.items():
+                        with m.Case(word):
+                            m.d.sync += resp_data.eq(value)
         if lu is None:
             m.d.comb += [self.cfg_resp.valid.eq(resp_valid),
                          self.cfg_resp.payload.eq(resp_data)]
@@ -472,3 +493,39 @@ class NeuronCore(wiring.Component):
             idle = idle & ~lu.busy & ~lu.cfg_resp.valid
         m.d.comb += self.idle.eq(idle)
         return m
+
+    def _counters(self, m, dp, walk_issue, pass_busy, lu, clear_busy):
+        """The activity counters of docs/architecture.md §13: u32 each,
+        cumulative, wrapping; ``clear_start`` (either RESET mode) zeroes them.
+        Returns ``{Counter: Signal}``."""
+        g = self.geometry
+        counts = {c: Signal(COUNTER_BITS, name=f"count_{c.name.lower()}") for c in Counter}
+        # HOPS: router-to-router links of the XY path of each packet sent
+        # (a host-bound packet goes to router (0, 0), then out of its west port).
+        x0, y0 = self.position
+        sent = self.packet_out.valid & self.packet_out.ready
+        pkt = self.packet_out.payload
+        width = max(g.cols, g.rows).bit_length() + 1
+        dx, dy, hops = Signal(width), Signal(width), Signal(width + 1)
+        m.d.comb += [
+            dx.eq(Mux(pkt.x >= x0, pkt.x - x0, x0 - pkt.x)),
+            dy.eq(Mux(pkt.y >= y0, pkt.y - y0, y0 - pkt.y)),
+            hops.eq(Mux(pkt.to_host, x0 + y0, dx + dy)),
+        ]
+        learn = 0
+        if lu is not None:
+            learn = lu.synapse.we & lu.busy & ~clear_busy
+        step = {
+            Counter.SPIKES: dp.o_valid & dp.o.spike,
+            Counter.UPDATES: dp.o_valid,
+            Counter.SYNOPS: walk_issue,
+            Counter.PACKETS: sent,
+            Counter.HOPS: Mux(sent, hops, 0),
+            Counter.LEARN: learn,
+            Counter.CLOCKS: pass_busy + walk_issue,
+        }
+        with m.If(self.clear_start):
+            m.d.sync += [c.eq(0) for c in counts.values()]
+        with m.Else():
+            m.d.sync += [c.eq(c + step[k]) for k, c in counts.items()]
+        return counts

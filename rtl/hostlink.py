@@ -15,7 +15,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from neuromesh.chip import ADDRESS, Geometry, LearnRegion, Region, learn_region_size
+from neuromesh.chip import (
+    ADDRESS,
+    COUNTERS_REGION,
+    Counter,
+    Geometry,
+    LearnRegion,
+    Region,
+    learn_region_size,
+)
 from neuromesh.protocol import (
     INFO_LAYOUT,
     MAX_CHANNELS_PER_FRAME,
@@ -238,6 +246,9 @@ class HostLink(wiring.Component):
     learning: bool
         The cores have learning engines: WRITE/READ accept regions 8–13 with
         their sizes of a LEARNING image (§11.2) instead of BAD_ADDRESS.
+    counters: bool
+        The cores have activity counters: READ accepts region 14 (COUNTERS,
+        ``len(Counter)`` words, §13); a WRITE there is BAD_ADDRESS.
 
     Attributes
     ----------
@@ -299,7 +310,7 @@ class HostLink(wiring.Component):
 
     def __init__(self, geometry: Geometry, *, spike_queue_depth: int = 512,
                  timeout_cycles: int = 100_000, output_buffer: int = MAX_CHANNELS_PER_FRAME,
-                 learning: bool = False):
+                 learning: bool = False, counters: bool = False):
         if not isinstance(geometry, Geometry):
             raise TypeError(f"geometry must be a neuromesh.chip.Geometry, got {geometry!r}")
         if not MAX_SPIKES <= spike_queue_depth <= 0xFFFF:
@@ -315,6 +326,7 @@ class HostLink(wiring.Component):
         self.timeout_cycles = timeout_cycles
         self.output_buffer = output_buffer
         self.learning = learning
+        self.counters = counters
         super().__init__()
 
     def _info_payload(self) -> int:
@@ -407,6 +419,8 @@ class HostLink(wiring.Component):
         sizes = {region: g.region_size(region) for region in Region}
         if self.learning:
             sizes.update({region: learn_region_size(g, region) for region in LearnRegion})
+        if self.counters:
+            sizes[COUNTERS_REGION] = len(Counter)
         region_size = Signal(range(max(sizes.values()) + 1))
         with m.Switch(access.addr.region):
             for region, size in sizes.items():
@@ -415,9 +429,15 @@ class HostLink(wiring.Component):
         core_ok = (access.addr.core.x < g.cols) & (access.addr.core.y < g.rows)
         start_ok = core_ok & (access.addr.offset < region_size)
         addr_ok = start_ok & (access.addr.offset + count <= region_size)
+        if self.counters:
+            # COUNTERS is read-only (§13): a WRITE there names its first word.
+            read_only = Signal()
+            m.d.comb += read_only.eq((f_type == Command.WRITE)
+                                     & (access.addr.region == COUNTERS_REGION))
+            addr_ok = addr_ok & ~read_only
         first_bad_addr = Signal(ADDR)
         m.d.comb += first_bad_addr.eq(access.addr)
-        with m.If(start_ok):
+        with m.If(start_ok & ~read_only if self.counters else start_ok):
             m.d.comb += first_bad_addr.offset.eq(region_size)
 
         # LEN of each command (§9.3). A LEN too short to hold the count is

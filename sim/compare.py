@@ -3,8 +3,8 @@ difference (step, core, neuron, field, both values)."""
 
 import numpy as np
 
-__all__ = ["first_divergence", "learning_divergence", "read_learning", "write_reward",
-           "describe", "lockstep"]
+__all__ = ["first_divergence", "learning_divergence", "counter_divergence", "read_learning",
+           "write_reward", "describe", "lockstep"]
 
 STATE_FIELDS = ("u", "v", "refractory", "accum")
 
@@ -65,6 +65,21 @@ def learning_divergence(step, chip_words, emu_words, geometry):
     return None
 
 
+def counter_divergence(step, chip_counts, emu_counts, geometry):
+    """``None`` if the chip's activity counters (uint32 ``[n_cores,
+    len(Counter)]``, :meth:`~neuromesh.host.HostDriver.read_counters`) equal
+    :meth:`~neuromesh.emulator.Emulator.counters` (batch row 0), else a dict
+    naming the counter, the core and both values."""
+    from neuromesh.chip import Counter
+    a, b = np.asarray(chip_counts, np.uint32), np.asarray(emu_counts[0], np.uint32)
+    if np.array_equal(a, b):
+        return None
+    core, word = (int(i[0]) for i in np.nonzero(a != b))
+    return {"step": step, "field": f"counter {Counter(word).name}", "core": core,
+            "x": core % geometry.cols, "y": core // geometry.cols,
+            "chip": int(a[core, word]), "emulator": int(b[core, word])}
+
+
 def describe(d) -> str:
     """One line for a divergence dict."""
     if d is None:
@@ -89,7 +104,7 @@ async def write_reward(driver, geometry, rewards):
         await driver.write(a, lstate.pack(reward=[int(rewards[k])], epoch_phase=[phase]))
 
 
-async def lockstep(driver, image, inputs, steps, rewards=None):
+async def lockstep(driver, image, inputs, steps, rewards=None, counters=None):
     """Load ``image`` through ``driver`` (a :class:`~neuromesh.host.HostDriver`
     on any simulator), then run it and the emulator side by side, comparing
     outputs and the full read-back state after every step. For a learning
@@ -98,13 +113,18 @@ async def lockstep(driver, image, inputs, steps, rewards=None):
     with :meth:`~neuromesh.emulator.Emulator.learning_words`; the chip must be
     a learning build (``Chip(..., learning=True)``). ``rewards``: ``{step:
     [reward per core]}``, written by the host (:func:`write_reward`) and by
-    ``Emulator.set_reward`` before that step.
+    ``Emulator.set_reward`` before that step. ``counters``: also compare
+    the activity counters (§13) with :meth:`~neuromesh.emulator.Emulator.counters`
+    after every step; ``None`` (default): if the chip has them (a build with
+    ``Chip(..., counters=True)``, as the co-simulation's).
 
     Returns ``(steps run, first divergence or None)``.
     """
     from neuromesh.emulator import Emulator
     emu = Emulator(image)
     await driver.load_image(image)
+    if counters is None:
+        counters = await has_counters(driver, image.geometry)
     rewards = {int(t): r for t, r in (rewards or {}).items()}
     for t in range(steps):
         if t in rewards:
@@ -120,6 +140,20 @@ async def lockstep(driver, image, inputs, steps, rewards=None):
             got = await read_learning(driver, image.geometry,
                                       {region: w.shape[-1] for region, w in want.items()})
             bad = learning_divergence(t, got, want, image.geometry)
+        if bad is None and counters:
+            bad = counter_divergence(t, await driver.read_counters(image.geometry),
+                                     emu.counters(), image.geometry)
         if bad:
             return t + 1, bad
     return steps, None
+
+
+async def has_counters(driver, geometry) -> bool:
+    """The chip behind ``driver`` was built with activity counters (a READ of
+    region COUNTERS of core 0 is answered)."""
+    from neuromesh.host import CountersUnavailableError
+    try:
+        await driver.read_counters(geometry)
+    except CountersUnavailableError:
+        return False
+    return True

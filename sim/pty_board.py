@@ -53,14 +53,16 @@ def chip_factory(*, learning: bool = False, board: str | None = None, **chip_arg
 
 
 def serve(geometry, *, learning: bool = False, board: str | None = None,
-          timeout_cycles: int = 1_000_000, out=sys.stdout):
+          timeout_cycles: int = 1_000_000, out=sys.stdout, counters: bool = False):
     """Amaranth's simulator: open a pseudo-terminal, print its serial port's
     path to ``out`` and serve the host protocol there until the process is
-    killed. ``learning``: the build with a learning engine per core."""
+    killed. ``learning``: the build with a learning engine per core;
+    ``counters``: with the activity counters (§13)."""
     from amaranth.sim import Simulator
 
     master, slave = os.openpty()
-    dut = chip_factory(learning=learning, board=board, timeout_cycles=timeout_cycles)(geometry)
+    dut = chip_factory(learning=learning, board=board, timeout_cycles=timeout_cycles,
+                       **({"counters": True} if counters else {}))(geometry)
     os.set_blocking(master, False)
 
     async def testbench(ctx):
@@ -95,7 +97,7 @@ def serve(geometry, *, learning: bool = False, board: str | None = None,
 
 
 def serve_verilator(geometry, stop_file, *, learning: bool = False, board: str | None = None,
-                    out=sys.stdout):
+                    out=sys.stdout, counters: bool = False):
     """Verilator: build (or reuse) the design, print the pseudo-terminal's
     path to ``out`` once it serves, and serve until ``stop_file`` exists."""
     try:
@@ -114,7 +116,8 @@ def serve_verilator(geometry, stop_file, *, learning: bool = False, board: str |
 
         threading.Thread(target=announce, daemon=True).start()
         serve_pty(geometry, port_file, Path(stop_file),
-                  chip_factory=chip_factory(learning=learning, board=board))
+                  chip_factory=chip_factory(learning=learning, board=board,
+                                            **({"counters": True} if counters else {})))
 
 
 class PtyBoard:
@@ -122,16 +125,17 @@ class PtyBoard:
 
     ``with PtyBoard(geometry) as board:`` gives ``board.port``; leaving the
     block stops the simulator and raises :class:`RuntimeError` with its
-    output if it failed on its own. ``learning``, ``board``: as in
-    :func:`serve`; ``simulator``: ``"amaranth"`` or ``"verilator"``.
+    output if it failed on its own. ``learning``, ``board``, ``counters``: as
+    in :func:`serve`; ``simulator``: ``"amaranth"`` or ``"verilator"``.
     """
 
     def __init__(self, geometry, *, learning: bool = False, board: str | None = None,
-                 simulator: str = "amaranth"):
+                 simulator: str = "amaranth", counters: bool = False):
         if simulator not in ("amaranth", "verilator"):
             raise ValueError(f"simulator {simulator!r}: choose 'amaranth' or 'verilator'")
         self.geometry = geometry
         self.learning = learning
+        self.counters = counters
         self.board = board
         self.simulator = simulator
         self.process = None
@@ -143,6 +147,8 @@ class PtyBoard:
                 "--simulator", self.simulator]
         if self.learning:
             args.append("--learning")
+        if self.counters:
+            args.append("--counters")
         if self.board:
             args += ["--board", self.board]
         if self.simulator == "verilator":
@@ -203,6 +209,8 @@ def main(argv=None):
     parser.add_argument("--learning", action="store_true",
                         help="the build with a learning engine per core")
     from neuromesh.boards.catalog import BOARDS
+    parser.add_argument("--counters", action="store_true",
+                        help="the build with activity counters (docs/architecture.md §13)")
     parser.add_argument("--board", choices=sorted(BOARDS),
                         help="simulate this board's RTL options")
     parser.add_argument("--stop-file", metavar="PATH",
@@ -228,10 +236,11 @@ def main(argv=None):
         if args.simulator == "verilator":
             with tempfile.TemporaryDirectory() as tmp:
                 serve_verilator(geometry, args.stop_file or Path(tmp) / "stop",
-                                learning=args.learning, board=args.board)
+                                learning=args.learning, board=args.board,
+                                counters=args.counters)
         else:
             serve(geometry, learning=args.learning, board=args.board,
-                  timeout_cycles=args.timeout_cycles)
+                  timeout_cycles=args.timeout_cycles, counters=args.counters)
     except KeyboardInterrupt:
         pass
 

@@ -30,7 +30,8 @@ from .harness import WRAPPER_MODULE
 from .verilator import LINT_WAIVERS, verilator_env
 
 __all__ = ["CosimResult", "STAGES", "stages", "cache_dir", "build_verilator", "run_verilator",
-           "serve_pty", "run_amaranth", "cosim_image", "write_case", "learning_chip"]
+           "serve_pty", "run_amaranth", "cosim_image", "write_case", "learning_chip",
+           "cosim_chip"]
 
 TOPLEVEL = WRAPPER_MODULE
 
@@ -71,22 +72,29 @@ def cache_dir() -> Path:
     return Path(root) / "verilator"
 
 
-def learning_chip(geometry: Geometry):
-    """The chip with learning engines (``Chip(geometry, learning=True)``): the
-    ``chip_factory`` for images with the LEARNING flag (§11)."""
+def cosim_chip(geometry: Geometry):
+    """The default chip of the co-simulation: ``Chip(geometry,
+    counters=True)``, so that every step also compares the activity counters
+    (§13) with the emulator's."""
     from neuromesh.rtl.chip import Chip
-    return Chip(geometry, learning=True)
+    return Chip(geometry, counters=True)
+
+
+def learning_chip(geometry: Geometry):
+    """The chip with learning engines (``Chip(geometry, learning=True,
+    counters=True)``): the ``chip_factory`` for images with the LEARNING flag
+    (§11)."""
+    from neuromesh.rtl.chip import Chip
+    return Chip(geometry, learning=True, counters=True)
 
 
 def _verilog(geometry: Geometry, chip_factory=None) -> str:
-    """The chip (from ``chip_factory``, default :class:`~neuromesh.rtl.chip.Chip`)
+    """The chip (from ``chip_factory``, default :func:`cosim_chip`)
     plus the co-simulation wrapper, as one Verilog source."""
     from amaranth.back import verilog
 
-    from neuromesh.rtl.chip import Chip
-
     from .harness import CHIP_MODULE, wrapper_verilog
-    chip = (chip_factory or Chip)(geometry)
+    chip = (chip_factory or cosim_chip)(geometry)
     return verilog.convert(chip, name=CHIP_MODULE) + wrapper_verilog()
 
 
@@ -309,12 +317,11 @@ def run_amaranth(image: ChipImage, inputs, steps=None, *, vcd: Path | None = Non
     from amaranth.sim import Simulator
 
     from neuromesh.host import HostDriver
-    from neuromesh.rtl.chip import Chip
 
     from .amaranth_transport import SimTransport
     inputs = np.asarray(inputs, bool)
     steps = len(inputs) if steps is None else steps
-    dut = (chip_factory or Chip)(image.geometry)
+    dut = (chip_factory or cosim_chip)(image.geometry)
     result = CosimResult(cases=1)
 
     async def testbench(ctx):

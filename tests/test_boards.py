@@ -10,7 +10,7 @@ from amaranth.hdl import Fragment
 
 from neuromesh.boards.build import BuildReport, _parse_report, build, tool_env
 from neuromesh.boards.cli import cmd_build, make_backend, register
-from neuromesh.boards.top import BOARDS, board_chip
+from neuromesh.boards.top import BOARDS, BoardTop, board_chip
 from neuromesh.chip import ChipError, Geometry
 
 pytest.importorskip("amaranth_boards")
@@ -90,14 +90,25 @@ def test_board_defaults_and_options():
         assert "openFPGALoader" not in board.make_platform().required_tools
         small = Geometry(rows=1, cols=1, n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4,
                          n_profiles=2, n_groups=2, delay_slots=4)
-        Fragment.get(board_chip(name, small), None)    # the options elaborate
+        plain = board_chip(name, small)
+        Fragment.get(plain, None)    # the options elaborate
         # --learning reaches every core (its LearningUnit elaborates too)
         chip = board_chip(name, small, learning=True)
         Fragment.get(chip, None)
         assert chip.learning
+        # Counters only when asked (build --counters): the board's RTL is unchanged.
+        assert not plain.counters
+        top = BoardTop(name, small)
+        top._MustUse__silence = True     # built by `neuromesh build` only (a platform)
+        assert not top.counters
+        chip = board_chip(name, small, counters=True)
+        Fragment.get(chip, None)
+        assert chip.counters
     assert Geometry.parse(BOARDS["ulx3s-85f"].geometry).n_cores >= 8
     args = parse(["build", "--board", "ulx3s-85f", "--geometry", "2x2", "-o", "out"])
     assert (args.board, args.geometry, args.output) == ("ulx3s-85f", "2x2", "out")
+    assert not args.counters
+    assert parse(["build", "--board", "ulx3s-85f", "--counters"]).counters
     with pytest.raises(SystemExit):
         parse(["build", "--board", "nexys"])
 
@@ -127,3 +138,5 @@ def test_digits_runner_matches_the_demo():
     demo = run_demo(geometry=geometry, limit=12)
     np.testing.assert_array_equal(r["predictions"], demo.chip_predictions)
     assert r["accuracy"] == demo.chip_accuracy >= 0.75
+    # Image by image from a reset, the counters add up to the demo's batch run's.
+    np.testing.assert_array_equal(r["counters"], demo.counters.astype(np.int64).sum(axis=0))

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from neuromesh.boards.serial import BoardBackend, SerialTransport
-from neuromesh.chip import Geometry
+from neuromesh.chip import Counter, Geometry
 from neuromesh.emulator import Emulator
+from neuromesh.host import CountersUnavailableError
 from neuromesh.sim.pty_board import PtyBoard
 from neuromesh.sim.randomgen import random_image, random_inputs
 
@@ -30,7 +31,7 @@ def test_board_backend_matches_emulator_over_a_pty(monkeypatch):
     x = random_inputs(11, image, 12)
     x[3:9] = False                      # quiet steps: merged into RUNs of up to 3
     emu = Emulator(image)
-    with PtyBoard(g) as chip:
+    with PtyBoard(g, counters=True) as chip:
         board = BoardBackend(image, port=chip.port, baud=115200, response_timeout=20)
         try:
             for part in (x[:6], x[6:]):
@@ -39,12 +40,18 @@ def test_board_backend_matches_emulator_over_a_pty(monkeypatch):
                 got, want = board.read_state(), emu.read_state()
                 for name in ("u", "v", "refractory", "accum", "step"):
                     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+                # The activity counters (§13), also over merged RUNs.
+                np.testing.assert_array_equal(board.counters(), emu.counters())
+            assert board.counters().dtype == np.uint32
+            assert board.counters()[0, :, Counter.SPIKES].sum() > 0
             r, e = board.run(steps=3), emu.run(steps=3)
             np.testing.assert_array_equal(r.outputs, e.outputs)
             board.reset()
             emu.reset()
+            assert not board.counters().any()
             r, e = board.run(x[:4]), emu.run(x[:4])
             np.testing.assert_array_equal(r.outputs, e.outputs)
+            np.testing.assert_array_equal(board.counters(), emu.counters())
             got, want = board.read_state(), emu.read_state()
             for name in ("u", "v", "refractory", "accum", "step"):
                 np.testing.assert_array_equal(got[name], want[name], err_msg=name)
@@ -106,15 +113,21 @@ def test_neuromesh_run_backend_board(tmp_path, capsys):
     x = random_inputs(54, image, 10)
     save(image, tmp_path / "net.nmi")
     np.savez(tmp_path / "x.npz", spikes=x)
-    with PtyBoard(g) as chip:
+    with PtyBoard(g, counters=True) as chip:
         rc = main(["run", str(tmp_path / "net.nmi"), "--input", str(tmp_path / "x.npz"),
                    "--backend", "board", "--port", chip.port, "--baud", "115200",
                    "--timeout", "60", "-o", str(tmp_path / "out.npz"), "--quiet"])
-    assert rc == 0, capsys.readouterr().err
-    want = Emulator(image).run(x).outputs
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    emu = Emulator(image)
+    want = emu.run(x).outputs
     assert want.sum() >= 10
     with np.load(tmp_path / "out.npz") as f:
         np.testing.assert_array_equal(f["outputs"], want)
+    # The board's counters, printed as the emulator's would be.
+    from neuromesh.counters import counter_table
+    table = counter_table(emu.counters(), g, len(x), "board")
+    assert table in out and "activity counters from the board" in out
 
 
 def assert_same_learning_words(board, emu, when):
@@ -172,6 +185,11 @@ def test_learning_image_on_a_board_without_the_engine_is_refused():
             np.testing.assert_array_equal(board.run(x).outputs, Emulator(plain).run(x).outputs)
             with pytest.raises(ValueError, match="does not use the learning engine"):
                 board.learning_words()
+            # A bitstream without counters says so in one line (§13).
+            with pytest.raises(CountersUnavailableError,
+                               match="^the board's bitstream has no activity counters.*"
+                                     "neuromesh build --counters`$"):
+                board.counters()
         finally:
             board.close()
 

@@ -25,7 +25,18 @@ def test_example_saves_an_image_that_run_reproduces(tmp_path, capsys):
         np.testing.assert_array_equal(f["probe_v"], ref.probes["v"])
         np.testing.assert_array_equal(f["probe_neurons"], [0, 1, 2, 40])
         np.testing.assert_array_equal(f["synaptic_events"], ref.synaptic_events)
-    assert f"neuron spikes per row: {ref.neuron_spikes.tolist()}" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert f"neuron spikes per row: {ref.neuron_spikes.tolist()}" in text
+    # The activity counters (docs/architecture.md §13), summed over the rows:
+    # their spikes and synaptic ops are the run's totals.
+    lines = text.splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("activity counters")))
+    assert lines[head] == ("activity counters from the emulator (docs/architecture.md §13), "
+                           "50 steps, summed over 2 batch rows")
+    total = next(line for line in lines[head:] if line.split()[0] == "total").split()[1:]
+    spikes, updates, synops = (int(v) for v in total[:3])
+    assert spikes == ref.neuron_spikes.sum() and synops == ref.synaptic_events.sum()
+    assert updates == 2 * 50 * 4 * 32       # rows x steps x cores x n_neurons
 
 
 def test_info_reports_memory_use(tmp_path, capsys):

@@ -3,7 +3,8 @@ built with its learning engines (``Chip(..., learning=True)``) in Verilator,
 driven through the host link only, against the emulator. After every step
 the outputs, the neuron state and every learning word read back over the
 host link -- SYNAPSE (learned ``w_mant``), LEARN, LGROUP, RULE, XTRACE,
-YTRACE, TAG -- equal ``Emulator.learning_words()``."""
+YTRACE, TAG -- equal ``Emulator.learning_words()``, and the activity
+counters (§13, LEARN included) equal ``Emulator.counters()``."""
 
 import os
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from test_learning_reference import G, random_chip
 
-from neuromesh.chip import LearnRegion
+from neuromesh.chip import Counter, LearnRegion
 from neuromesh.config import decode
 from neuromesh.emulator import Emulator
 from neuromesh.sim.randomgen import random_image, random_inputs
@@ -52,6 +53,8 @@ def test_random_learning_chips_match_the_emulator_every_step(tmp_path):
         emu.run(np.random.default_rng(1000 + seed).random((STEPS, 6)) < 0.35)
         after = emu.read_state()
         assert (after["w_mant"] != before["w_mant"]).any(), seed
+        # ... and the LEARN counters compared every step are not all zero (§13).
+        assert emu.counters()[0, :, Counter.LEARN].any(), seed
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import pytest
 from neuromesh import digits
 from neuromesh.cli import main
 from neuromesh.compiler.nir_import import from_nir
+from neuromesh.counters import NO_COUNTERS
 from neuromesh.demo import (
     LOIHI_PJ,
     cosim_samples,
@@ -48,6 +49,30 @@ def test_activity_counts_are_consistent(demo):
     assert lo < hi
 
 
+def test_counted_energy_known_values():
+    """neuromesh.energy prices each counter from its table."""
+    from neuromesh.chip import Counter
+    from neuromesh.energy import LOIHI_TABLE, energy_pj, energy_report
+    c = np.zeros((2, 3, len(Counter)), np.uint32)       # two rows, three cores
+    c[0, 0, Counter.UPDATES] = 100
+    c[1, 2, Counter.SPIKES] = 10
+    c[0, 1, Counter.SYNOPS] = 1000
+    c[1, 1, Counter.PACKETS] = 4
+    c[0, 2, Counter.HOPS] = 6
+    c[1, 0, Counter.LEARN] = 2
+    c[0, 0, Counter.CLOCKS] = 240
+    c[1, 1, Counter.CLOCKS] = 120
+    e = energy_pj(c)
+    assert e["total"] == pytest.approx(100 * 52 + 10 * 29 + 1000 * 23.6 + 4 * 1.7 + 6 * 3.5
+                                       + 2 * 120)
+    assert LOIHI_TABLE["synaptic_op"] == 23.6 and LOIHI_TABLE["learn"] == 120
+    assert energy_pj(c, {**LOIHI_TABLE, "hop": 0})["hop"] == 0
+    text = energy_report(c, 10, per="row", n=2)
+    assert text.startswith(f"energy from the counters: {e['total'] / 2 / 1e6:.3g} uJ per row")
+    # busiest core: 240 and 120 clocks over 10 steps -> 18 per step on average
+    assert "busy clocks per step: 18.0 (busiest core) -> 1.5 us at 12 MHz (icebreaker)" in text
+
+
 def test_energy_estimate_known_values():
     lo, hi = energy_estimate(1000, 100)
     assert lo == pytest.approx((1000 * 23.6 + 100 * 52) * 1e-12)
@@ -60,6 +85,9 @@ def test_demo_command_prints_and_draws(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "float reference   accuracy" in out and "chip (emulator)   accuracy" in out
     assert "uJ per inference" in out and "same step" in out
+    # The emulator's activity counters (§13) and the energy and clocks they imply.
+    assert "counted by the emulator (docs/architecture.md §13), per inference:" in out
+    assert "energy from the counters:" in out and "us at 12 MHz (icebreaker)" in out
     for png in ("raster.png", "mesh.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -107,8 +135,39 @@ def test_demo_on_a_simulated_icebreaker(capsys):
     assert rc == 0, out
     assert "icebreaker accuracy" in out
     assert "(predictions identical to the emulator: 100.0%)" in out
+    # The iCEBreaker build has no counters: said in one line, not an error.
+    assert NO_COUNTERS in out.splitlines()
 
 
 def test_demo_on_a_board_needs_its_port(capsys):
     assert main(["demo", "--board", "ulx3s-85f"]) == 2
     assert "--board needs --port" in capsys.readouterr().err
+
+
+def test_demo_on_a_board_prints_its_counters(monkeypatch, capsys):
+    """`demo --board` with a backend that has counters prints them per
+    inference and checks them against the emulator's (here the "board" is
+    an emulator, so they agree; a board that counts differently fails)."""
+    import neuromesh.boards.cli
+    from neuromesh.emulator import Emulator
+
+    class FakeBoard(Emulator):
+        def close(self):
+            pass
+
+    monkeypatch.setattr(neuromesh.boards.cli, "open_board",
+                        lambda args, image, what=None: FakeBoard(image))
+    assert main(["demo", "--board", "icebreaker", "--port", "/dev/null", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "counted by the icebreaker (docs/architecture.md §13), per inference:" in out
+    assert "counters identical to the emulator's: yes" in out
+
+    class MiscountingBoard(FakeBoard):
+        def counters(self):
+            return super().counters() + np.uint32(1)
+
+    monkeypatch.setattr(neuromesh.boards.cli, "open_board",
+                        lambda args, image, what=None: MiscountingBoard(image))
+    with pytest.raises(SystemExit):
+        main(["demo", "--board", "icebreaker", "--port", "/dev/null", "--limit", "3"])
+    assert "counters identical to the emulator's: NO" in capsys.readouterr().out

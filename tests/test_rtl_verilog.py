@@ -23,6 +23,15 @@ def test_rtl_command_writes_lint_clean_verilog(tmp_path, capsys, geometry):
     assert len(re.findall(r"^module \\neuromesh_chip\.core_\d_\d ", source, re.M)) == cores
 
 
+def test_counters_and_learning_verilog_is_lint_clean(tmp_path, capsys):
+    """The activity counters (§13), with the learning engines, lint clean."""
+    out = tmp_path / "chip.v"
+    assert main(["rtl", "--geometry", "1x2,n_neurons=8,n_axons=8,n_synapses=32,n_fanout=16",
+                 "-o", str(out), "--lint", "--counters", "--learning"]) == 0
+    assert "verilator --lint-only -Wall: clean" in capsys.readouterr().out
+    assert "count_hops" in out.read_text()
+
+
 def test_lint_reports_real_problems(tmp_path):
     bad = tmp_path / "bad.v"
     bad.write_text("module bad(input a, output b); assign b = c; endmodule\n")
