@@ -10,7 +10,8 @@ A least-squares fit ``cycles = a + b*n + c*e + d*p`` (``p`` = packets per
 step, 0 or 1 here; ``d`` is the fixed latency of one packet) gives the
 steady-state
 throughput ``1/b`` neuron updates and ``1/c`` synaptic operations per clock
-and per core (ODIN, the best-known open core, does 0.5 SOP/clk).
+and per core (ODIN, the best-known open core, does 0.5 SOP/clk), and what
+that gives at the Fmax of each recorded board build.
 
 Run::
 
@@ -93,6 +94,26 @@ def fit(points):
     return coef
 
 
+#: Fmax of the recorded bitstream builds (docs/boards.md), MHz, and cores.
+RECORDED_FMAX = {
+    "icebreaker (1 core)": (16.43, 1),
+    "ulx3s-85f (2x4)": (47.0, 8),
+    "ulx3s-85f (2x4, --learning)": (43.33, 8),
+}
+
+
+def at_board_clocks(b: float, c: float, n: int = 256):
+    """Print what the fitted per-clock costs give at each recorded Fmax:
+    synaptic operations per second per core and for the chip, and the
+    neuron pass of ``n`` neurons in microseconds."""
+    print("at the recorded Fmax of each board build (docs/boards.md):")
+    for board, (mhz, cores) in RECORDED_FMAX.items():
+        sop = mhz * 1e6 / c
+        print(f"  {board:<30} {mhz:6.2f} MHz: {sop / 1e6:6.2f} M SOP/s per core, "
+              f"{cores * sop / 1e6:7.2f} M SOP/s chip; {n} neuron updates take "
+              f"{n * b / mhz:6.2f} us")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, smaller points")
@@ -110,6 +131,9 @@ def main(argv=None):
         print(f"fit: cycles = {a:.1f} + {b:.3f}*n + {c:.3f}*e + {d:.1f}*p  ->  "
               f"{1 / b:.2f} neuron updates/clk/core, {1 / c:.2f} SOP/clk/core; "
               f"chip: {rows * cols / b:.2f} updates/clk, {rows * cols / c:.2f} SOP/clk\n")
+        if (rows, cols) == (1, 1):
+            at_board_clocks(b, c)
+            print()
 
 
 if __name__ == "__main__":
