@@ -52,7 +52,7 @@ def test_decay_rounds_toward_zero():
 
 
 def test_int32_decay_equals_int64_on_every_extreme():
-    """The int32 decay splits x into (x >> 12, x & 4095): exact for every s24 x
+    """The int32 decay (one float64 product, truncated): exact for every s24 x
     and factor, including the signs, the extremes and the rounding edges."""
     x = np.concatenate([np.arange(-2**23, -2**23 + 5000), np.arange(-5000, 5000),
                         np.arange(2**23 - 5000, 2**23),
@@ -278,11 +278,12 @@ def scalar_reference(u, v, ref, q, du, dv, bias, vth, rdelay, subtract, delay=Fa
     return u, v, ref, False
 
 
+@pytest.mark.parametrize("n", [20000, 3000])     # np.clip, and maximum/minimum
 @pytest.mark.parametrize("dtype", [np.int64, np.int32])
-def test_neuron_step_matches_scalar_reference_on_random_vectors(dtype):
-    """int64 and the emulator's int32 arithmetic (split decay products) alike."""
+def test_neuron_step_matches_scalar_reference_on_random_vectors(dtype, n):
+    """int64 and the emulator's int32 arithmetic (float64 decay products)
+    alike, on arrays that clamp with np.clip and on small ones that do not."""
     rng = np.random.default_rng(7)
-    n = 20000
     u = rng.integers(-2**23, 2**23, n)
     v = rng.integers(-VMAX, VMAX + 1, n)
     ref = rng.integers(0, 4, n) * (rng.random(n) < 0.3)
@@ -322,4 +323,4 @@ def test_neuron_step_matches_scalar_reference_on_random_vectors(dtype):
     np.testing.assert_array_equal(state.v, ev)
     np.testing.assert_array_equal(state.refractory, eref)
     np.testing.assert_array_equal(spikes, es)
-    assert es.sum() > 100 and (~es).sum() > 100
+    assert es.sum() > 10 and (~es).sum() > 10
