@@ -57,8 +57,9 @@ def memory_estimate(image: ChipImage, batch: int = 1, checked: dict | None = Non
         region_words(g, r, image.learning) * len(layout.fields)
         for r, layout in {**LAYOUTS, **(LEARN_LAYOUTS if image.learning else {})}.items())
     n_total = g.n_cores * g.n_neurons
-    # Per batch row: u, v, refractory, the accumulator ring (float64), spike counts.
-    state = 8 * batch * n_total * (g.delay_slots + 5)
+    # Per batch row: u, v, refractory, the accumulator ring (float64), spike
+    # counts, and the activity counters' spike totals (§13).
+    state = 8 * batch * n_total * (g.delay_slots + 6)
     if image.learning:   # per-row plastic weights, tags and traces
         state += 8 * batch * g.n_cores * (2 * g.n_synapses + g.n_axons + g.n_neurons)
     need = (BYTES_FIXED + tables + state + BYTES_PER_FANOUT_ENTRY * entries
