@@ -237,7 +237,9 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
             pending &= ~p.stored
     v = decay(v_prev, p.v_factor)
     v += u
-    v += p.bias
+    bias = np.asarray(p.bias)
+    if bias.ndim or bias:              # (a shared zero bias adds nothing)
+        v += bias
     if pending is not None:             # ... or to the new sum
         v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
     low = p.floor if floor else -V_MAX
@@ -249,7 +251,8 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     else:
         # (np.clip: one pass, where maximum and minimum with a scalar run
         # unvectorized: 3x the time on a batch of 64 x 522 int32)
-        np.clip(v, low, V_MAX, out=v)
+        hi = v.dtype.type(V_MAX)
+        np.clip(v, v.dtype.type(low) if np.ndim(low) == 0 else low, hi, out=v)
     spikes = v > fire_above
     if refractory:
         held = state.refractory > 0
@@ -257,7 +260,7 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
         spikes &= ~held
     now = spikes & ~p.delayed if delayed else spikes
     if reset_mode == "zero":
-        v[now] = 0
+        np.copyto(v, 0, where=now)
     elif reset_mode == "subtract":
         v -= np.where(now, p.vth, 0)
     else:
