@@ -20,6 +20,8 @@ from .network import Network, NetworkError
 from .placement import HOST, Traffic, group_traffic, place
 from .quantize import (
     VTH_MANT_MAX,
+    W_MANT_MAX,
+    W_MANT_MIN,
     WeightStats,
     choose_scale,
     decay_from_factor,
@@ -381,7 +383,8 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
     # int64 (one gather through the sort's order instead of four).
     t_bits = max(geometry.n_neurons - 1, 1).bit_length()
     d_bits = max(geometry.max_delay, 1).bit_length()
-    w_at, d_at = t_bits, t_bits + 8
+    w_bits = (W_MANT_MAX - W_MANT_MIN).bit_length()     # the mantissa, offset to >= 0
+    w_at, d_at = t_bits, t_bits + w_bits
     g_at = d_at + d_bits
     syn, preload, sizes = [], [], []
     plastic_names = {}
@@ -405,7 +408,7 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
                 key = p.pre[keep].astype(np.int64, copy=False) + ids[p.src]
             if p.plastic is not None:
                 plastic_names[p.name] = len(syn)
-            payload = w_mant.astype(np.int64) + 128
+            payload = w_mant.astype(np.int64) - W_MANT_MIN
             payload <<= w_at
             payload |= local
             payload |= delay.astype(np.int64) << d_at
@@ -440,7 +443,8 @@ def compile_network(net: Network, geometry: Geometry, *, rates: dict | None = No
         # already in the builder's layout order (by axon, stable)
         b.core(k % cols, k // cols).synapses(
             axon=axon[at], target=word & ((1 << t_bits) - 1),
-            w_mant=((word >> w_at) & 0xFF) - 128, delay=(word >> d_at) & ((1 << d_bits) - 1),
+            w_mant=((word >> w_at) & ((1 << w_bits) - 1)) + W_MANT_MIN,
+            delay=(word >> d_at) & ((1 << d_bits) - 1),
             group=word >> g_at)
     del payload, axon
     sites = {}
