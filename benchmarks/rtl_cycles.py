@@ -31,7 +31,9 @@ from neuromesh.rtl.chip import Chip
 from neuromesh.sim.amaranth_transport import SimTransport
 
 
-def workload(rows, cols, n, e, n_max, e_max):
+def workload(rows, cols, n, e, n_max, e_max, delay=0):
+    """The image of the sweep: ``e`` synapses of ``delay`` behind each core's
+    one packet per step (docstring of the module)."""
     g = Geometry(rows=rows, cols=cols, n_neurons=n_max, n_axons=4, n_synapses=max(e_max, 1),
                  n_fanout=4, n_profiles=2, n_groups=1, delay_slots=4)
     b = ChipBuilder(g)
@@ -44,19 +46,20 @@ def workload(rows, cols, n, e, n_max, e_max):
             c.neurons(0, profile=0, bias_mant=1)
             c.neurons(range(1, n_max), profile=1)
             if e:
-                c.synapses(axon=0, target=np.arange(e) % n_max, w_mant=1)
+                c.synapses(axon=0, target=np.arange(e) % n_max, w_mant=1, delay=delay)
             c.route(0, x, y, 0)
     return b.build()
 
 
-def cycles_per_step(image, n_active, steps=3, *, learning=False):
+def cycles_per_step(image, n_active, steps=3, *, learning=False, overlap=True):
     """Cycles of one RUN 1, the same in each of ``steps`` RUNs after a warm-up.
 
     The pass length is ``n_neurons`` of the geometry, so ``n_active`` only
     documents the workload; the caller varies the geometry. ``learning``:
-    the build with learning engines.
+    the build with learning engines; ``overlap``: the pipeline whose synapse
+    unit runs beside the neuron pass (False: the two take turns).
     """
-    dut = Chip(image.geometry, learning=learning)
+    dut = Chip(image.geometry, learning=learning, core_args={"overlap": overlap})
     out = {}
 
     async def testbench(ctx):

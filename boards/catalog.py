@@ -53,10 +53,12 @@ BOARDS: dict[str, Board] = {
         clock="clk12", clk_hz=12e6, baud=1_000_000,
         # 256 neurons; SYNAPSE fills two SPRAMs (16384 words); a 4-slot ring
         # (delays 0-2), 256 fan-out entries and words narrowed to the
-        # geometry keep the EBRs within the UP5K's 30 (docs/boards.md).
+        # geometry keep the EBRs within the UP5K's 30 (docs/boards.md). The
+        # core without overlap: the banked accumulator's multiplexers do not
+        # fit the UP5K's logic cells (docs/synthesis.md).
         geometry="1x1,n_neurons=256,n_axons=256,n_synapses=16384,n_fanout=256,"
                  "n_profiles=8,n_groups=4,delay_slots=4",
-        chip_args={"core_args": {"narrow_fields": True},
+        chip_args={"core_args": {"narrow_fields": True, "overlap": False},
                    "output_buffer": 256},
         tools=("yosys", "nextpnr-ice40", "icepack"),
     ),

@@ -77,6 +77,13 @@ class NeuronCore(wiring.Component):
         The activity counters of docs/architecture.md §13 (host READ of
         region 14, zeroed by both RESET modes). Off by default (they cost
         on iCE40 about 450 LUT4 and 190 flip-flops per core).
+    overlap:
+        Let the synapse unit run beside the neuron pass (the default): the
+        accumulator ring is split into two banks, even and odd slots, so the
+        pass reads and clears slot ``t`` in one while the synapse unit adds
+        into the other, and a step costs about ``max(n, e)`` clocks instead
+        of ``n + e``. Off: one bank, and the two take turns (the smaller
+        form the iCEBreaker builds). Results are identical either way.
     position:
         ``(x, y)`` of the core in the mesh; with ``counters``, the HOPS
         counter measures each packet's path from here.
@@ -110,8 +117,10 @@ class NeuronCore(wiring.Component):
 
     def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None,
                  narrow_fields: bool = False, learning: bool = False,
-                 counters: bool = False, position: tuple[int, int] = (0, 0)):
+                 counters: bool = False, overlap: bool = True,
+                 position: tuple[int, int] = (0, 0)):
         self.geometry = geometry
+        self.overlap = overlap
         self.counters = counters
         self.position = tuple(position)
         self.profile_ram_style = profile_ram_style
@@ -156,9 +165,9 @@ class NeuronCore(wiring.Component):
 
         mems, rports, wports = {}, {}, {}
         regions = (Region.PROFILE, Region.NEURON, Region.STATE, Region.AXON,
-                   Region.SYNAPSE, Region.GROUP, Region.FANOUT, Region.ACCUM)
+                   Region.SYNAPSE, Region.GROUP, Region.FANOUT)
         layouts = {region: stored_layout(region, g) if self.narrow_fields else word_layout(region)
-                   for region in regions}
+                   for region in (*regions, Region.ACCUM)}
         for region in regions:
             # At least two words: a one-word memory has a zero-width address,
             # which Verilog cannot declare. The host link never addresses the
@@ -177,10 +186,9 @@ class NeuronCore(wiring.Component):
             attrs = {}
             if region == Region.PROFILE and self.profile_ram_style:
                 attrs["ram_style"] = self.profile_ram_style
-            if region not in (Region.ACCUM, Region.GROUP):
-                # No word is read in the clock it is written, except ACCUM's
-                # read-modify-write (transparent, below): synthesis need not
-                # emulate read-during-write (iCE40 EBRs do not define it).
+            if region != Region.GROUP:
+                # No word is read in the clock it is written: synthesis need
+                # not emulate read-during-write (iCE40 EBRs do not define it).
                 attrs["no_rw_check"] = 1
             mem = Memory(shape=layouts[region], depth=depth, init=[], attrs=attrs)
             m.submodules[f"mem_{region.name.lower()}"] = mems[region] = mem
@@ -190,12 +198,22 @@ class NeuronCore(wiring.Component):
                 continue
             if region == Region.GROUP:
                 rports[region] = mem.read_port(domain="comb")
-            elif region == Region.ACCUM:
-                # Read-modify-write of one word on consecutive clocks must see
-                # the previous write: the port is transparent.
-                rports[region] = mem.read_port(transparent_for=(wports[region],))
             else:
                 rports[region] = mem.read_port()
+
+        # The accumulator ring (ACCUM): one bank, or with ``overlap`` two
+        # banks holding the even and the odd slots. Each bank has one read
+        # and one write port; read-modify-write of one word on consecutive
+        # clocks must see the previous write, so the read port is transparent.
+        n_banks = 2 if self.overlap else 1
+        bank_depth = max(g.region_size(Region.ACCUM) // n_banks, 2)
+        accum_r, accum_w = [], []
+        for b in range(n_banks):
+            mem = Memory(shape=layouts[Region.ACCUM], depth=bank_depth, init=[])
+            m.submodules[f"mem_accum{b}" if self.overlap else "mem_accum"] = mem
+            accum_w.append(mem.write_port())
+            accum_r.append(mem.read_port(transparent_for=(accum_w[b],)))
+        bank_addr_width = accum_w[0].addr.shape().width
 
         prof, neur, state = rports[Region.PROFILE], rports[Region.NEURON], rports[Region.STATE]
 
@@ -207,13 +225,14 @@ class NeuronCore(wiring.Component):
                 g, axon_layout=layouts[Region.AXON], synapse_layout=layouts[Region.SYNAPSE])
             m.d.comb += [lu.start.eq(self.learn_start), self.learn_enabled.eq(lu.enabled),
                          lu.clear_start.eq(self.clear_start), lu.clear_all.eq(self.clear_all)]
-        accum_r, accum_w = rports[Region.ACCUM], wports[Region.ACCUM]
 
         # --- neuron pass ------------------------------------------------------
         m.submodules.datapath = dp = NeuronDatapath(tag_width=10 + 15 + 15)
         pass_run = Signal()           # issuing reads
         pass_n = Signal(range(n_neurons + 1))
-        slot_base = Signal(range(d_slots * n_neurons))
+        # The pass's slot ``t % delay_slots``: its bank and first word there.
+        pass_bank = Signal(range(n_banks))
+        slot_base = Signal(bank_addr_width)
         s1_valid = Signal()
         s1_n = Signal(range(n_neurons))
         s2 = Signal(data.StructLayout({
@@ -225,7 +244,8 @@ class NeuronCore(wiring.Component):
 
         with m.If(self.pass_start):
             m.d.sync += [pass_run.eq(1), pass_n.eq(0),
-                         slot_base.eq((self.step % d_slots) * n_neurons)]
+                         pass_bank.eq(self.step % n_banks),
+                         slot_base.eq((self.step % d_slots) // n_banks * n_neurons)]
         with m.Elif(pass_run):
             m.d.sync += pass_n.eq(pass_n + 1)
             with m.If(pass_n == n_neurons - 1):
@@ -237,7 +257,7 @@ class NeuronCore(wiring.Component):
         # Stage 0 (issue): read NEURON, STATE and the accumulator of this step.
         # Stage 1: clear the accumulator word, read the profile.
         # Stage 2: the datapath gets everything.
-        accum_pass_addr = Signal.like(accum_w.addr)
+        accum_pass_addr = Signal(bank_addr_width)
         m.d.comb += accum_pass_addr.eq(slot_base + pass_n)
         neuron_word = neur.data
         m.d.sync += [
@@ -245,7 +265,8 @@ class NeuronCore(wiring.Component):
             s2.bias_mant.eq(neuron_word.bias_mant), s2.bias_exp.eq(neuron_word.bias_exp),
             s2.fanout_base.eq(neuron_word.fanout_base), s2.fanout_len.eq(neuron_word.fanout_len),
             s2.u.eq(state.data.u), s2.v.eq(state.data.v),
-            s2.refractory.eq(state.data.refractory), s2.q.eq(accum_r.data.value),
+            s2.refractory.eq(state.data.refractory),
+            s2.q.eq(Mux(pass_bank, accum_r[-1].data.value, accum_r[0].data.value)),
         ]
         m.d.comb += [
             dp.i_valid.eq(s2.valid),
@@ -279,10 +300,15 @@ class NeuronCore(wiring.Component):
         # --- synapse unit -----------------------------------------------------
         syn_enable = Signal()
         clear_busy = Signal()
-        if lu is None:
-            m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start)
-        else:
-            m.d.comb += syn_enable.eq(~pass_busy & ~clear_busy & ~self.pass_start & ~lu.busy)
+        # Without ``overlap`` the synapse unit waits for the neuron pass to
+        # finish; with it, it runs beside the pass and stalls only on a word
+        # for the bank the pass is using (``stall`` below).
+        syn_free = ~clear_busy & ~self.pass_start
+        if not self.overlap:
+            syn_free = syn_free & ~pass_busy
+        if lu is not None:
+            syn_free = syn_free & ~lu.busy
+        m.d.comb += syn_enable.eq(syn_free)
         axon_r, syn_r, group_r = rports[Region.AXON], rports[Region.SYNAPSE], rports[Region.GROUP]
         m.submodules.runs = runs = SyncFIFO(width=layouts[Region.AXON].size, depth=4)
         lookup_q = Signal()
@@ -299,18 +325,28 @@ class NeuronCore(wiring.Component):
         walk_left = Signal(18)
         walk_issue = Signal()
         walk_load = Signal()
+        stall = Signal()          # the word at t1 waits for the pass to leave its bank
         run_word = data.View(layouts[Region.AXON], runs.r_data)
-        m.d.comb += [walk_issue.eq(walk_left != 0),
-                     walk_load.eq(runs.r_rdy & (walk_left <= 1)),
+        m.d.comb += [walk_issue.eq((walk_left != 0) & ~stall),
+                     walk_load.eq(runs.r_rdy & ((walk_left == 0) |
+                                                ((walk_left == 1) & ~stall))),
                      runs.r_en.eq(walk_load)]
         with m.If(walk_load):
             m.d.sync += [walk_addr.eq(run_word.syn_base), walk_left.eq(run_word.syn_len)]
         with m.Elif(walk_issue):
             m.d.sync += [walk_addr.eq(walk_addr + 1), walk_left.eq(walk_left - 1)]
         t1_valid = Signal()
-        m.d.sync += t1_valid.eq(walk_issue)
+        m.d.sync += t1_valid.eq(walk_issue | stall)
         # t1: synapse word arrives; weight, group shift and ring address.
-        syn = syn_r.data
+        if self.overlap:
+            # A stalled word is held here: the SYNAPSE RAM's output moves on.
+            held = Signal()
+            hold = Signal(layouts[Region.SYNAPSE])
+            syn = Signal(layouts[Region.SYNAPSE])
+            m.d.comb += syn.eq(Mux(held, hold.as_value(), syn_r.data.as_value()))
+            m.d.sync += [held.eq(stall), hold.eq(syn)]
+        else:
+            syn = syn_r.data
         contrib = Signal(signed(U_BITS))
         syn_slot = Signal(range(d_slots))
         m.d.comb += [
@@ -318,14 +354,25 @@ class NeuronCore(wiring.Component):
             contrib.eq(syn.w_mant << group_r.data.w_shift),
             syn_slot.eq((self.syn_base + syn.delay) % d_slots),
         ]
-        t2 = Signal(data.StructLayout({"valid": 1, "addr": unsigned(accum_w.addr.shape().width),
+        t2 = Signal(data.StructLayout({"valid": 1, "bank": range(n_banks),
+                                       "addr": unsigned(bank_addr_width),
                                        "contrib": signed(U_BITS)}))
-        t1_addr = Signal.like(accum_w.addr)
-        m.d.comb += t1_addr.eq(syn_slot * n_neurons + syn.target)
-        m.d.sync += [t2.valid.eq(t1_valid), t2.addr.eq(t1_addr), t2.contrib.eq(contrib)]
+        t1_bank = Signal(range(n_banks))
+        t1_addr = Signal(bank_addr_width)
+        m.d.comb += [t1_bank.eq(syn_slot % n_banks),
+                     t1_addr.eq(syn_slot // n_banks * n_neurons + syn.target)]
+        if self.overlap:
+            # The pass reads its bank while ``pass_run`` and clears it one
+            # clock later: a word for that bank may neither read it now (t1)
+            # nor write it next clock (t2). Only odd delays meet the pass's
+            # bank; delay 0, the common case, never stalls.
+            m.d.comb += stall.eq(t1_valid & pass_run & (t1_bank == pass_bank))
+        m.d.sync += [t2.valid.eq(t1_valid & ~stall), t2.bank.eq(t1_bank), t2.addr.eq(t1_addr),
+                     t2.contrib.eq(contrib)]
         # t2: accumulator word arrives (transparent for the t2 write before it).
         syn_sum = Signal(signed(U_BITS))
-        m.d.comb += syn_sum.eq(accum_r.data.value + t2.contrib)
+        m.d.comb += syn_sum.eq(Mux(t2.bank, accum_r[-1].data.value, accum_r[0].data.value)
+                               + t2.contrib)
         syn_busy = Signal()
         m.d.comb += syn_busy.eq(lookup_q | (runs.level != 0) | walk_issue | t1_valid | t2.valid)
 
@@ -363,7 +410,7 @@ class NeuronCore(wiring.Component):
                                 fan_q | (packets.level != 0))
 
         # --- clearing (RESET) ------------------------------------------------------
-        largest = max(g.region_size(r) for r in mems)
+        largest = max(bank_depth, *(g.region_size(r) for r in mems))
         clear_i = Signal(range(largest + 1))
         clear_every = Signal()
         with m.If(self.clear_start):
@@ -398,8 +445,27 @@ class NeuronCore(wiring.Component):
         cfg_read = Signal()
         m.d.comb += [cfg_write.eq(accept & req.payload.write),
                      cfg_read.eq(accept & ~req.payload.write)]
+        # A host offset in ACCUM (``slot * n_neurons + neuron``) as a bank
+        # and a word there.
+        host_bank = Signal(range(n_banks))
+        host_accum_addr = Signal(bank_addr_width)
+        resp_bank = Signal(range(n_banks))
+        if self.overlap:
+            offset = req.payload.offset
+            with m.If(offset < n_neurons):
+                m.d.comb += [host_bank.eq(0), host_accum_addr.eq(offset)]
+            for slot in range(1, d_slots):
+                with m.Elif(offset < (slot + 1) * n_neurons):
+                    m.d.comb += [host_bank.eq(slot % 2),
+                                 host_accum_addr.eq(offset - (slot + 1) // 2 * n_neurons)]
+        else:
+            m.d.comb += host_accum_addr.eq(req.payload.offset)
+        accum_host_data = Signal(layouts[Region.ACCUM])
+        m.d.comb += accum_host_data.eq(Mux(resp_bank, accum_r[-1].data.as_value(),
+                                           accum_r[0].data.as_value()))
         with m.If(cfg_read):
-            m.d.sync += [resp_pending.eq(1), resp_region.eq(req.payload.region)]
+            m.d.sync += [resp_pending.eq(1), resp_region.eq(req.payload.region),
+                         resp_bank.eq(host_bank)]
         with m.If(resp_pending):
             m.d.sync += [resp_pending.eq(0), resp_valid.eq(1)]
             with m.Switch(resp_region):
@@ -408,6 +474,8 @@ class NeuronCore(wiring.Component):
                         if region == Region.GROUP:
                             continue
                         m.d.sync += resp_data.eq(self._widen(m, region, port.data))
+                with m.Case(Region.ACCUM):
+                    m.d.sync += resp_data.eq(self._widen(m, Region.ACCUM, accum_host_data))
         with m.If(self.cfg_resp.valid & self.cfg_resp.ready):
             m.d.sync += resp_valid.eq(0)
         # GROUP has a combinational read port: capture it in the request cycle.
@@ -447,17 +515,24 @@ class NeuronCore(wiring.Component):
                 syn_r.addr.eq(walk_addr),
                 fan_r.addr.eq(fan_addr),
             ]
-            with m.If(pass_busy | self.pass_start):
-                m.d.comb += accum_r.addr.eq(accum_pass_addr)
+        for b, port in enumerate(accum_r):
+            with m.If(cfg_read & (req.payload.region == Region.ACCUM)):
+                m.d.comb += port.addr.eq(host_accum_addr)
+            if self.overlap:
+                with m.Elif(pass_run & (pass_bank == b)):
+                    m.d.comb += port.addr.eq(accum_pass_addr)
+            else:
+                with m.Elif(pass_busy | self.pass_start):
+                    m.d.comb += port.addr.eq(accum_pass_addr)
             with m.Else():
-                m.d.comb += accum_r.addr.eq(t1_addr)
+                m.d.comb += port.addr.eq(t1_addr)
 
         for region, port in wports.items():
             with m.If(cfg_write & (req.payload.region == region)):
                 m.d.comb += [port.addr.eq(req.payload.offset),
                              self._narrow(region, port.data, req.payload.data),
                              port.en.eq(1)]
-            with m.Elif(clear_busy & (clear_every | (region in (Region.STATE, Region.ACCUM)))
+            with m.Elif(clear_busy & (clear_every | (region == Region.STATE))
                         & (clear_i < g.region_size(region))):
                 m.d.comb += [port.addr.eq(clear_i), port.data.eq(0), port.en.eq(1)]
             if region == Region.STATE:
@@ -465,12 +540,17 @@ class NeuronCore(wiring.Component):
                     m.d.comb += [port.addr.eq(out_n), port.en.eq(1),
                                  port.data.u.eq(dp.o.u), port.data.v.eq(dp.o.v),
                                  port.data.refractory.eq(dp.o.refractory)]
-            if region == Region.ACCUM:
-                with m.Elif(s1_valid):
-                    m.d.comb += [port.addr.eq(slot_base + s1_n), port.data.eq(0), port.en.eq(1)]
-                with m.Elif(t2.valid):
-                    m.d.comb += [port.addr.eq(t2.addr), port.data.value.eq(syn_sum),
-                                 port.en.eq(1)]
+        for b, port in enumerate(accum_w):
+            with m.If(cfg_write & (req.payload.region == Region.ACCUM) & (host_bank == b)):
+                m.d.comb += [port.addr.eq(host_accum_addr),
+                             self._narrow(Region.ACCUM, port.data, req.payload.data),
+                             port.en.eq(1)]
+            with m.Elif(clear_busy & (clear_i < g.region_size(Region.ACCUM) // n_banks)):
+                m.d.comb += [port.addr.eq(clear_i), port.data.eq(0), port.en.eq(1)]
+            with m.Elif(s1_valid & (pass_bank == b)):
+                m.d.comb += [port.addr.eq(slot_base + s1_n), port.data.eq(0), port.en.eq(1)]
+            with m.Elif(t2.valid & (t2.bank == b)):
+                m.d.comb += [port.addr.eq(t2.addr), port.data.value.eq(syn_sum), port.en.eq(1)]
 
         syn_ram, syn_w = mems[Region.SYNAPSE], wports[Region.SYNAPSE]
         m.d.comb += [syn_ram.addr.eq(Mux(syn_w.en, syn_w.addr, rports[Region.SYNAPSE].addr)),

@@ -109,11 +109,11 @@ class Harness:
         return [await self.access(ctx, region, i) for i in range(size)]
 
 
-def run_core(image, inputs, steps):
+def run_core(image, inputs, steps, *, overlap=True):
     """Load ``image`` into a NeuronCore, run ``steps`` and return per-step
     (outputs, state) read back from the gateware."""
     g = image.geometry
-    dut = NeuronCore(g)
+    dut = NeuronCore(g, overlap=overlap)
     h = Harness(dut)
     record = []
 
@@ -144,16 +144,22 @@ def run_core(image, inputs, steps):
     return record
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_core_matches_emulator_every_step(seed):
-    g = Geometry(n_neurons=8, n_axons=12, n_synapses=32, n_fanout=24, n_profiles=3,
-                 n_groups=3, delay_slots=4)
+@pytest.mark.parametrize("seed, n, slots, overlap", [
+    (1, 8, 4, True), (2, 8, 4, True), (3, 8, 4, True),
+    # Longer passes with packets arriving during them: words of odd delay
+    # stall at t1 until the pass leaves their bank (8 slots: delays 0-6).
+    (4, 24, 4, True), (5, 24, 8, True),
+    # The form without overlap (one bank; the iCEBreaker's).
+    (1, 8, 4, False), (4, 24, 4, False)])
+def test_core_matches_emulator_every_step(seed, n, slots, overlap):
+    g = Geometry(n_neurons=n, n_axons=12, n_synapses=4 * n, n_fanout=3 * n, n_profiles=3,
+                 n_groups=3, delay_slots=slots)
     image = random_core_image(seed, g)
     steps = 30
     rng = np.random.default_rng(100 + seed)
     inputs = rng.random((steps, image.n_inputs)) < 0.3
     emu = Emulator(image)
-    record = run_core(image, inputs, steps)
+    record = run_core(image, inputs, steps, overlap=overlap)
     state_layout, accum_layout = LAYOUTS[Region.STATE], LAYOUTS[Region.ACCUM]
     for t, (outs, state, accum) in enumerate(record):
         r = emu.run(inputs[t:t + 1])

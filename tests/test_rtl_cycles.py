@@ -14,12 +14,35 @@ from neuromesh import ChipBuilder, Geometry  # noqa: E402
 
 
 def test_one_neuron_update_and_one_synaptic_op_per_clock():
+    """The pipeline without overlap: a step costs n + e + constant clocks."""
     def cycles(n, e):
-        return cycles_per_step(workload(1, 1, n, e, n, 40), n, steps=2)
+        return cycles_per_step(workload(1, 1, n, e, n, 40), n, steps=2, overlap=False)
 
     base = cycles(8, 8)
     assert cycles(16, 8) - base == 8       # 8 more neurons: 8 more clocks
     assert cycles(8, 40) - base == 32      # 32 more synapses in the run: 32 more clocks
+
+
+def test_overlap_costs_the_longer_of_the_pass_and_the_synapse_work():
+    """With overlap, a step costs about max(n, e) + constant clocks (the
+    packet of neuron 0 reaches the synapse unit a fixed 12 clocks or so
+    into the pass); a word for the bank the pass is using (odd delay) waits
+    for the pass to leave it."""
+    def cycles(n, e, delay=0, overlap=True):
+        return cycles_per_step(workload(1, 1, n, e, n, 96, delay=delay), n, steps=2,
+                               overlap=overlap)
+
+    pass_only = cycles(64, 0)
+    assert cycles(64, 16) == cycles(64, 48) == pass_only          # synaptic work hidden
+    assert pass_only - cycles(32, 0) == 32                          # one neuron per clock
+    assert cycles(16, 96) == cycles(64, 96)                         # the pass hidden
+    assert cycles(16, 96) - cycles(16, 48) == 48                    # one op per clock
+    assert cycles(64, 96) < cycles(64, 96, overlap=False) - 48      # n + e -> max(n, e)
+    # Odd delays meet the pass's bank: the ops wait for the pass to end,
+    # then run one per clock; even delays do not wait.
+    assert cycles(64, 48, delay=2) == pass_only
+    assert cycles(64, 48, delay=1) > pass_only
+    assert cycles(64, 96, delay=1) - cycles(64, 48, delay=1) == 48
 
 
 def learning_workload(n, axons, t_epoch):
