@@ -6,12 +6,15 @@ threshold) and sends one packet to an axon of its own core whose run holds
 ``e`` synapses, so every step costs each core ``n`` neuron updates and ``e``
 synaptic operations. The chip runs in Amaranth's simulator, driven through
 its host link; the controller's cycle counter gives the cycles of each RUN.
-A least-squares fit ``cycles = a + b*n + c*e + d*p`` (``p`` = packets per
-step, 0 or 1 here; ``d`` is the fixed latency of one packet) gives the
-steady-state
-throughput ``1/b`` neuron updates and ``1/c`` synaptic operations per clock
-and per core (ODIN, the best-known open core, does 0.5 SOP/clk), and what
-that gives at the Fmax of each recorded board build.
+Both core pipelines are measured: the one where the neuron pass and the
+synapse unit take turns (``NeuronCore(overlap=False)``, the iCEBreaker's),
+where a least-squares fit ``cycles = a + b*n + c*e + d*p`` (``p`` = packets
+per step, 0 or 1 here; ``d`` is the fixed latency of one packet) gives the
+steady-state throughput ``1/b`` neuron updates and ``1/c`` synaptic
+operations per clock and per core (ODIN, the best-known open core, does 0.5
+SOP/clk); and the overlapped one (the default), where a step costs
+``max(n, e)`` plus a small constant. It also prints what the rates give at
+the Fmax of each recorded board build.
 
 Run::
 
@@ -81,12 +84,12 @@ def cycles_per_step(image, n_active, steps=3, *, learning=False, overlap=True):
     return out["cycles"][0]
 
 
-def sweep(rows, cols, ns, es):
+def sweep(rows, cols, ns, es, *, overlap=True):
     rows_out = []
     for n in ns:
         for e in es:
             image = workload(rows, cols, n, e, n, max(es))
-            rows_out.append((n, e, cycles_per_step(image, n)))
+            rows_out.append((n, e, cycles_per_step(image, n, overlap=overlap)))
     return rows_out
 
 
@@ -124,16 +127,24 @@ def main(argv=None):
     ns = (8, 32) if args.quick else (16, 64, 256)
     es = (0, 16, 48) if args.quick else (0, 64, 256)
     for rows, cols in ((1, 1), (2, 2)):
-        points = sweep(rows, cols, ns, es)
-        a, b, c, d = fit(points)
+        turns = sweep(rows, cols, ns, es, overlap=False)
+        overlap = sweep(rows, cols, ns, es, overlap=True)
+        a, b, c, d = fit(turns)
         print(f"{rows}x{cols} mesh ({rows * cols} cores; per core: n neurons, e synaptic ops "
               f"per step)")
-        print(f"{'n':>6} {'e':>6} {'cycles/step':>12} {'fit':>8}")
-        for n, e, cyc in points:
-            print(f"{n:>6} {e:>6} {cyc:>12} {a + b * n + c * e + d * (e > 0):>8.1f}")
-        print(f"fit: cycles = {a:.1f} + {b:.3f}*n + {c:.3f}*e + {d:.1f}*p  ->  "
-              f"{1 / b:.2f} neuron updates/clk/core, {1 / c:.2f} SOP/clk/core; "
-              f"chip: {rows * cols / b:.2f} updates/clk, {rows * cols / c:.2f} SOP/clk\n")
+        print(f"{'n':>6} {'e':>6} {'taking turns':>13} {'fit':>8} {'overlap':>8} "
+              f"{'- max(n, e)':>12}")
+        for (n, e, cyc), (_, _, cyc_o) in zip(turns, overlap):
+            print(f"{n:>6} {e:>6} {cyc:>13} {a + b * n + c * e + d * (e > 0):>8.1f} "
+                  f"{cyc_o:>8} {cyc_o - max(n, e):>12}")
+        print(f"taking turns (NeuronCore(overlap=False)): cycles = {a:.1f} + {b:.3f}*n + "
+              f"{c:.3f}*e + {d:.1f}*p  ->  {1 / b:.2f} neuron updates/clk/core, "
+              f"{1 / c:.2f} SOP/clk/core; chip: {rows * cols / b:.2f} updates/clk, "
+              f"{rows * cols / c:.2f} SOP/clk")
+        extra = [cyc_o - max(n, e) for n, e, cyc_o in overlap]
+        print(f"overlap (the default): cycles = max(n, e) + {min(extra)}..{max(extra)}; "
+              f"the pass and the synapse unit each keep 1 per clock, together up to "
+              f"2 operations/clk/core\n")
         if (rows, cols) == (1, 1):
             at_board_clocks(b, c)
             print()

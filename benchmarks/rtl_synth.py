@@ -486,12 +486,13 @@ def print_cones(r: Result, top: int) -> None:
 # --- main ------------------------------------------------------------------------------
 
 def generate(geometry_text: str | None, workdir: Path, *, board: str | None = None,
-             learning: bool = False, counters: bool = False):
+             learning: bool = False, counters: bool = False, overlap: bool | None = None):
     """Write the chip's Verilog to ``workdir``; return the geometry.
 
     ``board``: the chip with that board's RTL options (``board_chip``) and, if
     ``geometry_text`` is None, its geometry; ``learning``: a learning engine
-    per core."""
+    per core; ``overlap``: the core form (docs/architecture.md §6.7; None:
+    the board's, else the default)."""
     from amaranth.back import verilog
 
     from neuromesh.chip import Geometry
@@ -500,12 +501,16 @@ def generate(geometry_text: str | None, workdir: Path, *, board: str | None = No
     platform = None
     if board is None:
         geometry = Geometry.parse(geometry_text or DEFAULT_GEOMETRY)
-        chip = Chip(geometry, learning=learning, counters=counters)
+        core_args = {} if overlap is None else {"overlap": overlap}
+        chip = Chip(geometry, learning=learning, counters=counters, core_args=core_args)
     else:
         from neuromesh.boards.top import board_chip, get_board
         geometry = Geometry.parse(geometry_text or get_board(board).geometry)
-        chip = board_chip(board, geometry, learning=learning,
-                          **({"counters": True} if counters else {}))
+        extra = {"counters": True} if counters else {}
+        if overlap is not None:
+            extra["core_args"] = {**get_board(board).chip_args.get("core_args", {}),
+                                  "overlap": overlap}
+        chip = board_chip(board, geometry, learning=learning, **extra)
         # The board's platform: memories the build instantiates for the part
         # (the iCE40 UltraPlus SPRAMs of rtl/ram.py) are instantiated here too.
         platform = get_board(board).make_platform()
@@ -531,6 +536,10 @@ def main(argv=None) -> int:
     ap.add_argument("--counters", action="store_true",
                     help="give every core its activity counters (Chip(counters=True), "
                          "docs/architecture.md §13)")
+    ap.add_argument("--overlap", choices=("on", "off"), default=None,
+                    help="the core form (docs/architecture.md §6.7): the synapse unit beside "
+                         "the neuron pass (on, the default) or taking turns with it (off, "
+                         "the iCEBreaker's); default: the board's, else on")
     ap.add_argument("--breakdown", action="store_true",
                     help="also synthesize with -noflatten and print the counts per module")
     ap.add_argument("--cones", type=int, default=0, metavar="N",
@@ -560,8 +569,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="neuromesh_synth_") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        overlap = None if args.overlap is None else args.overlap == "on"
         geometry = generate(args.geometry, workdir, board=args.board, learning=args.learning,
-                            counters=args.counters)
+                            counters=args.counters, overlap=overlap)
         t_gen = time.perf_counter() - t0
         g = geometry
         print(f"geometry  {g}: {g.n_cores} core(s) of {g.n_neurons} neurons, {g.n_axons} axons, "
@@ -569,6 +579,7 @@ def main(argv=None) -> int:
               f"{g.n_groups} groups, {g.delay_slots} delay slots"
               + (f"; {args.board}'s RTL options" if args.board else "")
               + ("; learning engines" if args.learning else "")
+              + ({None: "", True: "; overlap on", False: "; overlap off"}[overlap])
               + ("; activity counters" if args.counters else ""))
         print(f"verilog   {TOP}.v, {(workdir / f'{TOP}.v').read_text().count(chr(10))} lines "
               f"({t_gen:.1f} s)")

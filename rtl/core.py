@@ -1,8 +1,7 @@
 """One neuromesh core: its memories, the neuron pass, the synapse unit and the
 fan-out unit (docs/architecture.md §3–§6).
 
-A core works in two phases per timestep, because its dendritic accumulator
-memory has one read and one write port:
+Per timestep:
 
 * the **neuron pass** updates neurons ``0 .. n_neurons-1``, one per clock,
   reading (and clearing) the accumulator slot of step ``t``; spiking neurons
@@ -10,9 +9,16 @@ memory has one read and one write port:
   mesh at one packet per clock while the pass goes on. The spike list holds
   ``n_neurons`` entries, so the pass never waits for the mesh;
 * the **synapse unit** adds arriving packets into the accumulator ring, one
-  synaptic operation per clock, whenever no pass runs. Packets that arrive
-  during this core's pass wait in the mesh; since no core's pass can be held
-  up by the mesh, this cannot deadlock.
+  synaptic operation per clock.
+
+Both need a read and a write port of the accumulator memory in every clock
+(docs/architecture.md §6.7). With ``overlap`` (the default) the ring is two
+banks, even and odd slots: the synapse unit works beside the pass in the
+bank the pass does not use, and a word for the pass's bank (odd delay)
+stalls until the pass has left it. Without it, one bank, and the synapse
+unit waits for the pass to finish; packets that arrive meanwhile wait in the
+mesh. Either way no pass can be held up by the mesh, so this cannot
+deadlock.
 
 Host accesses (``cfg``) reach every memory while the core is idle.
 """

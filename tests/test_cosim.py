@@ -19,10 +19,25 @@ def campaign_seed():
 def test_random_campaign_is_identical(tmp_path):
     seed = campaign_seed()
     print(f"\nNEUROMESH_COSIM_SEED={seed}")
-    camp = run_campaign(200, 100, seed, tmp_path)
+    camp = run_campaign(160, 100, seed, tmp_path)
     print(camp.summary())
-    assert camp.cases >= 200 + 10 * len(GEOMETRIES)
-    assert camp.steps >= 200 * 100
+    assert camp.cases >= 160 + 10 * len(GEOMETRIES)
+    assert camp.steps >= 160 * 100
+    assert not camp.divergences, camp.summary()
+
+
+def test_random_campaign_without_overlap_is_identical(tmp_path):
+    """The core form without overlap (the iCEBreaker's, docs/architecture.md
+    §6.7) on two geometries: a 4-slot and a 16-slot ring."""
+    from neuromesh.rtl.chip import Chip
+    seed = campaign_seed()
+    print(f"\nNEUROMESH_COSIM_SEED={seed}")
+    geometries = {k: GEOMETRIES[k] for k in ("2x1", "2x2")}
+    camp = run_campaign(40, 100, seed, tmp_path, geometries=geometries,
+                        chip_factory=lambda g: Chip(g, counters=True,
+                                                    core_args={"overlap": False}))
+    print(camp.summary())
+    assert camp.cases >= 40
     assert not camp.divergences, camp.summary()
 
 
