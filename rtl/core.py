@@ -237,7 +237,9 @@ class NeuronCore(wiring.Component):
         pass_run = Signal()           # issuing reads
         pass_n = Signal(range(n_neurons + 1))
         # The pass's slot ``t % delay_slots``: its bank and first word there.
-        pass_bank = Signal(range(n_banks))
+        # (Bank numbers are one bit even with one bank, where they are
+        # constant 0: a zero-width signal is not clean Verilog.)
+        pass_bank = Signal()
         slot_base = Signal(bank_addr_width)
         s1_valid = Signal()
         s1_n = Signal(range(n_neurons))
@@ -360,10 +362,10 @@ class NeuronCore(wiring.Component):
             contrib.eq(syn.w_mant << group_r.data.w_shift),
             syn_slot.eq((self.syn_base + syn.delay) % d_slots),
         ]
-        t2 = Signal(data.StructLayout({"valid": 1, "bank": range(n_banks),
+        t2 = Signal(data.StructLayout({"valid": 1, "bank": 1,
                                        "addr": unsigned(bank_addr_width),
                                        "contrib": signed(U_BITS)}))
-        t1_bank = Signal(range(n_banks))
+        t1_bank = Signal()
         t1_addr = Signal(bank_addr_width)
         m.d.comb += [t1_bank.eq(syn_slot % n_banks),
                      t1_addr.eq(syn_slot // n_banks * n_neurons + syn.target)]
@@ -453,9 +455,9 @@ class NeuronCore(wiring.Component):
                      cfg_read.eq(accept & ~req.payload.write)]
         # A host offset in ACCUM (``slot * n_neurons + neuron``) as a bank
         # and a word there.
-        host_bank = Signal(range(n_banks))
+        host_bank = Signal()
         host_accum_addr = Signal(bank_addr_width)
-        resp_bank = Signal(range(n_banks))
+        resp_bank = Signal()
         if self.overlap:
             offset = req.payload.offset
             with m.If(offset < n_neurons):
