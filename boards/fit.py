@@ -80,15 +80,15 @@ DEVICES = {
 }
 
 #: Logic and DSPs per family: (fixed, per core, per core with a learning
-#: engine), from the recorded builds of docs/boards.md. iCE40: 5217 logic
-#: cells for one core (the iCEBreaker build of 2026-12-06), split by the
+#: engine), from the recorded builds of docs/boards.md. iCE40: 5056 logic
+#: cells for one core (the iCEBreaker build of 2026-12-07), split by the
 #: hierarchical synthesis of docs/synthesis.md (core + router 53.5 %), and
 #: the ECP5 learning engine's 3467 LUT4 slots per core; ECP5: host link and
 #: controller 2677 LUT4 slots (docs/synthesis.md), 23972 for 8 cores, 51709
 #: for 8 cores with learning; DSPs: 5 for one core, 33 for 8, 81 for 8 with
 #: learning.
 LOGIC = {
-    "ice40": {"logic": (2426, 2791, 2791 + 3467), "DSP": (1, 4, 10)},
+    "ice40": {"logic": (2426, 2630, 2630 + 3467), "DSP": (1, 4, 10)},
     "ecp5": {"logic": (2677, 2662, 6129), "DSP": (1, 4, 10)},
 }
 

@@ -477,7 +477,7 @@ COUNTER_BITS = 32               #: every counter is u32, cumulative, wrapping mo
 #: Clocks a neuron pass keeps the accumulator busy beyond one per neuron (the
 #: pipeline fill of docs/architecture.md §3.5): CLOCKS grows by
 #: ``n_neurons + PASS_LATENCY`` per step.
-PASS_LATENCY = 5
+PASS_LATENCY = 6
 
 
 class Counter(enum.IntEnum):

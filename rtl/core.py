@@ -233,7 +233,12 @@ class NeuronCore(wiring.Component):
                          lu.clear_start.eq(self.clear_start), lu.clear_all.eq(self.clear_all)]
 
         # --- neuron pass ------------------------------------------------------
-        m.submodules.datapath = dp = NeuronDatapath(tag_width=10 + 15 + 15)
+        # The tag: the neuron index and its fan-out run, as wide as the
+        # geometry's words make them.
+        n_bits = max(1, (n_neurons - 1).bit_length())
+        base_bits = len(neur.data.fanout_base)
+        len_bits = len(neur.data.fanout_len)
+        m.submodules.datapath = dp = NeuronDatapath(tag_width=n_bits + base_bits + len_bits)
         pass_run = Signal()           # issuing reads
         pass_n = Signal(range(n_neurons + 1))
         # The pass's slot ``t % delay_slots``: its bank and first word there.
@@ -288,15 +293,16 @@ class NeuronCore(wiring.Component):
             dp.i.threshold_ge.eq(prof.data.threshold_ge),
             dp.i.floor_mant.eq(prof.data.floor_mant),
             dp.i.bias_mant.eq(s2.bias_mant), dp.i.bias_exp.eq(s2.bias_exp),
-            dp.tag_in.eq(s2.n | (s2.fanout_base << 10) | (s2.fanout_len << 25)),
+            dp.tag_in.eq(s2.n[:n_bits] | (s2.fanout_base[:base_bits] << n_bits)
+                         | (s2.fanout_len[:len_bits] << (n_bits + base_bits))),
         ]
         m.d.sync += in_flight.eq(in_flight + issue - dp.o_valid)
         pass_busy = Signal()
         m.d.comb += pass_busy.eq(pass_run | (in_flight != 0))
 
-        out_n = dp.tag_out[:10]
-        out_base = dp.tag_out[10:25]
-        out_len = dp.tag_out[25:40]
+        out_n = dp.tag_out[:n_bits]
+        out_base = dp.tag_out[n_bits:n_bits + base_bits]
+        out_len = dp.tag_out[n_bits + base_bits:]
 
         # Spike list: (fanout_base, fanout_len) of every spiking neuron.
         # (At least 3 entries: SyncFIFOBuffered of depth 2 has zero-width
