@@ -20,7 +20,7 @@ from neuromesh.limits import ImageTooLargeError, MemoryLimitError, check_memory,
 
 from .learning import LearningEngine
 from .neuron import NeuronParams, NeuronState, neuron_step, wrap24
-from .synapses import as_slice, count_edges, expand, make_propagator
+from .synapses import DensePropagator, as_slice, count_edges, expand, make_propagator
 
 __all__ = ["Emulator", "RunResult", "PROBE_FIELDS", "memory_estimate", "run_memory_estimate"]
 
@@ -249,7 +249,7 @@ class Emulator:
         row_of = np.full(n_total + self.image.n_inputs, -1, dtype=np.int32)
         compact = compact.astype(np.int32)      # (4 bytes per edge where it is gathered)
         active_core = self.active // g.n_neurons
-        blocks, sources, start = [], [], 0
+        blocks, sources, block_targets, start = [], [], [], 0
         groups = sorted(reach.items(), key=lambda kv: (kv[0][0], kv[1][0]))
         for (_, targets), cores in groups:
             if len(groups) == 1:
@@ -266,9 +266,14 @@ class Emulator:
                 row_of[src[sel]] - start, compact[edges.tgt[sel]], edges.delay[sel],
                 edges.weight[sel], block_src.size, cols, propagation)
             blocks.append((slice(start, start + block_src.size), prop))
+            block_targets.append(frozenset(int(c) for c in targets))
             sources.append(block_src)
             start += block_src.size
         self._blocks = blocks
+        # The cores each block's contributions reach, and each ring slot's
+        # cores written since run() cleared it (None: not known to be zero).
+        self._block_targets = block_targets
+        self._written = [None] * g.delay_slots
         all_rows = np.concatenate(sources) if sources else np.zeros(0, np.int64)
         self._outdeg = np.bincount(row_of[src], minlength=all_rows.size)
         self._row_neurons = self._compact[all_rows[all_rows < n_total]]
@@ -493,6 +498,11 @@ class Emulator:
             return self._result(outputs, probes, first, spike_counts, input_counts, None)
         xt = None
         in_rows = self._row_input_slice
+        # Ring slots known to be zero: none yet (the ring may hold the image's
+        # accumulators or an earlier run's input); the learning engine adds
+        # into the ring on its own, so with it no slot ever is.
+        written = self._written = [None] * d_slots
+        track = learn is None
         if x is not None and steps:
             xt = host_input(0)
             rows[:, k:] = xt[:, in_rows]
@@ -511,6 +521,8 @@ class Emulator:
                 self.state, slot, self.params, **modes,
                 refractory=refractory_always or self.step < self._refractory_until)
             slot.fill(0)
+            if track:
+                written[self.step % d_slots] = frozenset()
             spike_counts += spikes
             if self._out_neuron.size:
                 outputs[t][:, self._out_channel_sel] = spikes[:, self._out_neuron_sel]
@@ -575,9 +587,29 @@ class Emulator:
 
     def _propagate(self, rows, step):
         """Add the contributions of ``rows`` (spikes of ``step``, host inputs of
-        ``step + 1``) into the accumulator slots of step ``step + 1 + delay``."""
-        for row_sel, prop in self._blocks:
-            prop.add_into(rows[:, row_sel], self._acc, step + 1)
+        ``step + 1``) into the accumulator slots of step ``step + 1 + delay``.
+
+        A block whose columns of a slot are known to hold zero (the slot was
+        cleared after its neuron update and no block reaching the same cores
+        has written it since) writes its sums there instead of adding them:
+        one pass fewer."""
+        written, d_slots = self._written, self.geometry.delay_slots
+        for (row_sel, prop), targets in zip(self._blocks, self._block_targets):
+            fresh = []
+            for d in prop.delays if isinstance(prop, DensePropagator) else ():
+                slot = (step + 1 + d) % d_slots
+                if written[slot] is not None and written[slot].isdisjoint(targets):
+                    fresh.append(slot)
+            prop.add_into(rows[:, row_sel], self._acc, step + 1, fresh)
+            for d in _delays(prop):
+                slot = (step + 1 + d) % d_slots
+                if written[slot] is not None:
+                    written[slot] = written[slot] | targets
+
+
+def _delays(prop):
+    """The delays a propagator's contributions take."""
+    return prop.delays if isinstance(prop, DensePropagator) else [d for d, *_ in prop.tables]
 
 
 def _fits(need, max_memory) -> bool:
