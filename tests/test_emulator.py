@@ -242,11 +242,16 @@ def test_dense_blocks_write_cleared_slots_and_add_to_written_ones(monkeypatch):
     image = b.build()
     x = rng.random((60, 3, 32)) < 0.3
     calls = {"set": 0, "add": 0}
-    for name, key in (("_set_columns", "set"), ("_add_columns", "add")):
-        def counted(*a, _f=getattr(synapses, name), _k=key):
-            calls[_k] += 1
-            return _f(*a)
+
+    def counting(name, key):
+        f = getattr(synapses, name)
+
+        def counted(*a):
+            calls[key] += 1
+            return f(*a)
         monkeypatch.setattr(synapses, name, counted)
+    counting("_set_columns", "set")
+    counting("_add_columns", "add")
     runs = []
     for kind in ("dense", "sparse"):
         emu = Emulator(image, batch=3, propagation=kind)
