@@ -267,3 +267,19 @@ def test_dense_blocks_write_cleared_slots_and_add_to_written_ones(monkeypatch):
             np.testing.assert_array_equal(ra.probes[f], rb.probes[f])
     np.testing.assert_array_equal(sa["accum"], sb["accum"])
     assert a1.outputs.any() and a2.outputs.any()
+
+
+def test_spike_counts_of_long_runs():
+    """A neuron driven above its threshold by its bias fires every step: the
+    per-run counts (kept in uint8 between flushes every 255 steps) count all
+    of them, in a run of several flushes and across runs."""
+    b = ChipBuilder(Geometry(n_neurons=4, n_axons=4, n_synapses=8, n_fanout=4))
+    c = relay_core(b, 0, 0, 2)
+    c.neurons(0, profile=0, bias_mant=100)
+    c.synapses(axon=0, target=1, w_mant=2)
+    c.route(0, 0, 0, 0)
+    emu = Emulator(b.build(), batch=2)
+    r = emu.run(None, 600)
+    assert r.neuron_spikes.tolist() == [1199, 1199]     # neuron 0, its relay one step later
+    assert r.synaptic_events.tolist() == [600, 600]
+    assert emu.run(None, 255).neuron_spikes.tolist() == [510, 510]
