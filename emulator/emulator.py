@@ -272,8 +272,11 @@ class Emulator:
         self._blocks = blocks
         # The cores each block's contributions reach, and each ring slot's
         # cores written since run() cleared it (None: not known to be zero).
-        self._block_targets = block_targets
+        self._block_info = [(row_sel, prop, _delays(prop), targets,
+                             isinstance(prop, DensePropagator))
+                            for (row_sel, prop), targets in zip(blocks, block_targets)]
         self._written = [None] * g.delay_slots
+        self._track = False
         all_rows = np.concatenate(sources) if sources else np.zeros(0, np.int64)
         self._outdeg = np.bincount(row_of[src], minlength=all_rows.size)
         self._row_neurons = self._compact[all_rows[all_rows < n_total]]
@@ -476,10 +479,11 @@ class Emulator:
         count_type = np.int32 if steps < (1 << 31) else np.int64
         spike_counts = np.zeros((b, self.active.size), dtype=count_type)
         input_counts = np.zeros((b, self._row_inputs.size), dtype=count_type)
-        # Each step's spikes go into a uint8 count (an add of one type: a
-        # quarter of the time of adding bools to int32), moved into
-        # spike_counts every 255 steps.
-        recent = np.zeros((b, self.active.size), dtype=np.uint8)
+        # Each step's spikes of a big state go into a uint8 count (an add of
+        # one type: a quarter of the time of adding bools to int32), moved
+        # into spike_counts every 255 steps.
+        recent = np.zeros((b, self.active.size), dtype=np.uint8) \
+            if self._itype == np.int32 else None
         in_recent = 0
         neuron_rows = self._row_neuron_slice
         modes = dict(self._modes)
@@ -505,9 +509,11 @@ class Emulator:
         in_rows = self._row_input_slice
         # Ring slots known to be zero: none yet (the ring may hold the image's
         # accumulators or an earlier run's input); the learning engine adds
-        # into the ring on its own, so with it no slot ever is.
+        # into the ring on its own, so with it no slot ever is. (Tracked for
+        # big states only: on a small one the bookkeeping costs more than the
+        # pass it saves.)
         written = self._written = [None] * d_slots
-        track = learn is None
+        track = self._track = learn is None and self._itype == np.int32
         if x is not None and steps:
             xt = host_input(0)
             rows[:, k:] = xt[:, in_rows]
@@ -528,12 +534,15 @@ class Emulator:
             slot.fill(0)
             if track:
                 written[self.step % d_slots] = frozenset()
-            np.add(recent, spikes.view(np.uint8), out=recent)
-            in_recent += 1
-            if in_recent == 255:
-                spike_counts += recent
-                recent.fill(0)
-                in_recent = 0
+            if recent is None:
+                spike_counts += spikes
+            else:
+                np.add(recent, spikes.view(np.uint8), out=recent)
+                in_recent += 1
+                if in_recent == 255:
+                    spike_counts += recent
+                    recent.fill(0)
+                    in_recent = 0
             if self._out_neuron.size:
                 outputs[t][:, self._out_channel_sel] = spikes[:, self._out_neuron_sel]
             for name, arr in probes.items():
@@ -558,7 +567,8 @@ class Emulator:
                                     "input", self.step)
             xt = x_next
             self.step = (self.step + 1) & STEP_MASK
-        spike_counts += recent
+        if recent is not None:
+            spike_counts += recent
         totals = None
         if x is not None:
             totals = self._channel_counts(x)
@@ -604,18 +614,21 @@ class Emulator:
         cleared after its neuron update and no block reaching the same cores
         has written it since) writes its sums there instead of adding them:
         one pass fewer."""
-        written, d_slots = self._written, self.geometry.delay_slots
-        for (row_sel, prop), targets in zip(self._blocks, self._block_targets):
-            fresh = []
-            for d in prop.delays if isinstance(prop, DensePropagator) else ():
-                slot = (step + 1 + d) % d_slots
-                if written[slot] is not None and written[slot].isdisjoint(targets):
-                    fresh.append(slot)
-            prop.add_into(rows[:, row_sel], self._acc, step + 1, fresh)
-            for d in _delays(prop):
-                slot = (step + 1 + d) % d_slots
-                if written[slot] is not None:
-                    written[slot] = written[slot] | targets
+        written, d_slots, acc, base = self._written, self.geometry.delay_slots, self._acc, step + 1
+        if not self._track:
+            for row_sel, prop in self._blocks:
+                prop.add_into(rows[:, row_sel], acc, base)
+            return
+        for row_sel, prop, delays, targets, dense in self._block_info:
+            fresh = ()
+            if dense:
+                fresh = [s for s in [(base + d) % d_slots for d in delays]
+                         if written[s] is not None and written[s].isdisjoint(targets)]
+            prop.add_into(rows[:, row_sel], acc, base, fresh)
+            for d in delays:
+                s = (base + d) % d_slots
+                if written[s] is not None:
+                    written[s] = written[s] | targets
 
 
 def _delays(prop):

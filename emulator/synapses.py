@@ -277,6 +277,7 @@ class DensePropagator:
                 return None
             if active.size * 2 < self.n_rows:
                 return self.w[active].sum(axis=0, keepdims=True)
+            return spikes.astype(self.dtype) @ self.w
         else:
             n = np.count_nonzero(spikes)
             if n == 0:
@@ -300,6 +301,10 @@ class DensePropagator:
         if c is None:
             return
         d_slots, n = ring.shape[0], self.n_cols
+        if not fresh and len(self.delays) == 1:
+            c = c.astype(np.int64).astype(np.int32) if self._via64 else c.astype(np.int32)
+            _add_columns(ring[(base + self.delays[0]) % d_slots], self.cols, c)
+            return
         if self._via64:
             c, fresh = c.astype(np.int64).astype(np.int32), ()
         for i, d in enumerate(self.delays):

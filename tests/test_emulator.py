@@ -219,8 +219,10 @@ def test_dense_blocks_write_cleared_slots_and_add_to_written_ones(monkeypatch):
     """A dense block writes its sums into a ring slot whose columns are known
     to be zero and adds them where another block reaching the same cores
     wrote first: overlapping blocks, several delays, a preloaded ring and a
-    run split in two give the scatter-add's results exactly."""
-    from neuromesh.emulator import synapses
+    run split in two give the scatter-add's results exactly. (The emulator
+    tracks the slots of an int32 state: this small one is made int32.)"""
+    from neuromesh.emulator import emulator, synapses
+    monkeypatch.setattr(emulator, "SMALL_STATE", 0)
     rng = np.random.default_rng(5)
     g = Geometry(rows=1, cols=2, n_neurons=32, n_axons=96, n_synapses=3000, n_fanout=96,
                  delay_slots=4)
