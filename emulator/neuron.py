@@ -33,6 +33,19 @@ _WRAP_SHIFT = 64 - U_BITS
 _ROUND = DECAY_ONE - 1
 #: From this many values up, :func:`neuron_step` clamps with np.clip.
 _CLIP_MIN = 4096
+#: The clamp bounds in each state dtype (a bound of the array's own type
+#: keeps np.clip in its vectorized loop without a conversion per call).
+_V_BOUNDS = {np.dtype(t): (t(-V_MAX), t(V_MAX)) for t in (np.int32, np.int64)}
+
+
+def _scale(factor):
+    """``factor / 4096`` in float64 (exact: a division by a power of two): a
+    Python float for a single factor (converted at no cost by the ufunc), an
+    array for per-neuron factors."""
+    factor = np.asarray(factor)
+    if factor.ndim:
+        return factor / np.float64(DECAY_ONE)
+    return int(factor) / DECAY_ONE
 
 
 def wrap24(x):
@@ -41,29 +54,34 @@ def wrap24(x):
     return (x << _WRAP_SHIFT) >> _WRAP_SHIFT
 
 
-def decay(x, factor):
-    """``trunc0(x, factor) = sign(x) * ((|x| * factor) >> 12)``, rounding toward zero.
+def decay(x, factor, out=None):
+    """``trunc0(x, f) = sign(x) * ((|x| * f) >> 12)``, rounding toward zero.
 
     ``factor`` is ``4096 - d`` for a decay constant ``d``. Computed as an
     arithmetic shift of ``x * factor`` with a +4095 bias for negative
     products, which is the same as rounding the quotient toward zero.
 
     An int32 ``x`` (an s24 value, as every u and v is) gives an int32 result,
-    computed as ``trunc(x * (factor / 4096))`` in float64, where every step
-    is exact: ``|x * factor| < 2**37`` needs 37 of the 53 mantissa bits, and
-    dividing by 4096 only changes the exponent.
+    computed as ``x * (factor / 4096)`` in float64, where every step is
+    exact: ``|x * factor| < 2**37`` needs 37 of the 53 mantissa bits, and
+    dividing by 4096 only changes the exponent; the cast back to int32 (C's
+    conversion) truncates toward zero. ``out``: an int32 array of the
+    result's shape to write into (``x`` itself is allowed).
     """
     x = np.asarray(x)
     if x.dtype == np.int32:
-        # In float64: x * (factor / 4096) is exact (|x * factor| < 2**37 and
-        # the division is by a power of two), and truncation rounds it
-        # toward zero: 3 passes instead of the 7 of the split int32 product.
-        p = np.multiply(x, np.asarray(factor, np.float64) / DECAY_ONE)
-        np.trunc(p, out=p)
-        return p.astype(np.int32)
+        # One ufunc pass: int32 -> float64, the exact product, and the
+        # truncating cast back to int32, chunk by chunk in numpy's buffers
+        # (no float64 temporary of the whole array).
+        if out is None:
+            out = np.empty(np.broadcast_shapes(x.shape, np.shape(factor)), np.int32)
+        return np.multiply(x, _scale(factor), out=out, casting="unsafe")
     p = np.multiply(x, factor, dtype=np.int64)
     p += (p >> 63) & _ROUND
     p >>= DECAY_BITS
+    if out is not None:
+        out[...] = p
+        return out
     return p
 
 
@@ -216,7 +234,10 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
     neuron has a floor; ``delayed=False`` when every reset is immediate
     (``reset_timing`` 0).
     """
-    u = decay(state.u, p.u_factor)
+    # An int32 state is updated in its own arrays (no temporaries); int64
+    # (small states) in new ones.
+    own = state.u.dtype == np.int32 and state.u.flags.writeable
+    u = decay(state.u, p.u_factor, out=state.u if own else None)
     u += q                                   # int32 wraps mod 2**32: the low 24 bits stay exact
     shift = 8 * u.dtype.itemsize - U_BITS
     u <<= shift
@@ -235,24 +256,28 @@ def neuron_step(state: NeuronState, q, p: NeuronParams, *, refractory=True,
             early = pending & p.stored
             v_prev = np.where(early, np.where(p.subtract, state.v - p.vth, 0), state.v)
             pending &= ~p.stored
-    v = decay(v_prev, p.v_factor)
+    own = v_prev.dtype == np.int32 and v_prev.flags.writeable
+    v = decay(v_prev, p.v_factor, out=v_prev if own else None)
     v += u
     bias = np.asarray(p.bias)
     if bias.ndim or bias:              # (a shared zero bias adds nothing)
         v += bias
     if pending is not None:             # ... or to the new sum
         v = np.where(pending, np.where(p.subtract, v - p.vth, 0), v)
-    low = p.floor if floor else -V_MAX
+    low, high = _V_BOUNDS.get(v.dtype, (-V_MAX, V_MAX))
+    if floor:
+        low = np.asarray(p.floor)
+        if low.dtype != v.dtype and low.ndim == 0:
+            low = v.dtype.type(low)
     if v.size < _CLIP_MIN:
         # (two ufuncs: np.clip's Python wrapper costs more than the work on
         # a core's worth of neurons)
         np.maximum(v, low, out=v)
-        np.minimum(v, V_MAX, out=v)
+        np.minimum(v, high, out=v)
     else:
         # (np.clip: one pass, where maximum and minimum with a scalar run
         # unvectorized: 3x the time on a batch of 64 x 522 int32)
-        hi = v.dtype.type(V_MAX)
-        np.clip(v, v.dtype.type(low) if np.ndim(low) == 0 else low, hi, out=v)
+        np.clip(v, low, high, out=v)
     spikes = v > fire_above
     if refractory:
         held = state.refractory > 0

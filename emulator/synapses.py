@@ -224,6 +224,15 @@ def _add_columns(target, cols, values):
         target[:, cols] += values
 
 
+def _set_columns(target, cols, values):
+    """``target[:, cols] = values`` (cols: a slice or distinct indices), cast to
+    int32 (``values``: integers of int32 range)."""
+    if isinstance(cols, slice):
+        np.copyto(target[:, cols], values, casting="unsafe")
+    else:
+        target[:, cols] = values
+
+
 class DensePropagator:
     """Sum contributions as ``spikes @ W`` with an exact float matrix.
 
@@ -245,40 +254,68 @@ class DensePropagator:
         self.n_rows, self.n_cols = n_rows, n_cols
         self.delays = [int(d) for d in delays]
         self.cols = cols
+        self._buffers = {}
 
     @property
     def nbytes(self) -> int:
         return self.w.nbytes
 
+    def _buffer(self, name, shape):
+        """A scratch array of ``shape`` in the matrix's dtype, kept across steps."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[name] = np.empty(shape, self.dtype)
+        return buf
+
     def product(self, spikes):
-        """``spikes``: bool ``[B, rows]``. Returns ``[B, delays * cols]`` float, or None."""
-        if spikes.shape[0] == 1:
+        """``spikes``: bool ``[B, rows]``. Returns ``[B, delays * cols]`` float, or
+        None (a full product lands in a scratch array the next call reuses)."""
+        b = spikes.shape[0]
+        if b == 1:
             active = np.flatnonzero(spikes[0])
             if active.size == 0:
                 return None
             if active.size * 2 < self.n_rows:
                 return self.w[active].sum(axis=0, keepdims=True)
+            return spikes.astype(self.dtype) @ self.w
         else:
-            active = np.flatnonzero(spikes.any(axis=0))
-            if active.size == 0:
+            n = np.count_nonzero(spikes)
+            if n == 0:
                 return None
-            if active.size * 2 < self.n_rows:
-                return spikes[:, active].astype(self.dtype) @ self.w[active]
-        return spikes.astype(self.dtype) @ self.w
+            # Fewer than half the rows can spike only with fewer than
+            # b * rows / 2 spikes: above that, the rows need not be looked at.
+            if n * 2 < self.n_rows * b:
+                active = np.flatnonzero(spikes.any(axis=0))
+                if active.size * 2 < self.n_rows:
+                    return spikes[:, active].astype(self.dtype) @ self.w[active]
+        a = self._buffer("spikes", spikes.shape)
+        np.copyto(a, spikes)
+        return np.matmul(a, self.w, out=self._buffer("product", (b, self.w.shape[1])))
 
-    def add_into(self, spikes, ring, base):
+    def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` into ``ring`` (int32 ``[D, B,
-        neurons]``) at slot ``(base + delay) % D``."""
+        neurons]``) at slot ``(base + delay) % D``. ``fresh``: slots whose
+        columns of this block hold zero: the sums are written there (cast to
+        int32 on the way), not added."""
         c = self.product(spikes)
         if c is None:
             return
-        c = c.astype(np.int64).astype(np.int32) if self._via64 else c.astype(np.int32)
         d_slots, n = ring.shape[0], self.n_cols
-        if len(self.delays) == 1:
+        if not fresh and len(self.delays) == 1:
+            c = c.astype(np.int64).astype(np.int32) if self._via64 else c.astype(np.int32)
             _add_columns(ring[(base + self.delays[0]) % d_slots], self.cols, c)
             return
+        if self._via64:
+            c, fresh = c.astype(np.int64).astype(np.int32), ()
         for i, d in enumerate(self.delays):
-            _add_columns(ring[(base + d) % d_slots], self.cols, c[:, i * n:(i + 1) * n])
+            slot = (base + d) % d_slots
+            part = c if len(self.delays) == 1 else c[:, i * n:(i + 1) * n]
+            if slot in fresh:
+                # (every sum is an integer below 2**31 in magnitude: exact in int32)
+                _set_columns(ring[slot], self.cols, part)
+            else:
+                _add_columns(ring[slot], self.cols,
+                             part if part.dtype == np.int32 else part.astype(np.int32))
 
 
 class SparsePropagator:
@@ -323,9 +360,11 @@ class SparsePropagator:
     def nbytes(self) -> int:
         return sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
 
-    def add_into(self, spikes, ring, base):
+    def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` (bool ``[B, rows]``) into
-        ``ring`` (int32 ``[D, B, neurons]``) at slot ``(base + delay) % D``."""
+        ``ring`` (int32 ``[D, B, neurons]``) at slot ``(base + delay) % D``
+        (``fresh`` as :meth:`DensePropagator.add_into`'s; a scatter-add
+        always adds)."""
         batch = spikes.shape[0]
         if batch == 1:
             rows = np.flatnonzero(spikes[0])

@@ -52,8 +52,10 @@ def test_decay_rounds_toward_zero():
 
 
 def test_int32_decay_equals_int64_on_every_extreme():
-    """The int32 decay (one float64 product, truncated): exact for every s24 x
-    and factor, including the signs, the extremes and the rounding edges."""
+    """The int32 decay (one float64 product, truncated by the cast back to
+    int32): exact for every s24 x and factor, including the signs, the
+    extremes and the rounding edges; also in place (``out=x``, as
+    neuron_step uses it) and with a 0-d factor (NeuronParams.astype's)."""
     x = np.concatenate([np.arange(-2**23, -2**23 + 5000), np.arange(-5000, 5000),
                         np.arange(2**23 - 5000, 2**23),
                         np.random.default_rng(3).integers(-2**23, 2**23, 20000)])
@@ -63,6 +65,10 @@ def test_int32_decay_equals_int64_on_every_extreme():
     got = decay(x.astype(np.int32), f.astype(np.int32))
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, decay(x, f))
+    for f in (1, 2049, 3686):
+        x32 = x.astype(np.int32)
+        assert decay(x32, np.asarray(np.int32(f)), out=x32) is x32
+        np.testing.assert_array_equal(x32, decay(x, f))
 
 
 def test_wrap24_both_ways():
