@@ -221,6 +221,10 @@ class NeuronCore(wiring.Component):
             accum_r.append(mem.read_port(transparent_for=(accum_w[b],)))
         bank_addr_width = accum_w[0].addr.shape().width
 
+        def accum_word(bank):
+            """The word read from bank ``bank`` (a signal; bank 0 if one bank)."""
+            return Mux(bank, accum_r[-1].data.as_value(), accum_r[0].data.as_value())
+
         prof, neur, state = rports[Region.PROFILE], rports[Region.NEURON], rports[Region.STATE]
 
         # --- learning engine (optional) ----------------------------------------------
@@ -279,7 +283,7 @@ class NeuronCore(wiring.Component):
             s2.fanout_base.eq(neuron_word.fanout_base), s2.fanout_len.eq(neuron_word.fanout_len),
             s2.u.eq(state.data.u), s2.v.eq(state.data.v),
             s2.refractory.eq(state.data.refractory),
-            s2.q.eq(Mux(pass_bank, accum_r[-1].data.value, accum_r[0].data.value)),
+            s2.q.eq(data.View(layouts[Region.ACCUM], accum_word(pass_bank)).value),
         ]
         m.d.comb += [
             dp.i_valid.eq(s2.valid),
@@ -385,7 +389,7 @@ class NeuronCore(wiring.Component):
                      t2.contrib.eq(contrib)]
         # t2: accumulator word arrives (transparent for the t2 write before it).
         syn_sum = Signal(signed(U_BITS))
-        m.d.comb += syn_sum.eq(Mux(t2.bank, accum_r[-1].data.value, accum_r[0].data.value)
+        m.d.comb += syn_sum.eq(data.View(layouts[Region.ACCUM], accum_word(t2.bank)).value
                                + t2.contrib)
         syn_busy = Signal()
         m.d.comb += syn_busy.eq(lookup_q | (runs.level != 0) | walk_issue | t1_valid | t2.valid)
@@ -475,8 +479,7 @@ class NeuronCore(wiring.Component):
         else:
             m.d.comb += host_accum_addr.eq(req.payload.offset)
         accum_host_data = Signal(layouts[Region.ACCUM])
-        m.d.comb += accum_host_data.eq(Mux(resp_bank, accum_r[-1].data.as_value(),
-                                           accum_r[0].data.as_value()))
+        m.d.comb += accum_host_data.eq(accum_word(resp_bank))
         with m.If(cfg_read):
             m.d.sync += [resp_pending.eq(1), resp_region.eq(req.payload.region),
                          resp_bank.eq(host_bank)]
