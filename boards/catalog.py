@@ -16,7 +16,7 @@ class Board:
     name: str
     platform: str              #: "module:Class" of the amaranth-boards platform
     clock: str                 #: the platform's clock resource
-    clk_hz: float              #: the design clock (the board oscillator; no PLL)
+    clk_hz: float              #: the design clock
     baud: int                  #: UART rate
     geometry: str              #: default geometry, fits the FPGA
     #: keyword arguments of :class:`~neuromesh.rtl.chip.Chip` for this board
@@ -26,6 +26,14 @@ class Board:
     timeout_s: float = 0.1
     #: tools the board's build flow runs (programmers excluded)
     tools: tuple = ()
+    #: the board's oscillator; when it differs from ``clk_hz``, a PLL makes
+    #: the design clock from it (:mod:`neuromesh.boards.pll`)
+    osc_hz: float | None = None
+
+    @property
+    def uses_pll(self) -> bool:
+        """Whether the design clock comes from a PLL, not the oscillator."""
+        return self.osc_hz is not None and self.osc_hz != self.clk_hz
 
     @property
     def family(self) -> str:
@@ -50,7 +58,9 @@ BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-        clock="clk12", clk_hz=12e6, baud=1_000_000,
+        # 24 MHz from the 12 MHz oscillator through the PLL: the build has
+        # the margin (docs/synthesis.md, "iCEBreaker timing").
+        clock="clk12", osc_hz=12e6, clk_hz=24e6, baud=1_000_000,
         # 256 neurons; SYNAPSE fills two SPRAMs (16384 words); a 4-slot ring
         # (delays 0-2), 256 fan-out entries and words narrowed to the
         # geometry keep the EBRs within the UP5K's 30 (docs/boards.md). The

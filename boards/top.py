@@ -10,16 +10,18 @@ less the pins, for simulation.
 
 from __future__ import annotations
 
-from amaranth import ClockDomain, Elaboratable, Module, Signal
-from amaranth.lib import io
+from amaranth import Cat, ClockDomain, DomainRenamer, Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
 
 from neuromesh.chip import Geometry
 from neuromesh.rtl.chip import Chip
 from neuromesh.rtl.uart import UARTChip, divisor_for
 
 from .catalog import BOARDS, Board, get_board
+from .pll import add_pll
 
-__all__ = ["Board", "BOARDS", "BoardTop", "board_chip", "get_board"]
+__all__ = ["Board", "BOARDS", "BoardTop", "ResetHold", "board_chip", "get_board"]
 
 #: Clock cycles the design is held in reset after configuration.
 POR_CYCLES = 1023
@@ -35,8 +37,34 @@ def board_chip(board: str | Board, geometry: Geometry, **overrides) -> Chip:
     return Chip(geometry, **args)
 
 
+class ResetHold(wiring.Component):
+    """Holds ``rst`` for ``cycles`` clocks after configuration and after the
+    clock's PLL locks (``lock`` high; tie it to 1 without a PLL): iCE40 block
+    RAM reads are unreliable for the first few microseconds, and a PLL's
+    clock is not steady before it locks. ``lock`` is asynchronous to the
+    clock (it comes from the PLL's analog loop), so it passes two flip-flops
+    first. Runs in a reset-less domain: it makes the reset."""
+
+    def __init__(self, cycles: int):
+        self.cycles = cycles
+        super().__init__({"lock": In(1), "rst": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        locked = Signal(2)
+        m.d.sync += locked.eq(Cat(self.lock, locked[0]))
+        delay = Signal(range(self.cycles + 1), init=self.cycles)
+        with m.If(~locked[1]):
+            m.d.sync += delay.eq(self.cycles)
+        with m.Elif(delay != 0):
+            m.d.sync += delay.eq(delay - 1)
+        m.d.comb += self.rst.eq(delay != 0)
+        return m
+
+
 class BoardTop(Elaboratable):
-    """The chip on a board: UART pins, the board clock as the ``sync`` domain.
+    """The chip on a board: UART pins, the board's design clock (from its
+    oscillator, through a PLL when the two differ) as the ``sync`` domain.
     ``learning``, ``counters``: the chip's learning engines and activity
     counters (docs/architecture.md §11, §13), both off by default."""
 
@@ -51,18 +79,19 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        clk = platform.request(self.board.clock, 0, dir="-")
-        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk)
+        b = self.board
+        pad = platform.request(b.clock, 0, dir="-")
+        if b.uses_pll:
+            clk, lock = add_pll(m, b.family, pad, b.osc_hz, b.clk_hz)
+        else:
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", pad)
+            clk, lock = clk_buf.i, 1
         m.domains.sync = sync = ClockDomain("sync")
         m.domains.por = por = ClockDomain("por", reset_less=True)
-        m.d.comb += [sync.clk.eq(clk_buf.i), por.clk.eq(clk_buf.i)]
-        platform.add_clock_constraint(sync.clk, self.board.clk_hz)
-        # Hold reset for POR_CYCLES after configuration: iCE40 block RAM reads
-        # are unreliable for the first few microseconds.
-        delay = Signal(range(POR_CYCLES + 1), init=POR_CYCLES)
-        with m.If(delay != 0):
-            m.d.por += delay.eq(delay - 1)
-        m.d.comb += sync.rst.eq(delay != 0)
+        m.d.comb += [sync.clk.eq(clk), por.clk.eq(clk)]
+        platform.add_clock_constraint(sync.clk, b.clk_hz)
+        m.submodules.reset = reset = DomainRenamer("por")(ResetHold(POR_CYCLES))
+        m.d.comb += [reset.lock.eq(lock), sync.rst.eq(reset.rst)]
 
         # Counters only when asked: off, the board's RTL is unchanged.
         extra = {"counters": True} if self.counters else {}

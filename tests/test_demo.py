@@ -70,14 +70,14 @@ def test_counted_energy_known_values():
     text = energy_report(c, 10, per="row", n=2)
     assert text.startswith(f"energy from the counters: {e['total'] / 2 / 1e6:.3g} uJ per row")
     # busiest core: 240 and 120 clocks over 10 steps -> 18 per step on average
-    assert "busy clocks per step: 18.0 (busiest core) -> 1.5 us at 12 MHz (icebreaker)" in text
+    assert "busy clocks per step: 18.0 (busiest core) -> 0.75 us at 24 MHz (icebreaker)" in text
     assert "overlapped" not in text           # no synaptic ops to hide behind the passes
     # 300 busy clocks of which 100 synaptic ops: the overlapped core
     # (ULX3S) needs at best max(200, 100) clocks; the iCEBreaker's core all 300.
     c = np.zeros((1, 1, len(Counter)), np.uint32)
     c[0, 0, Counter.CLOCKS], c[0, 0, Counter.SYNOPS] = 300, 100
     text = energy_report(c, 1)
-    assert ("300.0 (busiest core) -> 25 us at 12 MHz (icebreaker), 12 us at 25 MHz "
+    assert ("300.0 (busiest core) -> 12.5 us at 24 MHz (icebreaker), 12 us at 25 MHz "
             "(ulx3s-85f; at best 8 us overlapped)") in text
 
 
@@ -95,7 +95,7 @@ def test_demo_command_prints_and_draws(tmp_path, capsys):
     assert "uJ per inference" in out and "same step" in out
     # The emulator's activity counters (§13) and the energy and clocks they imply.
     assert "counted by the emulator (docs/architecture.md §13), per inference:" in out
-    assert "energy from the counters:" in out and "us at 12 MHz (icebreaker)" in out
+    assert "energy from the counters:" in out and "us at 24 MHz (icebreaker)" in out
     for png in ("raster.png", "mesh.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
