@@ -461,6 +461,11 @@ class HostLink(wiring.Component):
         spike_ok = ((entry.core.x < g.cols) & (entry.core.y < g.rows)
                     & (entry.axon < g.n_axons))
 
+        # The checks' outcomes, registered in PRECHECK for CHECK.
+        c_crc_bad, c_known, c_len_ok = Signal(), Signal(), Signal()
+        c_count_bad, c_addr_ok, c_spikes_over = Signal(), Signal(), Signal()
+        c_bad_addr = Signal(ADDR)
+
         host_out_seen = self.host_out.valid & self.host_out.ready
         out_full = n_out == self.output_buffer
 
@@ -566,16 +571,29 @@ class HostLink(wiring.Component):
             with m.State("RX_CRC_HI"):
                 with m.If(receive()):
                     m.d.sync += f_crc[8:].eq(self.rx.payload)
-                    m.next = "CHECK"
+                    m.next = "PRECHECK"
 
             # --- Checks, in the order of §9.2 --------------------------------
+            # The frame is complete and stays put: PRECHECK registers every
+            # check's outcome (comparators, the address and length arithmetic),
+            # CHECK decides from those flip-flops. The clock this costs per
+            # command takes the checks' logic out of the path into the link's
+            # state and error registers, the board's critical path
+            # (docs/synthesis.md, "iCEBreaker timing").
+            with m.State("PRECHECK"):
+                m.d.sync += [c_crc_bad.eq(f_crc != rx_crc.crc), c_known.eq(known),
+                             c_len_ok.eq(len_ok),
+                             c_count_bad.eq((count == 0) | (count > MAX_WORDS)),
+                             c_addr_ok.eq(addr_ok), c_bad_addr.eq(first_bad_addr),
+                             c_spikes_over.eq(queued + spike_count > depth)]
+                m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [cur_addr.eq(access.addr), item.eq(0), byte_k.eq(0)]
-                with m.If(f_crc != rx_crc.crc):
+                with m.If(c_crc_bad):
                     error(ErrorCode.BAD_CHECKSUM, f_crc)
-                with m.Elif(~known):
+                with m.Elif(~c_known):
                     error(ErrorCode.UNKNOWN_COMMAND, f_type)
-                with m.Elif(~len_ok):
+                with m.Elif(~c_len_ok):
                     error(ErrorCode.BAD_LENGTH, f_len)
                 with m.Else():
                     with m.Switch(f_type):
@@ -584,17 +602,17 @@ class HostLink(wiring.Component):
                         with m.Case(Command.STATUS):
                             m.next = "SEND_STATUS"
                         with m.Case(Command.WRITE, Command.READ):
-                            with m.If((count == 0) | (count > MAX_WORDS)):
+                            with m.If(c_count_bad):
                                 error(ErrorCode.BAD_VALUE, count)
-                            with m.Elif(~addr_ok):
-                                error(ErrorCode.BAD_ADDRESS, first_bad_addr)
+                            with m.Elif(~c_addr_ok):
+                                error(ErrorCode.BAD_ADDRESS, c_bad_addr)
                             with m.Elif(f_type == Command.WRITE):
                                 m.d.sync += rd_ptr.eq(ACCESS_BYTES)
                                 m.next = "WRITE_FETCH"
                             with m.Else():
                                 m.next = "SEND_DATA"
                         with m.Case(Command.SPIKES):
-                            with m.If(queued + spike_count > depth):
+                            with m.If(c_spikes_over):
                                 error(ErrorCode.BAD_VALUE, queued + spike_count)
                             with m.Elif(spike_count == 0):
                                 m.next = "SEND_ACK"
