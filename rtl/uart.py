@@ -171,7 +171,8 @@ class UARTBridge(wiring.Component):
     divisor:
         Clock cycles per bit (use :func:`divisor_for`).
     fifo_depth:
-        Receive FIFO entries (see the module docstring for why it can be small).
+        Receive FIFO entries, its output register included, at least 2 (see
+        the module docstring for why it can be small).
 
     Attributes
     ----------
@@ -196,8 +197,9 @@ class UARTBridge(wiring.Component):
 
     def __init__(self, divisor: int, *, fifo_depth: int = 8):
         _check_divisor(divisor)
-        if fifo_depth < 1:
-            raise ValueError(f"fifo_depth = {fifo_depth} must be at least 1")
+        if fifo_depth < 2:
+            raise ValueError(f"fifo_depth = {fifo_depth} must be at least 2 "
+                             f"(a FIFO and its output register)")
         self.divisor = divisor
         self.fifo_depth = fifo_depth
         super().__init__()
@@ -206,18 +208,27 @@ class UARTBridge(wiring.Component):
         m = Module()
         m.submodules.receiver = receiver = UARTRx(self.divisor)
         m.submodules.transmitter = transmitter = UARTTx(self.divisor)
-        # Unbuffered (combinational read): a few entries live in flip-flops.
-        m.submodules.fifo = fifo = SyncFIFO(width=8, depth=self.fifo_depth)
-
+        # A few entries in flip-flops (an unbuffered FIFO reads through a
+        # multiplexer), then one output register: the byte the host link
+        # sees comes straight from flip-flops, not through that multiplexer
+        # (it was on the iCEBreaker's critical path, docs/synthesis.md).
+        # The register is one of the ``fifo_depth`` entries.
+        m.submodules.fifo = fifo = SyncFIFO(width=8, depth=self.fifo_depth - 1)
+        out_valid = Signal()
+        out_data = Signal(8)
         m.d.comb += [
             receiver.pin.eq(self.rx_pin),
             fifo.w_data.eq(receiver.data),
             fifo.w_en.eq(receiver.valid),
-            self.rx.valid.eq(fifo.r_rdy),
-            self.rx.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.rx.ready),
+            self.rx.valid.eq(out_valid),
+            self.rx.payload.eq(out_data),
+            fifo.r_en.eq(~out_valid | self.rx.ready),
             self.tx_pin.eq(transmitter.pin),
         ]
+        with m.If(fifo.r_en & fifo.r_rdy):
+            m.d.sync += [out_valid.eq(1), out_data.eq(fifo.r_data)]
+        with m.Elif(self.rx.ready):
+            m.d.sync += out_valid.eq(0)
         wiring.connect(m, wiring.flipped(self.tx), transmitter.i)
         with m.If(receiver.valid & ~fifo.w_rdy & (self.overruns != 0xFFFF)):
             m.d.sync += self.overruns.eq(self.overruns + 1)
