@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 
 from neuromesh.chip import Region
 
@@ -213,6 +214,14 @@ def count_edges(image, words) -> tuple[int, int]:
 _F32_EXACT = 1 << 24
 #: Products below this convert to int32 directly; larger ones go through int64.
 _I32_EXACT = 1 << 31
+#: A dense block at batch > 1 multiplies a CSR matrix of its spikes when fewer
+#: than one in this many spike cells is set. (One thread, B1's 64 x 784 @
+#: 784 x 512 float32: the CSR product breaks even with OpenBLAS's at ~15 %
+#: density and takes 0.4x its time at 5 %; docs/performance.md.)
+SPARSE_INPUT_RATIO = 10
+#: ... and when the dense product has at least this many terms (B x rows x
+#: delays x cols): below, its ~60 µs of fixed cost are not worth it.
+SPARSE_INPUT_MIN_PRODUCT = 1 << 21
 
 
 def _add_columns(target, cols, values):
@@ -239,7 +248,11 @@ class DensePropagator:
     ``W`` is ``[rows, delays * cols]``, one column block per delay the block
     uses; float32 when the largest column sum of ``|W|`` proves every partial
     sum exact, float64 otherwise. When few rows spike, only those rows are
-    multiplied.
+    multiplied: at batch 1 as a sum of the spiking rows; at a larger batch,
+    when fewer than one in ``SPARSE_INPUT_RATIO`` of the ``[B, rows]`` spike
+    cells is set, as a CSR matrix of the spikes times ``W`` (scipy, the
+    same dtype: every sum is one of a subset of a column's entries, exact
+    under the same bound).
     """
 
     def __init__(self, row, col, delay_index, weight, n_rows, n_cols, delays, cols):
@@ -282,6 +295,9 @@ class DensePropagator:
             n = np.count_nonzero(spikes)
             if n == 0:
                 return None
+            if n * SPARSE_INPUT_RATIO < self.n_rows * b and \
+                    b * self.w.size >= SPARSE_INPUT_MIN_PRODUCT:
+                return self.sparse_product(spikes)
             # Fewer than half the rows can spike only with fewer than
             # b * rows / 2 spikes: above that, the rows need not be looked at.
             if n * 2 < self.n_rows * b:
@@ -291,6 +307,23 @@ class DensePropagator:
         a = self._buffer("spikes", spikes.shape)
         np.copyto(a, spikes)
         return np.matmul(a, self.w, out=self._buffer("product", (b, self.w.shape[1])))
+
+    def sparse_product(self, spikes):
+        """``spikes @ W`` as the product of a CSR matrix of the spikes (bool
+        ``[B, rows]``) with ``W``: time in proportion to the spikes, not to
+        ``B * rows``. Returns ``[B, delays * cols]`` in the matrix's dtype,
+        identical to the dense product (every sum is exact, see the class)."""
+        b, rows = spikes.shape
+        flat = np.flatnonzero(spikes)
+        itype = np.int32 if b * rows < _I32_EXACT else np.int64
+        # flat is ascending (C order): each batch row's spikes are a run of it.
+        indptr = np.searchsorted(flat, np.arange(b + 1, dtype=np.int64) * rows).astype(itype)
+        indices = (flat % rows).astype(itype)
+        ones = self._buffers.get("ones")
+        if ones is None or ones.size < flat.size:
+            ones = self._buffers["ones"] = np.ones(b * rows, self.dtype)
+        m = scipy.sparse.csr_array((ones[:flat.size], indices, indptr), shape=(b, rows))
+        return m @ self.w
 
     def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` into ``ring`` (int32 ``[D, B,
