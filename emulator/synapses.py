@@ -363,10 +363,20 @@ class SparsePropagator:
     makes that the rule: 5 bytes per synapse), else int32; a smaller one
     keeps intp columns and int32 weights (12 bytes, two passes fewer).
     ``np.add.at`` adds them into the integer ring, exact modulo ``2**32``.
+
+    A table of at most ``WIDE_TABLE_MAX`` synapses whose rows have similar
+    fan-outs also gets a padded ("ELL") copy of each row's first ``width``
+    edges: ring columns and weights in int32 ``[rows, width]`` arrays, a
+    row's unused cells of weight zero (adding zero changes no sum). Its
+    spiking rows are then gathered whole -- row copies, not the per-event
+    index arithmetic of the CSR walk -- and only the edges past ``width``
+    (few, by the choice of ``width``: :func:`ell_width`) take the CSR walk.
+    Its CSR table is then kept compact (5 bytes per synapse, as a big one's).
     """
 
     def __init__(self, row, col, delay_index, weight, n_rows, delays):
         self.tables = []
+        self.ell = []
         for i, d in enumerate(delays):
             sel = (delay_index == i) if len(delays) > 1 else slice(None)
             r = row[sel]
@@ -379,7 +389,9 @@ class SparsePropagator:
             c, w = col[sel], weight[sel]
             if order is not None:
                 c, w = c[order], w[order]
-            if r.size <= WIDE_TABLE_MAX:
+            width = ell_width(counts) if r.size <= WIDE_TABLE_MAX else 0
+            ell = _ell_table(indptr, counts, c, w, width) if width else None
+            if r.size <= WIDE_TABLE_MAX and ell is None:
                 # Small tables: ready-to-use index and weight types (12 bytes
                 # per synapse) save two conversion passes per step.
                 shift, w, c = 0, np.ascontiguousarray(w, np.int32), c.astype(np.intp)
@@ -387,11 +399,13 @@ class SparsePropagator:
                 shift, w = _compress_weights(w)
                 c = np.ascontiguousarray(c, np.int32)
             self.tables.append((int(d), indptr, c, w, shift))
+            self.ell.append(ell)
         self.n_rows = n_rows
 
     @property
     def nbytes(self) -> int:
-        return sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
+        return (sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
+                + sum(c.nbytes + w.nbytes for _, c, w in filter(None, self.ell)))
 
     def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` (bool ``[B, rows]``) into
@@ -407,32 +421,110 @@ class SparsePropagator:
         if rows.size == 0:
             return
         d_slots, _, n = ring.shape
-        for d, indptr, col, weight, shift in self.tables:
+        for (d, indptr, col, weight, shift), ell in zip(self.tables, self.ell):
             start = indptr[rows]
             lens = indptr[rows + 1] - start
             target = ring[(base + d) % d_slots].reshape(-1)
-            # A block of spiking rows at a time: the per-event temporaries
-            # (positions, columns, weights: ~30 bytes per event) stay in the
-            # cache, so the cost per event does not grow with the activity.
-            ends = np.cumsum(lens)
-            cuts = np.searchsorted(ends, np.arange(EVENT_BLOCK, int(ends[-1]), EVENT_BLOCK),
-                                   side="right") if ends[-1] > EVENT_BLOCK else ()
-            for a, b in zip((0, *cuts), (*cuts, rows.size)):
-                if a == b:
+            row_of = brow
+            if ell is not None:
+                width, ell_col, ell_weight = ell
+                _add_ell(target, rows, brow, n, ell_col, ell_weight)
+                # ... and the edges past the padded width, by the CSR walk
+                lens -= width
+                over = np.flatnonzero(lens > 0)
+                if over.size == 0:
                     continue
-                pos = ranges(start[a:b], lens[a:b])
-                if pos.size == 0:
-                    continue
-                idx = col[pos]
-                if idx.dtype != np.intp:
-                    idx = idx.astype(np.intp)
-                if brow is not None:
-                    idx += np.repeat(brow[a:b] * n, lens[a:b])
-                w = weight[pos]
-                if shift or w.dtype != np.int32:
-                    w = w.astype(np.int32)
-                    w <<= shift
-                np.add.at(target, idx, w)
+                start, lens = start[over] + width, lens[over]
+                row_of = None if brow is None else brow[over]
+            _add_csr(target, start, lens, row_of, n, col, weight, shift)
+
+
+def _add_csr(target, start, lens, brow, n, col, weight, shift):
+    """Scatter-add the CSR runs ``[start, start + lens)`` of ``col``/``weight``
+    into the flat ring slot ``target`` (batch row ``brow * n`` offsets)."""
+    # A block of spiking rows at a time: the per-event temporaries
+    # (positions, columns, weights: ~30 bytes per event) stay in the
+    # cache, so the cost per event does not grow with the activity.
+    ends = np.cumsum(lens)
+    cuts = np.searchsorted(ends, np.arange(EVENT_BLOCK, int(ends[-1]), EVENT_BLOCK),
+                           side="right") if ends[-1] > EVENT_BLOCK else ()
+    for a, b in zip((0, *cuts), (*cuts, lens.size)):
+        if a == b:
+            continue
+        pos = ranges(start[a:b], lens[a:b])
+        if pos.size == 0:
+            continue
+        idx = col[pos]
+        if idx.dtype != np.intp:
+            idx = idx.astype(np.intp)
+        if brow is not None:
+            idx += np.repeat(brow[a:b] * n, lens[a:b])
+        w = weight[pos]
+        if shift or w.dtype != np.int32:
+            w = w.astype(np.int32)
+            w <<= shift
+        np.add.at(target, idx, w)
+
+
+def _add_ell(target, rows, brow, n, ell_col, ell_weight):
+    """Scatter-add the padded rows ``rows`` of an ELL table into the flat ring
+    slot ``target``, ``EVENT_BLOCK`` cells at a time (as :func:`_add_csr`)."""
+    step = max(1, EVENT_BLOCK // ell_col.shape[1])
+    for a in range(0, rows.size, step):
+        r = rows[a:a + step]
+        idx = ell_col[r]
+        if brow is not None:
+            idx = idx.astype(np.intp)
+            idx += (brow[a:a + step] * n)[:, None]
+        np.add.at(target, idx.reshape(-1), ell_weight[r].reshape(-1))
+
+
+#: Relative cost of an event of the CSR walk to a cell of an ELL table (one
+#: thread, B2's table: ~10 ns against ~4 ns; docs/performance.md).
+CSR_EVENT_COST = 2.5
+#: An ELL table holds at most this many cells per synapse of its table.
+ELL_MAX_CELLS = 2.0
+
+
+def ell_width(counts) -> int:
+    """The padded width of an ELL table for rows of fan-out ``counts`` (0: no
+    ELL table): the width that minimizes ``rows * width + CSR_EVENT_COST *
+    (the edges past it)`` -- every row as likely to spike --, if its table
+    has at most ``ELL_MAX_CELLS`` cells per synapse and it saves a fifth
+    of the CSR walk's cost."""
+    counts = np.sort(np.asarray(counts, np.int64))
+    total = int(counts.sum())
+    if total == 0:
+        return 0
+    rows = counts.size
+    # width = counts[i]: rows i.. hold counts[i] cells each, rows ..i-1 their
+    # own; the edges past it are those of rows i.. beyond counts[i].
+    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    kept = below + counts * (rows - np.arange(rows))
+    cost = rows * counts + CSR_EVENT_COST * (total - kept)
+    cost[rows * counts > ELL_MAX_CELLS * total] = np.inf
+    i = int(np.argmin(cost))
+    if not cost[i] < 0.8 * CSR_EVENT_COST * total:
+        return 0
+    return int(counts[i])
+
+
+def _ell_table(indptr, counts, col, weight, width):
+    """``(width, columns, weights)``: the first ``width`` edges of every row,
+    int32 ``[rows, width]``, a row's unused cells of weight zero. (Their
+    columns run 0, 1, 2, ... so that the zeros of a row do not all add into
+    one address, a chain of dependent read-modify-writes.)"""
+    rows = counts.size
+    row = np.repeat(np.arange(rows), counts)
+    slot = np.arange(indptr[-1]) - np.repeat(indptr[:-1], counts)
+    keep = slot < width
+    n_cols = int(col.max()) + 1 if col.size else 1
+    ell_col = np.empty((rows, width), np.int32)
+    ell_col[:] = np.arange(width, dtype=np.int64) % n_cols
+    ell_weight = np.zeros((rows, width), np.int32)
+    ell_col[row[keep], slot[keep]] = col[keep]
+    ell_weight[row[keep], slot[keep]] = weight[keep]
+    return width, ell_col, ell_weight
 
 
 #: Synaptic events per block of a sparse propagation (see add_into).

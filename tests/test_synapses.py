@@ -160,3 +160,103 @@ def test_emulator_runs_agree_with_and_without_the_csr_product(monkeypatch, batch
             np.testing.assert_array_equal(r.probes[f], r0.probes[f])
         np.testing.assert_array_equal(s["accum"], s0["accum"])
         np.testing.assert_array_equal(r.synaptic_events, r0.synaptic_events)
+
+
+# --- the sparse propagator's padded (ELL) tables -----------------------------------------
+
+def test_ell_width():
+    """Equal fan-outs pad to nothing; a few long rows leave their tails to the
+    CSR walk; fan-outs too uneven for padding to pay get no ELL table."""
+    assert synapses.ell_width(np.zeros(5, np.int64)) == 0
+    assert synapses.ell_width(np.full(100, 37)) == 37
+    rng = np.random.default_rng(0)
+    counts = rng.binomial(10_000, 0.02, 10_000)
+    width = synapses.ell_width(counts)
+    assert np.median(counts) <= width < counts.max()
+    skewed = np.concatenate([np.full(990, 50), np.full(10, 500)])
+    assert synapses.ell_width(skewed) == 50
+    # (... unless the long rows hold most edges: then padding saves too little)
+    assert synapses.ell_width(np.concatenate([np.full(990, 10), np.full(10, 5000)])) == 0
+    assert synapses.ell_width(np.concatenate([np.ones(100, np.int64), [10_000]])) == 0
+
+
+def scatter_reference(row, col, delay_index, weight, spikes, d_slots, n, delays, base):
+    """The sums by int64 ``np.add.at``, wrapped to int32 (the ring's modulus)."""
+    ring = np.zeros((d_slots, spikes.shape[0], n), np.int64)
+    for b in range(spikes.shape[0]):
+        hit = spikes[b][row]
+        slot = (base + np.asarray(delays)[delay_index[hit]]) % d_slots
+        np.add.at(ring, (slot, b, col[hit]), weight[hit])
+    return ring.astype(np.int32)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("block", [1 << 16, 50])
+def test_ell_tables_give_the_scatter_adds_sums(monkeypatch, batch, block):
+    """Rows of similar fan-out and a few long ones (whose tails take the CSR
+    walk), two delays, weights to the int32 wrap: the ELL tables, the plain
+    CSR tables and an int64 reference give the same ring."""
+    monkeypatch.setattr(synapses, "EVENT_BLOCK", block)
+    rng = np.random.default_rng(batch + block)
+    n_rows, n, d_slots = 300, 700, 4
+    counts = rng.binomial(60, 0.5, n_rows)
+    counts[rng.choice(n_rows, 6, replace=False)] = 400          # long rows
+    row = np.repeat(np.arange(n_rows), counts)
+    perm = rng.permutation(row.size)                              # unsorted edges
+    row = row[perm]
+    col = rng.integers(0, n, row.size).astype(np.int32)
+    weight = rng.integers(-(1 << 30), 1 << 30, row.size).astype(np.int32)
+    delays = [1, 3]
+    delay_index = rng.integers(0, 2, row.size).astype(np.uint8)
+    ell = synapses.SparsePropagator(row, col, delay_index, weight, n_rows, delays)
+    # (each delay's table holds about half of a row's edges)
+    assert all(e is not None and 10 <= e[0] < 200 for e in ell.ell)
+    monkeypatch.setattr(synapses, "ell_width", lambda counts: 0)
+    csr = synapses.SparsePropagator(row, col, delay_index, weight, n_rows, delays)
+    assert csr.ell == [None, None]
+    for density in (0.002, 0.05, 0.5, 1.0):
+        spikes = rng.random((batch, n_rows)) < density
+        spikes[:, np.flatnonzero(counts == 400)[:2]] = True       # with long rows spiking
+        want = scatter_reference(row, col, delay_index, weight, spikes, d_slots, n, delays, 5)
+        for prop in (ell, csr):
+            ring = np.zeros((d_slots, batch, n), np.int32)
+            prop.add_into(spikes, ring, 5)
+            np.testing.assert_array_equal(ring, want)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_emulator_runs_agree_with_and_without_ell_tables(monkeypatch, batch):
+    """A recurrent net driven by bias with rows of similar fan-out: ELL tables,
+    plain CSR tables and the dense product give identical runs."""
+    rng = np.random.default_rng(7 + batch)
+    g = Geometry(rows=1, cols=2, n_neurons=100, n_axons=200, n_synapses=6000,
+                 n_fanout=400, n_groups=1, delay_slots=4)
+    b = ChipBuilder(g)
+    for k in range(2):
+        c = b.core(k, 0)
+        c.profile(0, du=410, dv=205, vth_mant=100)
+        c.group(0, w_shift=6)
+        c.neurons(range(100), profile=0, bias_mant=rng.integers(20, 80, 100), bias_exp=3)
+        src = np.repeat(np.arange(200), rng.binomial(50, 0.5, 200))
+        c.synapses(axon=src, target=rng.integers(0, 100, src.size),
+                   w_mant=rng.integers(-14, 10, src.size), delay=rng.integers(0, 3, src.size))
+        c.route(np.arange(100), 0, 0, np.arange(100) + 100 * k)
+        c.route(np.arange(100), 1, 0, np.arange(100) + 100 * k)
+    b.core(0, 0).to_host(np.arange(100), np.arange(100))
+    image = b.build()
+    runs = []
+    real = synapses.ell_width
+    for kind, width in (("sparse", real), ("sparse", lambda counts: 0), ("dense", real)):
+        monkeypatch.setattr(synapses, "ell_width", width)
+        emu = Emulator(image, batch=batch, propagation=kind)
+        if kind == "sparse":
+            assert any(e is not None for _, p in emu._blocks for e in p.ell) == (width is real)
+        runs.append((emu.run(None, 60, probe=range(200), record=("spikes", "u", "v")),
+                     emu.read_state()))
+    (r0, s0) = runs[0]
+    assert r0.outputs.any()
+    for r, s in runs[1:]:
+        np.testing.assert_array_equal(r.outputs, r0.outputs)
+        for f in ("spikes", "u", "v"):
+            np.testing.assert_array_equal(r.probes[f], r0.probes[f])
+        np.testing.assert_array_equal(s["accum"], s0["accum"])
