@@ -517,16 +517,31 @@ def _ell_table(indptr, counts, col, weight, width):
     columns run 0, 1, 2, ... so that the zeros of a row do not all add into
     one address, a chain of dependent read-modify-writes.)"""
     rows = counts.size
-    row = np.repeat(np.arange(rows), counts)
-    slot = np.arange(indptr[-1]) - np.repeat(indptr[:-1], counts)
-    keep = slot < width
     n_cols = int(col.max()) + 1 if col.size else 1
     ell_col = np.empty((rows, width), np.int32)
     ell_col[:] = np.arange(width, dtype=np.int64) % n_cols
     ell_weight = np.zeros((rows, width), np.int32)
-    ell_col[row[keep], slot[keep]] = col[keep]
-    ell_weight[row[keep], slot[keep]] = weight[keep]
+    flat_col, flat_weight = ell_col.reshape(-1), ell_weight.reshape(-1)
+    # A block of ~ELL_BUILD_BLOCK edges (whole rows) at a time: the per-edge
+    # temporaries (~40 bytes an edge) stay small next to the tables.
+    cuts = np.searchsorted(indptr, np.arange(ELL_BUILD_BLOCK, int(indptr[-1]), ELL_BUILD_BLOCK))
+    for a, b in zip((0, *cuts), (*cuts, rows)):
+        lo, hi = int(indptr[a]), int(indptr[b])
+        if lo == hi:
+            continue
+        slot = np.arange(hi - lo) - np.repeat(indptr[a:b] - lo, counts[a:b])
+        keep = slot < width
+        cell = np.repeat(np.arange(a, b, dtype=np.int64) * width, counts[a:b])
+        cell += slot
+        del slot
+        cell = cell[keep]
+        flat_col[cell] = col[lo:hi][keep]
+        flat_weight[cell] = weight[lo:hi][keep]
     return width, ell_col, ell_weight
+
+
+#: Edges an ELL table is filled with at a time.
+ELL_BUILD_BLOCK = 1 << 20
 
 
 #: Synaptic events per block of a sparse propagation (see add_into).

@@ -197,6 +197,7 @@ def test_ell_tables_give_the_scatter_adds_sums(monkeypatch, batch, block):
     walk), two delays, weights to the int32 wrap: the ELL tables, the plain
     CSR tables and an int64 reference give the same ring."""
     monkeypatch.setattr(synapses, "EVENT_BLOCK", block)
+    monkeypatch.setattr(synapses, "ELL_BUILD_BLOCK", block)      # (built in blocks too)
     rng = np.random.default_rng(batch + block)
     n_rows, n, d_slots = 300, 700, 4
     counts = rng.binomial(60, 0.5, n_rows)
