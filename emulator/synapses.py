@@ -216,9 +216,10 @@ _F32_EXACT = 1 << 24
 _I32_EXACT = 1 << 31
 #: A dense block at batch > 1 multiplies a CSR matrix of its spikes when fewer
 #: than one in this many spike cells is set. (One thread, B1's 64 x 784 @
-#: 784 x 512 float32: the CSR product breaks even with OpenBLAS's at ~15 %
-#: density and takes 0.4x its time at 5 %; docs/performance.md.)
-SPARSE_INPUT_RATIO = 10
+#: 784 x 512 float32: the CSR product, SSE2 code, breaks even with
+#: OpenBLAS's AVX-512 product at 8-15 % density, depending on the machine's
+#: load, and takes 0.4-0.7x its time at 5 %; docs/performance.md.)
+SPARSE_INPUT_RATIO = 12
 #: ... and when the dense product has at least this many terms (B x rows x
 #: delays x cols): below, its ~60 µs of fixed cost are not worth it.
 SPARSE_INPUT_MIN_PRODUCT = 1 << 21
