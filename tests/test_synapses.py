@@ -129,11 +129,14 @@ def layered_image(rng, n_in=120, n_hidden=48, n_out=8):
     return b.build()
 
 
-@pytest.mark.parametrize("batch", [4, 16])
-def test_emulator_runs_agree_with_and_without_the_csr_product(monkeypatch, batch):
+@pytest.mark.parametrize("batch, small_state", [(4, 4096), (16, 0)])
+def test_emulator_runs_agree_with_and_without_the_csr_product(monkeypatch, batch, small_state):
     """A layered net with two delays at 5 % input density: the dense blocks
     with the CSR product (forced on at every size), with BLAS only, and the
-    scatter-add give identical runs."""
+    scatter-add give identical runs -- with an int64 ring and with an int32
+    one, where the products are also written into cleared slots."""
+    from neuromesh.emulator import emulator
+    monkeypatch.setattr(emulator, "SMALL_STATE", small_state)
     rng = np.random.default_rng(batch)
     image = layered_image(rng)
     x = rng.random((80, batch, 120)) < 0.05
@@ -149,6 +152,7 @@ def test_emulator_runs_agree_with_and_without_the_csr_product(monkeypatch, batch
         calls.clear()
         runs.append((emu.run(x, probe=range(96), record=("spikes", "u", "v")),
                      emu.read_state()))
+        assert emu._itype == (np.int32 if small_state == 0 else np.int64)
         if kind == "dense":
             assert all(isinstance(p, DensePropagator) for _, p in emu._blocks)
             assert bool(calls) == (min_product == 0)
@@ -225,10 +229,13 @@ def test_ell_tables_give_the_scatter_adds_sums(monkeypatch, batch, block):
             np.testing.assert_array_equal(ring, want)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_emulator_runs_agree_with_and_without_ell_tables(monkeypatch, batch):
+@pytest.mark.parametrize("batch, small_state", [(1, 4096), (3, 0)])
+def test_emulator_runs_agree_with_and_without_ell_tables(monkeypatch, batch, small_state):
     """A recurrent net driven by bias with rows of similar fan-out: ELL tables,
-    plain CSR tables and the dense product give identical runs."""
+    plain CSR tables and the dense product give identical runs (int64 and
+    int32 rings)."""
+    from neuromesh.emulator import emulator
+    monkeypatch.setattr(emulator, "SMALL_STATE", small_state)
     rng = np.random.default_rng(7 + batch)
     g = Geometry(rows=1, cols=2, n_neurons=100, n_axons=200, n_synapses=6000,
                  n_fanout=400, n_groups=1, delay_slots=4)
