@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 
 from neuromesh.chip import Region
 
@@ -213,6 +214,15 @@ def count_edges(image, words) -> tuple[int, int]:
 _F32_EXACT = 1 << 24
 #: Products below this convert to int32 directly; larger ones go through int64.
 _I32_EXACT = 1 << 31
+#: A dense block at batch > 1 multiplies a CSR matrix of its spikes when fewer
+#: than one in this many spike cells is set. (One thread, B1's 64 x 784 @
+#: 784 x 512 float32: the CSR product, SSE2 code, breaks even with
+#: OpenBLAS's AVX-512 product at 8-15 % density, depending on the machine's
+#: load, and takes 0.4-0.7x its time at 5 %; docs/performance.md.)
+SPARSE_INPUT_RATIO = 12
+#: ... and when the dense product has at least this many terms (B x rows x
+#: delays x cols): below, its ~60 µs of fixed cost are not worth it.
+SPARSE_INPUT_MIN_PRODUCT = 1 << 21
 
 
 def _add_columns(target, cols, values):
@@ -239,7 +249,11 @@ class DensePropagator:
     ``W`` is ``[rows, delays * cols]``, one column block per delay the block
     uses; float32 when the largest column sum of ``|W|`` proves every partial
     sum exact, float64 otherwise. When few rows spike, only those rows are
-    multiplied.
+    multiplied: at batch 1 as a sum of the spiking rows; at a larger batch,
+    when fewer than one in ``SPARSE_INPUT_RATIO`` of the ``[B, rows]`` spike
+    cells is set, as a CSR matrix of the spikes times ``W`` (scipy, the
+    same dtype: every sum is one of a subset of a column's entries, exact
+    under the same bound).
     """
 
     def __init__(self, row, col, delay_index, weight, n_rows, n_cols, delays, cols):
@@ -272,16 +286,21 @@ class DensePropagator:
         None (a full product lands in a scratch array the next call reuses)."""
         b = spikes.shape[0]
         if b == 1:
-            active = np.flatnonzero(spikes[0])
+            # (the ufuncs and methods themselves, not np.flatnonzero's and
+            # ndarray.sum's Python wrappers: a few µs of a ~90 µs step)
+            active = spikes[0].nonzero()[0]
             if active.size == 0:
                 return None
             if active.size * 2 < self.n_rows:
-                return self.w[active].sum(axis=0, keepdims=True)
+                return np.add.reduce(self.w[active], axis=0, keepdims=True)
             return spikes.astype(self.dtype) @ self.w
         else:
             n = np.count_nonzero(spikes)
             if n == 0:
                 return None
+            if n * SPARSE_INPUT_RATIO < self.n_rows * b and \
+                    b * self.w.size >= SPARSE_INPUT_MIN_PRODUCT:
+                return self.sparse_product(spikes)
             # Fewer than half the rows can spike only with fewer than
             # b * rows / 2 spikes: above that, the rows need not be looked at.
             if n * 2 < self.n_rows * b:
@@ -291,6 +310,23 @@ class DensePropagator:
         a = self._buffer("spikes", spikes.shape)
         np.copyto(a, spikes)
         return np.matmul(a, self.w, out=self._buffer("product", (b, self.w.shape[1])))
+
+    def sparse_product(self, spikes):
+        """``spikes @ W`` as the product of a CSR matrix of the spikes (bool
+        ``[B, rows]``) with ``W``: time in proportion to the spikes, not to
+        ``B * rows``. Returns ``[B, delays * cols]`` in the matrix's dtype,
+        identical to the dense product (every sum is exact, see the class)."""
+        b, rows = spikes.shape
+        flat = np.flatnonzero(spikes)
+        itype = np.int32 if b * rows < _I32_EXACT else np.int64
+        # flat is ascending (C order): each batch row's spikes are a run of it.
+        indptr = np.searchsorted(flat, np.arange(b + 1, dtype=np.int64) * rows).astype(itype)
+        indices = (flat % rows).astype(itype)
+        ones = self._buffers.get("ones")
+        if ones is None or ones.size < flat.size:
+            ones = self._buffers["ones"] = np.ones(b * rows, self.dtype)
+        m = scipy.sparse.csr_array((ones[:flat.size], indices, indptr), shape=(b, rows))
+        return m @ self.w
 
     def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` into ``ring`` (int32 ``[D, B,
@@ -330,10 +366,20 @@ class SparsePropagator:
     makes that the rule: 5 bytes per synapse), else int32; a smaller one
     keeps intp columns and int32 weights (12 bytes, two passes fewer).
     ``np.add.at`` adds them into the integer ring, exact modulo ``2**32``.
+
+    A table of at most ``WIDE_TABLE_MAX`` synapses whose rows have similar
+    fan-outs also gets a padded ("ELL") copy of each row's first ``width``
+    edges: ring columns and weights in int32 ``[rows, width]`` arrays, a
+    row's unused cells of weight zero (adding zero changes no sum). Its
+    spiking rows are then gathered whole -- row copies, not the per-event
+    index arithmetic of the CSR walk -- and only the edges past ``width``
+    (few, by the choice of ``width``: :func:`ell_width`) take the CSR walk.
+    Its CSR table is then kept compact (5 bytes per synapse, as a big one's).
     """
 
     def __init__(self, row, col, delay_index, weight, n_rows, delays):
         self.tables = []
+        self.ell = []
         for i, d in enumerate(delays):
             sel = (delay_index == i) if len(delays) > 1 else slice(None)
             r = row[sel]
@@ -346,7 +392,9 @@ class SparsePropagator:
             c, w = col[sel], weight[sel]
             if order is not None:
                 c, w = c[order], w[order]
-            if r.size <= WIDE_TABLE_MAX:
+            width = ell_width(counts) if r.size <= WIDE_TABLE_MAX else 0
+            ell = _ell_table(indptr, counts, c, w, width) if width else None
+            if r.size <= WIDE_TABLE_MAX and ell is None:
                 # Small tables: ready-to-use index and weight types (12 bytes
                 # per synapse) save two conversion passes per step.
                 shift, w, c = 0, np.ascontiguousarray(w, np.int32), c.astype(np.intp)
@@ -354,11 +402,13 @@ class SparsePropagator:
                 shift, w = _compress_weights(w)
                 c = np.ascontiguousarray(c, np.int32)
             self.tables.append((int(d), indptr, c, w, shift))
+            self.ell.append(ell)
         self.n_rows = n_rows
 
     @property
     def nbytes(self) -> int:
-        return sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
+        return (sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
+                + sum(c.nbytes + w.nbytes for _, c, w in filter(None, self.ell)))
 
     def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` (bool ``[B, rows]``) into
@@ -374,32 +424,125 @@ class SparsePropagator:
         if rows.size == 0:
             return
         d_slots, _, n = ring.shape
-        for d, indptr, col, weight, shift in self.tables:
+        for (d, indptr, col, weight, shift), ell in zip(self.tables, self.ell):
             start = indptr[rows]
             lens = indptr[rows + 1] - start
             target = ring[(base + d) % d_slots].reshape(-1)
-            # A block of spiking rows at a time: the per-event temporaries
-            # (positions, columns, weights: ~30 bytes per event) stay in the
-            # cache, so the cost per event does not grow with the activity.
-            ends = np.cumsum(lens)
-            cuts = np.searchsorted(ends, np.arange(EVENT_BLOCK, int(ends[-1]), EVENT_BLOCK),
-                                   side="right") if ends[-1] > EVENT_BLOCK else ()
-            for a, b in zip((0, *cuts), (*cuts, rows.size)):
-                if a == b:
+            row_of = brow
+            if ell is not None:
+                width, ell_col, ell_weight = ell
+                _add_ell(target, rows, brow, n, ell_col, ell_weight)
+                # ... and the edges past the padded width, by the CSR walk
+                lens -= width
+                over = np.flatnonzero(lens > 0)
+                if over.size == 0:
                     continue
-                pos = ranges(start[a:b], lens[a:b])
-                if pos.size == 0:
-                    continue
-                idx = col[pos]
-                if idx.dtype != np.intp:
-                    idx = idx.astype(np.intp)
-                if brow is not None:
-                    idx += np.repeat(brow[a:b] * n, lens[a:b])
-                w = weight[pos]
-                if shift or w.dtype != np.int32:
-                    w = w.astype(np.int32)
-                    w <<= shift
-                np.add.at(target, idx, w)
+                start, lens = start[over] + width, lens[over]
+                row_of = None if brow is None else brow[over]
+            _add_csr(target, start, lens, row_of, n, col, weight, shift)
+
+
+def _add_csr(target, start, lens, brow, n, col, weight, shift):
+    """Scatter-add the CSR runs ``[start, start + lens)`` of ``col``/``weight``
+    into the flat ring slot ``target`` (batch row ``brow * n`` offsets)."""
+    # A block of spiking rows at a time: the per-event temporaries
+    # (positions, columns, weights: ~30 bytes per event) stay in the
+    # cache, so the cost per event does not grow with the activity.
+    ends = np.cumsum(lens)
+    cuts = np.searchsorted(ends, np.arange(EVENT_BLOCK, int(ends[-1]), EVENT_BLOCK),
+                           side="right") if ends[-1] > EVENT_BLOCK else ()
+    for a, b in zip((0, *cuts), (*cuts, lens.size)):
+        if a == b:
+            continue
+        pos = ranges(start[a:b], lens[a:b])
+        if pos.size == 0:
+            continue
+        idx = col[pos]
+        if idx.dtype != np.intp:
+            idx = idx.astype(np.intp)
+        if brow is not None:
+            idx += np.repeat(brow[a:b] * n, lens[a:b])
+        w = weight[pos]
+        if shift or w.dtype != np.int32:
+            w = w.astype(np.int32)
+            w <<= shift
+        np.add.at(target, idx, w)
+
+
+def _add_ell(target, rows, brow, n, ell_col, ell_weight):
+    """Scatter-add the padded rows ``rows`` of an ELL table into the flat ring
+    slot ``target``, ``EVENT_BLOCK`` cells at a time (as :func:`_add_csr`)."""
+    step = max(1, EVENT_BLOCK // ell_col.shape[1])
+    for a in range(0, rows.size, step):
+        r = rows[a:a + step]
+        idx = ell_col[r]
+        if brow is not None:
+            idx = idx.astype(np.intp)
+            idx += (brow[a:a + step] * n)[:, None]
+        np.add.at(target, idx.reshape(-1), ell_weight[r].reshape(-1))
+
+
+#: Relative cost of an event of the CSR walk to a cell of an ELL table (one
+#: thread, B2's table: ~10 ns against ~4 ns; docs/performance.md).
+CSR_EVENT_COST = 2.5
+#: An ELL table holds at most this many cells per synapse of its table.
+ELL_MAX_CELLS = 2.0
+
+
+def ell_width(counts) -> int:
+    """The padded width of an ELL table for rows of fan-out ``counts`` (0: no
+    ELL table): the width that minimizes ``rows * width + CSR_EVENT_COST *
+    (the edges past it)`` -- every row as likely to spike --, if its table
+    has at most ``ELL_MAX_CELLS`` cells per synapse and it saves a fifth
+    of the CSR walk's cost."""
+    counts = np.sort(np.asarray(counts, np.int64))
+    total = int(counts.sum())
+    if total == 0:
+        return 0
+    rows = counts.size
+    # width = counts[i]: rows i.. hold counts[i] cells each, rows ..i-1 their
+    # own; the edges past it are those of rows i.. beyond counts[i].
+    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    kept = below + counts * (rows - np.arange(rows))
+    cost = rows * counts + CSR_EVENT_COST * (total - kept)
+    cost[rows * counts > ELL_MAX_CELLS * total] = np.inf
+    i = int(np.argmin(cost))
+    if not cost[i] < 0.8 * CSR_EVENT_COST * total:
+        return 0
+    return int(counts[i])
+
+
+def _ell_table(indptr, counts, col, weight, width):
+    """``(width, columns, weights)``: the first ``width`` edges of every row,
+    int32 ``[rows, width]``, a row's unused cells of weight zero. (Their
+    columns run 0, 1, 2, ... so that the zeros of a row do not all add into
+    one address, a chain of dependent read-modify-writes.)"""
+    rows = counts.size
+    n_cols = int(col.max()) + 1 if col.size else 1
+    ell_col = np.empty((rows, width), np.int32)
+    ell_col[:] = np.arange(width, dtype=np.int64) % n_cols
+    ell_weight = np.zeros((rows, width), np.int32)
+    flat_col, flat_weight = ell_col.reshape(-1), ell_weight.reshape(-1)
+    # A block of ~ELL_BUILD_BLOCK edges (whole rows) at a time: the per-edge
+    # temporaries (~40 bytes an edge) stay small next to the tables.
+    cuts = np.searchsorted(indptr, np.arange(ELL_BUILD_BLOCK, int(indptr[-1]), ELL_BUILD_BLOCK))
+    for a, b in zip((0, *cuts), (*cuts, rows)):
+        lo, hi = int(indptr[a]), int(indptr[b])
+        if lo == hi:
+            continue
+        slot = np.arange(hi - lo) - np.repeat(indptr[a:b] - lo, counts[a:b])
+        keep = slot < width
+        cell = np.repeat(np.arange(a, b, dtype=np.int64) * width, counts[a:b])
+        cell += slot
+        del slot
+        cell = cell[keep]
+        flat_col[cell] = col[lo:hi][keep]
+        flat_weight[cell] = weight[lo:hi][keep]
+    return width, ell_col, ell_weight
+
+
+#: Edges an ELL table is filled with at a time.
+ELL_BUILD_BLOCK = 1 << 20
 
 
 #: Synaptic events per block of a sparse propagation (see add_into).
