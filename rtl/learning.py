@@ -42,6 +42,9 @@ and one to accumulate. A step with the engine off takes 2 clocks.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import ReadPort, WritePort
@@ -318,22 +321,31 @@ class LearningEngine(wiring.Component):
         P = self.rule.data
 
         # Factor value of slot ``fsel`` of the current product, registered in
-        # ``factor_q`` for the multiply of the next clock.
+        # ``factor_q`` for the multiply of the next clock. Every slot's factor
+        # is computed side by side from the rule word and the one of the
+        # lowest slot in ``fsel_from`` is picked (AND-OR on its one-hot bit):
+        # selecting the slot's variable first and then its value put two
+        # multiplexers and the priority encoder in series after the rule
+        # memory's output, the ECP5 build's critical path (docs/synthesis.md).
+        fsel_from = Signal(MAX_FACTORS)                   # candidate slots
         fsel = Signal(range(MAX_FACTORS))
-        var = Signal(4)
-        const = Signal(signed(8))
-        with m.Switch(fsel):
-            for k in range(MAX_FACTORS):
-                with m.Case(k):
-                    m.d.comb += [var.eq(P[f"var{k}"]), const.eq(P[f"c{k}"])]
-        value = Signal(signed(9))
-        with m.Switch(var):
-            for code, src in ((1, ax_x.x1), (2, ax_x.x2), (3, y_q.y1), (4, y_q.y2),
-                              (5, y_q.y3), (6, reward), (7, syn_q.w_mant), (8, tag_q)):
-                with m.Case(code):
-                    m.d.comb += value.eq(src)
+        slot_factor = []
+        for k in range(MAX_FACTORS):
+            var_k = P[f"var{k}"]
+            value = Signal(signed(9), name=f"factor_value{k}")
+            with m.Switch(var_k):
+                for code, src in ((1, ax_x.x1), (2, ax_x.x2), (3, y_q.y1), (4, y_q.y2),
+                                  (5, y_q.y3), (6, reward), (7, syn_q.w_mant), (8, tag_q)):
+                    with m.Case(code):
+                        m.d.comb += value.eq(src)
+            f_k = Signal(signed(FACTOR_BITS), name=f"factor{k}")
+            m.d.comb += f_k.eq(Mux(var_k == 0, 1, value + P[f"c{k}"]))
+            slot_factor.append(f_k)
+        first = Signal(MAX_FACTORS)                       # lowest set bit of fsel_from
+        m.d.comb += first.eq(fsel_from & -fsel_from)
         factor = Signal(signed(FACTOR_BITS))
-        m.d.comb += factor.eq(Mux(var == 0, 1, value + const))
+        m.d.comb += factor.eq(reduce(operator.or_, (Mux(first[k], slot_factor[k], 0)
+                                                    for k in range(MAX_FACTORS))))
         factor_q = Signal(signed(FACTOR_BITS))
         product = Signal(signed(PRODUCT_BITS))
         m.d.comb += product.eq(v * factor_q)              # the one wide multiplier
@@ -514,7 +526,7 @@ class LearningEngine(wiring.Component):
                     m.next = "W_RULE"
 
             with m.State("W_RULE"):
-                m.d.comb += fsel.eq(lowest(filled))
+                m.d.comb += [fsel_from.eq(filled), fsel.eq(lowest(filled))]
                 m.d.sync += [v.eq(P.s_mant), fslot.eq(fsel), factor_q.eq(factor)]
                 with m.If(~skip & (filled != 0)):
                     m.next = "W_MUL"
@@ -527,7 +539,7 @@ class LearningEngine(wiring.Component):
                     m.d.sync += prod_m.eq(prod_m + 1)
 
             with m.State("W_MUL"):
-                m.d.comb += fsel.eq(lowest(later))
+                m.d.comb += [fsel_from.eq(later), fsel.eq(lowest(later))]
                 m.d.sync += [v.eq(product), fslot.eq(fsel), factor_q.eq(factor)]
                 with m.If(later == 0):
                     m.next = "W_ACC"
