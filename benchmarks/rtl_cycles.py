@@ -102,7 +102,7 @@ def fit(points):
 
 #: Fmax of the recorded bitstream builds (docs/boards.md), MHz, and cores.
 RECORDED_FMAX = {
-    "icebreaker (1 core)": (26.31, 1),
+    "icebreaker (1 core)": (29.53, 1),
     "ulx3s-85f (2x4)": (47.0, 8),
     "ulx3s-85f (2x4, --learning)": (43.33, 8),
 }
