@@ -509,12 +509,13 @@ class SparsePropagator:
         for a in range(0, rows.size, step):
             r = rows[a:a + step]
             k = r.size
-            idx = np.take(ell_col, r, axis=0, out=cbuf[:k])
+            # (the method, not np.take's Python wrapper: ~3 % of a 100k step)
+            idx = ell_col.take(r, axis=0, out=cbuf[:k])
             if narrow:
                 w = wbuf[:k]
-                np.copyto(w, np.take(ell_weight, r, axis=0, out=nbuf[:k]))
+                np.copyto(w, ell_weight.take(r, axis=0, out=nbuf[:k]))
             else:
-                w = np.take(ell_weight, r, axis=0, out=wbuf[:k])
+                w = ell_weight.take(r, axis=0, out=wbuf[:k])
             if shift:
                 w <<= shift
             if brow is not None:
