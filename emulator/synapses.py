@@ -367,14 +367,18 @@ class SparsePropagator:
     keeps intp columns and int32 weights (12 bytes, two passes fewer).
     ``np.add.at`` adds them into the integer ring, exact modulo ``2**32``.
 
-    A table of at most ``WIDE_TABLE_MAX`` synapses whose rows have similar
-    fan-outs also gets a padded ("ELL") copy of each row's first ``width``
-    edges: ring columns and weights in int32 ``[rows, width]`` arrays, a
-    row's unused cells of weight zero (adding zero changes no sum). Its
-    spiking rows are then gathered whole -- row copies, not the per-event
-    index arithmetic of the CSR walk -- and only the edges past ``width``
-    (few, by the choice of ``width``: :func:`ell_width`) take the CSR walk.
-    Its CSR table is then kept compact (5 bytes per synapse, as a big one's).
+    A table whose rows have similar fan-outs (any size) instead gets a
+    padded ("ELL") table of each row's first ``width`` edges: ring columns
+    in int32 and weights in ``[rows, width]`` arrays, a row's unused cells
+    of weight zero (adding zero changes no sum); its CSR table then holds
+    only the edges past ``width`` (few, by the choice of ``width``:
+    :func:`ell_width`). Up to ``WIDE_TABLE_MAX`` synapses the weights are
+    int32 (8 bytes a cell, nothing to widen per step); above, compact as a
+    big CSR table's (``weight >> shift``: 5 bytes a cell, so the ELL table
+    and its tails take about what the compact CSR table would). Spiking
+    rows are gathered whole into scratch arrays kept across steps -- row
+    copies, not the CSR walk's per-event index arithmetic and its
+    temporaries -- and scatter-added from there.
     """
 
     def __init__(self, row, col, delay_index, weight, n_rows, delays):
@@ -387,28 +391,74 @@ class SparsePropagator:
             if r.size > 1 and (r[1:] < r[:-1]).any():
                 order = np.argsort(r, kind="stable")
             counts = np.bincount(r, minlength=n_rows)
+            del r
             indptr = np.zeros(n_rows + 1, np.int64)
             np.cumsum(counts, out=indptr[1:])
             c, w = col[sel], weight[sel]
             if order is not None:
                 c, w = c[order], w[order]
-            width = ell_width(counts) if r.size <= WIDE_TABLE_MAX else 0
-            ell = _ell_table(indptr, counts, c, w, width) if width else None
-            if r.size <= WIDE_TABLE_MAX and ell is None:
+            del order
+            width, ell = ell_width(counts), None
+            small = indptr[-1] <= WIDE_TABLE_MAX
+            if small and not width:
                 # Small tables: ready-to-use index and weight types (12 bytes
                 # per synapse) save two conversion passes per step.
                 shift, w, c = 0, np.ascontiguousarray(w, np.int32), c.astype(np.intp)
             else:
-                shift, w = _compress_weights(w)
+                # A small table's ELL weights stay int32 (no widening and
+                # shifting per step: 8 bytes a cell); a big one's are compact
+                # (5 bytes a cell: at 25k-100k neurons the narrower table
+                # reads faster, and memory is near its limits there). They
+                # are compressed before the ELL copy is made, so the build's
+                # weight temporaries are the narrow ones.
+                shift, w = (0, np.ascontiguousarray(w, np.int32)) if small \
+                    else _compress_weights(w)
+                if width:
+                    ell, indptr, c, w = _ell_table(indptr, counts, c, w, width)
                 c = np.ascontiguousarray(c, np.int32)
             self.tables.append((int(d), indptr, c, w, shift))
             self.ell.append(ell)
         self.n_rows = n_rows
+        self._scratch = {}
 
     @property
     def nbytes(self) -> int:
         return (sum(p.nbytes + c.nbytes + w.nbytes for _, p, c, w, _ in self.tables)
                 + sum(c.nbytes + w.nbytes for _, c, w in filter(None, self.ell)))
+
+    def csr_tables(self):
+        """Every table as ``(delay, indptr, col, weight, shift)`` holding all
+        of its edges (an ELL table's padding cells as edges of weight zero),
+        for backends that walk CSR tables only (built anew on each call)."""
+        out = []
+        for (d, indptr, col, w, shift), ell in zip(self.tables, self.ell):
+            if ell is None:
+                out.append((d, indptr, col, w, shift))
+                continue
+            width, ell_col, ell_weight = ell
+            tail = np.diff(indptr)
+            full = np.zeros(indptr.size, np.int64)
+            np.cumsum(tail + width, out=full[1:])
+            # a row's ELL cells first, then its tail (positions by ranges)
+            head = ranges(full[:-1], np.full(tail.size, width))
+            rest = ranges(full[:-1] + width, tail)
+            fc = np.empty(int(full[-1]), np.int32)
+            fw = np.empty(int(full[-1]), w.dtype)
+            fc[head], fw[head] = ell_col.reshape(-1), ell_weight.reshape(-1)
+            fc[rest], fw[rest] = col, w
+            out.append((d, full, fc, fw, shift))
+        return out
+
+    def _buffer(self, name, shape, dtype):
+        """A scratch array of ``shape`` kept across steps (grown when needed):
+        per-step temporaries cost page faults once they pass the allocator's
+        mmap threshold (a fixed 128 KiB in the benchmark's sweep)."""
+        key = (name, np.dtype(dtype))
+        buf = self._scratch.get(key)
+        size = int(np.prod(shape))
+        if buf is None or buf.size < size:
+            buf = self._scratch[key] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
 
     def add_into(self, spikes, ring, base, fresh=()):
         """Add the contributions of ``spikes`` (bool ``[B, rows]``) into
@@ -425,21 +475,55 @@ class SparsePropagator:
             return
         d_slots, _, n = ring.shape
         for (d, indptr, col, weight, shift), ell in zip(self.tables, self.ell):
+            target = ring[(base + d) % d_slots].reshape(-1)
+            if ell is not None:
+                self._add_ell(target, rows, brow, n, ell, shift)
+            # (with an ELL table: its tail, the edges past the padded width)
             start = indptr[rows]
             lens = indptr[rows + 1] - start
-            target = ring[(base + d) % d_slots].reshape(-1)
-            row_of = brow
             if ell is not None:
-                width, ell_col, ell_weight = ell
-                _add_ell(target, rows, brow, n, ell_col, ell_weight)
-                # ... and the edges past the padded width, by the CSR walk
-                lens -= width
-                over = np.flatnonzero(lens > 0)
+                over = np.flatnonzero(lens)
                 if over.size == 0:
                     continue
-                start, lens = start[over] + width, lens[over]
+                start, lens = start[over], lens[over]
                 row_of = None if brow is None else brow[over]
+            else:
+                row_of = brow
             _add_csr(target, start, lens, row_of, n, col, weight, shift)
+
+    def _add_ell(self, target, rows, brow, n, ell, shift):
+        """Scatter-add the padded rows ``rows`` of an ELL table into the flat
+        ring slot ``target``, ``EVENT_BLOCK`` cells at a time: gathered into
+        scratch arrays (int32 columns, and weights widened to int32 and
+        shifted), then ``np.add.at``."""
+        width, ell_col, ell_weight = ell
+        step = max(1, EVENT_BLOCK // width)
+        m = min(step, rows.size)
+        cbuf = self._buffer("col", (m, width), np.int32)
+        wbuf = self._buffer("weight", (m, width), np.int32)
+        narrow = ell_weight.dtype != np.int32
+        if narrow:
+            nbuf = self._buffer("narrow", (m, width), ell_weight.dtype)
+        if brow is not None:
+            ibuf = self._buffer("index", (m, width), np.intp)
+        for a in range(0, rows.size, step):
+            r = rows[a:a + step]
+            k = r.size
+            # (the method, not np.take's Python wrapper: ~3 % of a 100k step)
+            idx = ell_col.take(r, axis=0, out=cbuf[:k])
+            if narrow:
+                w = wbuf[:k]
+                np.copyto(w, ell_weight.take(r, axis=0, out=nbuf[:k]))
+            else:
+                w = ell_weight.take(r, axis=0, out=wbuf[:k])
+            if shift:
+                w <<= shift
+            if brow is not None:
+                # (batch row b's ring columns start at b * n in the flat slot)
+                np.copyto(ibuf[:k], idx)
+                idx = ibuf[:k]
+                idx += (brow[a:a + step] * n)[:, None]
+            np.add.at(target, idx.reshape(-1), w.reshape(-1))
 
 
 def _add_csr(target, start, lens, brow, n, col, weight, shift):
@@ -467,19 +551,6 @@ def _add_csr(target, start, lens, brow, n, col, weight, shift):
             w = w.astype(np.int32)
             w <<= shift
         np.add.at(target, idx, w)
-
-
-def _add_ell(target, rows, brow, n, ell_col, ell_weight):
-    """Scatter-add the padded rows ``rows`` of an ELL table into the flat ring
-    slot ``target``, ``EVENT_BLOCK`` cells at a time (as :func:`_add_csr`)."""
-    step = max(1, EVENT_BLOCK // ell_col.shape[1])
-    for a in range(0, rows.size, step):
-        r = rows[a:a + step]
-        idx = ell_col[r]
-        if brow is not None:
-            idx = idx.astype(np.intp)
-            idx += (brow[a:a + step] * n)[:, None]
-        np.add.at(target, idx.reshape(-1), ell_weight[r].reshape(-1))
 
 
 #: Relative cost of an event of the CSR walk to a cell of an ELL table (one
@@ -513,16 +584,26 @@ def ell_width(counts) -> int:
 
 
 def _ell_table(indptr, counts, col, weight, width):
-    """``(width, columns, weights)``: the first ``width`` edges of every row,
-    int32 ``[rows, width]``, a row's unused cells of weight zero. (Their
-    columns run 0, 1, 2, ... so that the zeros of a row do not all add into
-    one address, a chain of dependent read-modify-writes.)"""
+    """Split a CSR table into its padded ELL part and its tail.
+
+    Returns ``((width, columns, weights), tail_indptr, tail_col,
+    tail_weight)``: the first ``width`` edges of every row in ``[rows,
+    width]`` arrays (columns int32, weights in ``weight``'s dtype), a row's
+    unused cells of weight zero, and the CSR table of the edges past
+    ``width``. (The unused cells' columns run 0, 1, 2, ... so that the
+    zeros of a row do not all add into one address, a chain of dependent
+    read-modify-writes.)"""
     rows = counts.size
     n_cols = int(col.max()) + 1 if col.size else 1
     ell_col = np.empty((rows, width), np.int32)
     ell_col[:] = np.arange(width, dtype=np.int64) % n_cols
-    ell_weight = np.zeros((rows, width), np.int32)
+    ell_weight = np.zeros((rows, width), weight.dtype)
     flat_col, flat_weight = ell_col.reshape(-1), ell_weight.reshape(-1)
+    tail_len = np.maximum(counts - width, 0)
+    tail_indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(tail_len, out=tail_indptr[1:])
+    tail_col = np.empty(int(tail_indptr[-1]), np.int32)
+    tail_weight = np.empty(int(tail_indptr[-1]), weight.dtype)
     # A block of ~ELL_BUILD_BLOCK edges (whole rows) at a time: the per-edge
     # temporaries (~40 bytes an edge) stay small next to the tables.
     cuts = np.searchsorted(indptr, np.arange(ELL_BUILD_BLOCK, int(indptr[-1]), ELL_BUILD_BLOCK))
@@ -535,10 +616,15 @@ def _ell_table(indptr, counts, col, weight, width):
         cell = np.repeat(np.arange(a, b, dtype=np.int64) * width, counts[a:b])
         cell += slot
         del slot
-        cell = cell[keep]
-        flat_col[cell] = col[lo:hi][keep]
-        flat_weight[cell] = weight[lo:hi][keep]
-    return width, ell_col, ell_weight
+        flat_col[cell[keep]] = col[lo:hi][keep]
+        flat_weight[cell[keep]] = weight[lo:hi][keep]
+        del cell
+        # (the tail edges keep their order: rows ascending, each row's in turn)
+        t0, t1 = int(tail_indptr[a]), int(tail_indptr[b])
+        keep = ~keep
+        tail_col[t0:t1] = col[lo:hi][keep]
+        tail_weight[t0:t1] = weight[lo:hi][keep]
+    return (width, ell_col, ell_weight), tail_indptr, tail_col, tail_weight
 
 
 #: Edges an ELL table is filled with at a time.

@@ -79,7 +79,7 @@ class TorchRunner:
             else:
                 assert isinstance(prop, SparsePropagator)
                 tables = [(d, t(indptr), t(col, torch.int64), t(w, torch.int64) << shift)
-                          for d, indptr, col, w, shift in prop.tables]
+                          for d, indptr, col, w, shift in prop.csr_tables()]
                 self.blocks.append(("sparse", row_sel, tables))
         def index(a):
             """A slice where the numpy loop has one, else an index tensor."""

@@ -268,3 +268,108 @@ def test_emulator_runs_agree_with_and_without_ell_tables(monkeypatch, batch, sma
         for f in ("spikes", "u", "v"):
             np.testing.assert_array_equal(r.probes[f], r0.probes[f])
         np.testing.assert_array_equal(s["accum"], s0["accum"])
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("block", [1 << 16, 50])
+@pytest.mark.parametrize("kind", ["int8", "int16", "int8-top", "mixed"])
+def test_compact_ell_tables_give_the_scatter_adds_sums(monkeypatch, batch, block, kind):
+    """Compact ELL tables (int32 columns, weights ``>> shift`` in int8 or
+    int16, a CSR table of the tails only) against the plain CSR walk, the
+    compact CSR walk of a big table and an int64 reference: weights at the
+    extremes of their narrow type (``int8-top``: shifted by 24, up to
+    ``-2**31`` and ``127 << 24``, adding past the int32 wrap; ``mixed``: one
+    table's weights int16, the other's int8), rows without
+    edges, rows of exactly ``width``, long rows, two delays of different
+    widths, several calls with more and fewer spikes (the scratch arrays
+    reused), batch 1 and 4, event and build blocks small and large."""
+    monkeypatch.setattr(synapses, "EVENT_BLOCK", block)
+    monkeypatch.setattr(synapses, "ELL_BUILD_BLOCK", block)
+    rng = np.random.default_rng(batch + block + len(kind))
+    n_rows, n, d_slots = 400, 900, 3
+    counts = rng.binomial(80, 0.5, n_rows)
+    counts[rng.choice(n_rows, 8, replace=False)] = 0              # rows without edges
+    counts[rng.choice(n_rows, 6, replace=False)] = 500            # long rows
+    row = np.repeat(np.arange(n_rows), counts)
+    row = row[rng.permutation(row.size)]
+    col = rng.integers(0, n, row.size).astype(np.int32)
+    lo, hi, shift = {"int8": (-128, 127, 3), "int16": (-(1 << 15), (1 << 15) - 1, 5),
+                     "int8-top": (-128, 127, 24), "mixed": (-(1 << 15), (1 << 15) - 1, 2)}[kind]
+    mant = rng.integers(lo, hi + 1, row.size)
+    mant[:4] = [lo, hi, lo, hi]                                    # both extremes
+    mant[rng.random(row.size) < 0.05] = 0                          # zero weights too
+    weight = (mant << shift).astype(np.int64).astype(np.int32)
+    delays = [0, 2]
+    # delay 1: a third of the edges -- a narrower ELL table than delay 0's
+    delay_index = (rng.random(row.size) < 1 / 3).astype(np.uint8)
+    if kind != "mixed":
+        dtypes = [np.dtype(kind.split("-")[0])] * 2
+    else:
+        mant[delay_index == 1] = np.clip(mant[delay_index == 1], -128, 127)
+        mant[np.flatnonzero(delay_index == 1)[:2]] = [-128, 127]
+        weight = (mant << shift).astype(np.int32)
+        dtypes = [np.dtype(np.int16), np.dtype(np.int8)]
+    ell32 = synapses.SparsePropagator(row, col, delay_index, weight, n_rows, delays)
+    monkeypatch.setattr(synapses, "WIDE_TABLE_MAX", 0)           # (a big table's types)
+    ell = synapses.SparsePropagator(row, col, delay_index, weight, n_rows, delays)
+    widths = [e[0] for e in ell.ell]
+    assert all(10 <= w < 200 for w in widths) and widths[0] != widths[1]
+    assert widths == [e[0] for e in ell32.ell]
+    for prop, types, want_shift in ((ell, dtypes, shift), (ell32, [np.int32] * 2, 0)):
+        for (_, indptr, c, w, s), (_, ell_col, ell_weight), dtype in zip(prop.tables, prop.ell,
+                                                                        types):
+            assert s == want_shift and w.dtype == ell_weight.dtype == dtype
+            assert ell_col.dtype == c.dtype == np.int32
+            assert 0 < indptr[-1] < ell_col.size / 2               # the tails only
+    assert ell.nbytes < 7 * row.size
+    monkeypatch.setattr(synapses, "ell_width", lambda counts: 0)
+    big = synapses.SparsePropagator(row, col, delay_index, weight, n_rows, delays)
+    assert big.tables[0][2].dtype == np.int32 and big.ell == [None, None]
+    monkeypatch.setattr(synapses, "WIDE_TABLE_MAX", 1 << 22)
+    csr = synapses.SparsePropagator(row, col, delay_index, weight, n_rows, delays)
+    assert csr.tables[0][2].dtype == np.intp and csr.ell == [None, None]
+    props = {"ell": ell, "ell32": ell32, "csr": csr, "big": big}
+    rings = {p: np.zeros((d_slots, batch, n), np.int32) for p in props}
+    want = np.zeros((d_slots, batch, n), np.int32)
+    for base, density in enumerate((1.0, 0.002, 0.05, 0.5, 0.01)):
+        spikes = rng.random((batch, n_rows)) < density
+        spikes[:, np.flatnonzero(counts == 500)[:2]] = True         # long rows spiking
+        spikes[:, np.flatnonzero(counts == 0)[:2]] = True           # and empty ones
+        # (the ring keeps its sums across calls, as the emulator's does)
+        ref = scatter_reference(row, col, delay_index, weight, spikes, d_slots, n, delays,
+                                base)
+        want = (want.astype(np.int64) + ref).astype(np.int32)
+        for name, prop in props.items():
+            prop.add_into(spikes, rings[name], base)
+            np.testing.assert_array_equal(rings[name], want)
+
+
+def test_csr_tables_of_ell_tables_hold_every_edge(monkeypatch):
+    """``csr_tables`` (the torch backend's tables) of a propagator with ELL
+    tables sums as the int64 reference: every edge once, padding of weight
+    zero."""
+    rng = np.random.default_rng(3)
+    n_rows, n = 200, 300
+    counts = rng.binomial(40, 0.5, n_rows)
+    counts[:3] = [0, 300, 1]
+    row = np.repeat(np.arange(n_rows), counts)
+    col = rng.integers(0, n, row.size).astype(np.int32)
+    weight = (rng.integers(-128, 128, row.size) << 6).astype(np.int32)
+    for wide in (1 << 22, 0):                        # int32 and compact ELL weights
+        monkeypatch.setattr(synapses, "WIDE_TABLE_MAX", wide)
+        check_csr_tables(rng, row, col, weight, n_rows, n, counts)
+
+
+def check_csr_tables(rng, row, col, weight, n_rows, n, counts):
+    prop = synapses.SparsePropagator(row, col, np.zeros(row.size, np.uint8), weight, n_rows, [1])
+    assert prop.ell[0] is not None
+    (d, indptr, c, w, shift), = prop.csr_tables()
+    assert d == 1 and indptr.size == n_rows + 1
+    spikes = rng.random((1, n_rows)) < 0.3
+    spikes[0, :3] = True
+    got = np.zeros(n, np.int64)
+    for r in np.flatnonzero(spikes[0]):
+        run = slice(indptr[r], indptr[r + 1])
+        np.add.at(got, c[run], w[run].astype(np.int64) << shift)
+    want = scatter_reference(row, col, np.zeros(row.size, np.uint8), weight, spikes, 2, n, [1], 0)
+    np.testing.assert_array_equal(got.astype(np.int32), want[1, 0])

@@ -132,3 +132,33 @@ def test_bad_backend_arguments_are_refused():
         Emulator(image, backend="jax")
     with pytest.raises(ValueError, match="device is a torch backend option"):
         Emulator(image, device="cpu")
+
+
+@pytest.mark.parametrize("wide", [1 << 22, 0])
+def test_ell_tables_match_numpy(monkeypatch, wide):
+    """A recurrent net of similar fan-outs: the numpy loop propagates through
+    ELL tables (int32 weights, and compact ones when ``WIDE_TABLE_MAX`` is
+    0), the torch backend through their ``csr_tables``; the runs agree."""
+    from neuromesh.emulator import synapses
+    monkeypatch.setattr(synapses, "WIDE_TABLE_MAX", wide)
+    rng = np.random.default_rng(11)
+    g = Geometry(rows=1, cols=2, n_neurons=100, n_axons=200, n_synapses=6000,
+                 n_fanout=400, n_groups=1, delay_slots=4)
+    b = ChipBuilder(g)
+    for k in range(2):
+        c = b.core(k, 0)
+        c.profile(0, du=410, dv=205, vth_mant=100)
+        c.group(0, w_shift=6)
+        c.neurons(range(100), profile=0, bias_mant=rng.integers(20, 80, 100), bias_exp=3)
+        src = np.repeat(np.arange(200), rng.binomial(50, 0.5, 200))
+        c.synapses(axon=src, target=rng.integers(0, 100, src.size),
+                   w_mant=rng.integers(-14, 10, src.size), delay=rng.integers(0, 3, src.size))
+        c.route(np.arange(100), 0, 0, np.arange(100) + 100 * k)
+        c.route(np.arange(100), 1, 0, np.arange(100) + 100 * k)
+    b.core(0, 0).to_host(np.arange(100), np.arange(100))
+    image = b.build()
+    (ea, ra), (eb, rb) = both(image, 2, None, 60, probe=range(200), propagation="sparse")
+    assert any(e is not None for _, p in ea._blocks for e in p.ell)
+    assert ra.outputs.any()
+    assert_results_equal(ra, rb)
+    assert_states_equal(ea.read_state(), eb.read_state())
