@@ -6,7 +6,7 @@ protocol of docs/architecture.md §9, exactly as a board would be driven.
 """
 
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,12 +96,21 @@ class Chip(wiring.Component):
         wiring.connect(m, link.inject, mesh.host_in)
         wiring.connect(m, mesh.host_out, link.host_out)
 
+        # The barrier is registered: each core's and the mesh's idle is
+        # sampled into a flip-flop next to the controller's AND, so no path
+        # runs from a core's memories through its idle logic across the die
+        # into the controller's state (the 1x2 learning build's critical path,
+        # docs/synthesis.md "ULX3S timing"). The controller sees the state of
+        # the previous clock. That is safe because every transition from idle
+        # to busy is started by the controller (pass_start, learn_start,
+        # clear_start) or by the host link's injection, each at least one
+        # clock before the barrier is next tested (the controller's guard
+        # states, docs/architecture.md §7), and idle, once reached with the
+        # passes over, stays idle. It costs one clock per barrier wait.
+        idle_q = Signal(len(cores) + 1)
+        m.d.sync += idle_q.eq(Cat(mesh.idle, *(core.idle for core in cores)))
         all_idle = Signal()
-        m.d.comb += all_idle.eq(mesh.idle)
-        for core in cores:
-            all_idle_next = Signal()
-            m.d.comb += all_idle_next.eq(all_idle & core.idle)
-            all_idle = all_idle_next
+        m.d.comb += all_idle.eq(idle_q.all())
         if self.learning:
             any_enabled = 0
             for core in cores:

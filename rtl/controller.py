@@ -56,7 +56,10 @@ class TimestepController(wiring.Component):
     pass_start, syn_base, clear_start, clear_all:
         To every core (see :class:`~neuromesh.rtl.core.NeuronCore`).
     all_idle:
-        AND of every core's ``idle`` and the mesh's ``idle``.
+        AND of every core's ``idle`` and the mesh's ``idle``, each sampled
+        one clock earlier (``rtl/chip.py``): every state that starts work
+        (PASS, LEARN, RESET, the end of INJECT) is followed by a state that
+        does not test it, so the one clock of delay is never seen.
     cycles:
         Clock cycles spent in RUN phases since reset (for cycle reports).
     learn_start, learn_enabled:

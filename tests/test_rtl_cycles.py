@@ -66,16 +66,16 @@ def learning_workload(n, axons, t_epoch):
     return b.build()
 
 
-def test_learning_phase_costs_the_engine_plus_one_clock():
+def test_learning_phase_costs_the_engine_plus_two_clocks():
     """docs/rtl.md: engine off -> no learning phase, cycles as the default
-    build; each step's trace update n_neurons + n_axons + 3 clocks plus one
-    controller clock; a step that ends an epoch adds epoch - 2, with
+    build; each step's trace update n_neurons + n_axons + 3 clocks plus two
+    controller clocks (LEARN, and the registered barrier's one clock); a step that ends an epoch adds epoch - 2, with
     epoch = 3 + n_axons + max(n_axons, n_neurons) + 2 * S_static."""
     for n, axons in ((8, 4), (16, 8)):
         plain = cycles_per_step(learning_workload(n, axons, None), n)
         assert cycles_per_step(learning_workload(n, axons, 0), n, learning=True) == plain
         traces = cycles_per_step(learning_workload(n, axons, 63), n, learning=True)
-        assert traces - plain == n + axons + 3 + 1
+        assert traces - plain == n + axons + 3 + 2
         epoch = 3 + axons + max(axons, n) + 2 * 4
         every = cycles_per_step(learning_workload(n, axons, 1), n, learning=True)
         assert every - traces == epoch - 2
