@@ -69,7 +69,8 @@ def learning_workload(n, axons, t_epoch):
 def test_learning_phase_costs_the_engine_plus_two_clocks():
     """docs/rtl.md: engine off -> no learning phase, cycles as the default
     build; each step's trace update n_neurons + n_axons + 3 clocks plus two
-    controller clocks (LEARN, and the registered barrier's one clock); a step that ends an epoch adds epoch - 2, with
+    controller clocks (LEARN, and the registered barrier's one clock); a
+    step that ends an epoch adds epoch - 2, with
     epoch = 3 + n_axons + max(n_axons, n_neurons) + 2 * S_static."""
     for n, axons in ((8, 4), (16, 8)):
         plain = cycles_per_step(learning_workload(n, axons, None), n)
