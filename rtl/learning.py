@@ -375,8 +375,15 @@ class LearningEngine(wiring.Component):
         tag_draw = Signal()
         m.d.comb += [w_draw.eq(control.sr_w & ((acc_w & frac) != 0)),
                      tag_draw.eq(control.sr_t & ((acc_t & frac) != 0))]
+        # The tag's rounded accumulator is registered in W_ROUND, one clock
+        # before W_WRITE uses it, so that the LFSR's draw network, this add,
+        # the tag add and the clamp are not one path into TAG's write data
+        # (the critical path of the ECP5 learning builds, docs/synthesis.md).
+        # The tag's draw is the one after the weight's: from the state W_ROUND
+        # leaves (one draw further when the weight draws). acc_t does not
+        # change between W_ROUND and W_WRITE, so tag_draw is the same in both.
+        tag_rand = lfsr_draw(Mux(w_draw, drawn, lfsr))[:ACC_FRAC]
         acc_t_r = Signal(signed(ACC_BITS + 1))
-        m.d.comb += acc_t_r.eq(acc_t + Mux(tag_draw, drawn[:ACC_FRAC], 0))
         half = Signal(9)
         m.d.comb += half.eq(Const(1, 9) << (grp.w_bits - 1)[:3])
         lo = Signal(signed(10))
@@ -571,6 +578,7 @@ class LearningEngine(wiring.Component):
                 with m.If(w_draw):
                     m.d.comb += draw.eq(1)
                     m.d.sync += acc_w.eq(acc_w + drawn[:ACC_FRAC])
+                m.d.sync += acc_t_r.eq(acc_t + Mux(tag_draw, tag_rand, 0))
                 m.next = "W_WRITE"
 
             with m.State("W_WRITE"):
