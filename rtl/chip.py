@@ -96,17 +96,10 @@ class Chip(wiring.Component):
         wiring.connect(m, link.inject, mesh.host_in)
         wiring.connect(m, mesh.host_out, link.host_out)
 
-        # The barrier is registered: each core's and the mesh's idle is
-        # sampled into a flip-flop next to the controller's AND, so no path
-        # runs from a core's memories through its idle logic across the die
-        # into the controller's state (the 1x2 learning build's critical path,
-        # docs/synthesis.md "ULX3S timing"). The controller sees the state of
-        # the previous clock. That is safe because every transition from idle
-        # to busy is started by the controller (pass_start, learn_start,
-        # clear_start) or by the host link's injection, each at least one
-        # clock before the barrier is next tested (the controller's guard
-        # states, docs/architecture.md §7), and idle, once reached with the
-        # passes over, stays idle. It costs one clock per barrier wait.
+        # The barrier is registered (L = 1 of docs/architecture.md §7.3, where
+        # the argument is): no path runs from a core's memories through its
+        # idle logic across the die into the controller's state; the
+        # controller's guard states cover the one clock of delay.
         idle_q = Signal(len(cores) + 1)
         m.d.sync += idle_q.eq(Cat(mesh.idle, *(core.idle for core in cores)))
         all_idle = Signal()
