@@ -501,15 +501,25 @@ class LearningEngine(wiring.Component):
                 run = self.axon.data
                 m.d.sync += [ax_x.eq(self.xtrace_r.data), syn_i.eq(run.syn_base),
                              syn_end.eq(run.syn_base + run.syn_len)]
+                # Every read address here depends on ``idx`` alone, not on the
+                # AXON word: the reads the next state may need are issued
+                # whether or not the run is empty (a run's first synapse word,
+                # the next axon's word and traces, CLEAR's first words), and
+                # the ones it does not need are harmless (W_SYNLAT reads its
+                # own; after a run, ``next_synapse`` reads AXON and XTRACE
+                # again). AXON's output into XTRACE's read address was the
+                # ECP5 learning builds' critical path (docs/synthesis.md).
+                m.d.comb += synapse.addr.eq(run.syn_base)
+                with m.If(idx == n_axons - 1):
+                    m.d.comb += [*read(self.xtrace_r, 0), *read(self.ytrace_r, 0)]
+                with m.Else():
+                    m.d.comb += [*read(self.axon, idx + 1), *read(self.xtrace_r, idx + 1)]
                 with m.If(run.syn_len != 0):
-                    m.d.comb += synapse.addr.eq(run.syn_base)
                     m.next = "W_SYNLAT"
                 with m.Elif(idx == n_axons - 1):
-                    m.d.comb += [*read(self.xtrace_r, 0), *read(self.ytrace_r, 0)]
                     m.d.sync += idx.eq(0)
                     m.next = "CLEAR"
                 with m.Else():
-                    m.d.comb += [*read(self.axon, idx + 1), *read(self.xtrace_r, idx + 1)]
                     m.d.sync += idx.eq(idx + 1)
 
             with m.State("W_SYN"):
