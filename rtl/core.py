@@ -68,6 +68,10 @@ class NeuronCore(wiring.Component):
         Synthesis attribute ``ram_style`` for the PROFILE memory, e.g.
         ``"logic"`` to keep it out of block RAM (a small, wide table that
         costs four iCE40 EBRs).
+    rule_ram_style:
+        (``learning`` only) ``ram_style`` for the learning engine's RULE
+        memory, e.g. ``"distributed"`` on ECP5: 64 words of 59 bits that
+        otherwise take two DP16KD per core.
     learning:
         Instantiate the learning engine (:class:`~neuromesh.rtl.learning_unit.LearningUnit`,
         docs/architecture.md §11): host access to regions 8–13, the ports
@@ -122,14 +126,15 @@ class NeuronCore(wiring.Component):
     """
 
     def __init__(self, geometry: Geometry, *, profile_ram_style: str | None = None,
-                 narrow_fields: bool = False, learning: bool = False,
-                 counters: bool = False, overlap: bool = True,
+                 rule_ram_style: str | None = None, narrow_fields: bool = False,
+                 learning: bool = False, counters: bool = False, overlap: bool = True,
                  position: tuple[int, int] = (0, 0)):
         self.geometry = geometry
         self.overlap = overlap
         self.counters = counters
         self.position = tuple(position)
         self.profile_ram_style = profile_ram_style
+        self.rule_ram_style = rule_ram_style
         self.narrow_fields = narrow_fields
         self.learning = learning
         ports = {}
@@ -232,7 +237,8 @@ class NeuronCore(wiring.Component):
         if self.learning:
             from .learning_unit import LearningUnit
             m.submodules.learning = lu = LearningUnit(
-                g, axon_layout=layouts[Region.AXON], synapse_layout=layouts[Region.SYNAPSE])
+                g, axon_layout=layouts[Region.AXON], synapse_layout=layouts[Region.SYNAPSE],
+                rule_ram_style=self.rule_ram_style)
             m.d.comb += [lu.start.eq(self.learn_start), self.learn_enabled.eq(lu.enabled),
                          lu.clear_start.eq(self.clear_start), lu.clear_all.eq(self.clear_all)]
 

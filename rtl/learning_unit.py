@@ -34,6 +34,9 @@ class LearningUnit(wiring.Component):
     ----------
     geometry, axon_layout, synapse_layout:
         As for :class:`~neuromesh.rtl.learning.LearningEngine`.
+    rule_ram_style:
+        Synthesis attribute ``ram_style`` for the RULE memory (e.g.
+        ``"distributed"``: on ECP5 its 64 words otherwise take two DP16KD).
 
     Attributes
     ----------
@@ -60,8 +63,10 @@ class LearningUnit(wiring.Component):
         while idle; a read answers on ``cfg_resp`` one or two clocks later.
     """
 
-    def __init__(self, geometry: Geometry, *, axon_layout=None, synapse_layout=None):
+    def __init__(self, geometry: Geometry, *, axon_layout=None, synapse_layout=None,
+                 rule_ram_style: str | None = None):
         g = self.geometry = geometry
+        self.rule_ram_style = rule_ram_style
         self.axon_layout = axon_layout or word_layout(Region.AXON)
         self.synapse_layout = synapse_layout or word_layout(Region.SYNAPSE)
         super().__init__({
@@ -93,8 +98,11 @@ class LearningUnit(wiring.Component):
         mems, rports, wports = {}, {}, {}
         for region in _REGIONS:
             # The engine never reads and writes one word in one clock.
+            attrs = {"no_rw_check": 1}
+            if region == LearnRegion.RULE and self.rule_ram_style:
+                attrs["ram_style"] = self.rule_ram_style
             mem = Memory(shape=learn_layout(region), depth=max(sizes[region], 2), init=[],
-                         attrs={"no_rw_check": 1})
+                         attrs=attrs)
             m.submodules[f"mem_{region.name.lower()}"] = mems[region] = mem
             rports[region], wports[region] = mem.read_port(), mem.write_port()
         pre = Memory(shape=1, depth=max(g.n_axons, 2), init=[])
