@@ -216,7 +216,7 @@ def build(board: str | Board, geometry: Geometry | str | None = None,
     the tools' own output too); the tools' full output is kept in
     ``neuromesh.log`` in ``out_dir``, whose path a failure names."""
     from .fit import check_fit
-    b = board if isinstance(board, Board) else get_board(board)
+    b = (board if isinstance(board, Board) else get_board(board)).for_build(learning=learning)
     if geometry is None:
         geometry = b.geometry
     if isinstance(geometry, str):

@@ -4,6 +4,7 @@ can list them cheaply)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = ["Board", "BOARDS", "get_board"]
@@ -29,6 +30,18 @@ class Board:
     #: the board's oscillator; when it differs from ``clk_hz``, a PLL makes
     #: the design clock from it (:mod:`neuromesh.boards.pll`)
     osc_hz: float | None = None
+    #: the design clock of the build with learning engines (``--learning``),
+    #: when it is not ``clk_hz``: the engines make a bigger design, which may
+    #: not meet the clock the board's default build meets
+    learning_clk_hz: float | None = None
+
+    def for_build(self, *, learning: bool = False) -> Board:
+        """The board as its build with (``learning``) or without learning
+        engines sees it: :attr:`clk_hz` is that build's design clock (and
+        :attr:`uses_pll` whether a PLL makes it)."""
+        if learning and self.learning_clk_hz is not None:
+            return dataclasses.replace(self, clk_hz=self.learning_clk_hz)
+        return self
 
     @property
     def uses_pll(self) -> bool:
@@ -75,8 +88,14 @@ BOARDS: dict[str, Board] = {
     "ulx3s-85f": Board(
         name="ulx3s-85f",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-        clock="clk25", clk_hz=25e6, baud=1_000_000,
+        # 50 MHz from the 25 MHz oscillator through the PLL; the build with
+        # learning engines at the oscillator's 25 MHz: it does not meet 50
+        # (docs/synthesis.md, "ULX3S timing").
+        clock="clk25", osc_hz=25e6, clk_hz=50e6, learning_clk_hz=25e6, baud=1_000_000,
         geometry="2x4,n_neurons=256",
+        # RULE (64 words) in distributed RAM: 2 DP16KD per core less for the
+        # learning build, whose block RAM is the limit (docs/boards.md).
+        chip_args={"core_args": {"rule_ram_style": "distributed"}},
         tools=("yosys", "nextpnr-ecp5", "ecppack"),
     ),
 }

@@ -32,6 +32,7 @@ def board_chip(board: str | Board, geometry: Geometry, **overrides) -> Chip:
     (its RTL options), for ``geometry``; ``overrides`` replace host-link
     arguments (simulations use a short ``timeout_cycles``)."""
     b = board if isinstance(board, Board) else get_board(board)
+    b = b.for_build(learning=overrides.get("learning", False))
     args = {"timeout_cycles": max(1, round(b.timeout_s * b.clk_hz)), **b.chip_args,
             **overrides}
     return Chip(geometry, **args)
@@ -70,7 +71,8 @@ class BoardTop(Elaboratable):
 
     def __init__(self, board: str | Board, geometry: Geometry, *, baud: int | None = None,
                  learning: bool = False, counters: bool = False):
-        self.board = board if isinstance(board, Board) else get_board(board)
+        self.board = (board if isinstance(board, Board) else get_board(board)).for_build(
+            learning=learning)
         self.geometry = geometry
         self.baud = baud or self.board.baud
         self.learning = learning

@@ -230,7 +230,8 @@ def cmd_run(args):
     else:
         print(counter_table(counts, g, result.steps, getattr(args, "backend", "emulator")))
         print(energy_report(counts, result.steps, table=table,
-                            per="run" if batch == 1 else "batch row", n=batch))
+                            per="run" if batch == 1 else "batch row", n=batch,
+                            learning=image.learning))
     if out is not None:
         print(f"wrote {out}: {', '.join(arrays)}")
 

@@ -78,12 +78,13 @@ def energy_pj(counts, table: dict | None = None) -> dict:
 
 
 def energy_report(counts, steps: int, *, table: dict | None = None, per: str = "run",
-                  n: int = 1) -> str:
+                  n: int = 1, learning: bool = False) -> str:
     """Lines for ``counts`` (uint32 ``[batch, n_cores, 7]``) of ``steps``
     steps: the energy from ``table`` (default :data:`LOIHI_TABLE`) per
     ``per`` (the counts cover ``n`` of them: batch rows, inferences), its
     breakdown, the busy clocks per step of the busiest core and what that
-    means at each board's clock."""
+    means at each board's clock (``learning``: the clock of the board's
+    build with learning engines)."""
     from .boards.catalog import BOARDS
     table = LOIHI_TABLE if table is None else table
     e = energy_pj(counts, table)
@@ -107,7 +108,8 @@ def energy_report(counts, steps: int, *, table: dict | None = None, per: str = "
             if b.chip_args.get("core_args", {}).get("overlap", True) and best < busy:
                 text += f"; at best {best / b.clk_hz * 1e6:.3g} us overlapped"
             return text + ")"
-        at = ", ".join(at_board(name_, b) for name_, b in BOARDS.items())
+        at = ", ".join(at_board(name_, b.for_build(learning=learning))
+                       for name_, b in BOARDS.items())
         lines.append(f"busy clocks per step: {busy:.1f} (busiest core) -> {at}; the mesh and "
                      f"the barrier add a few clocks per step")
     return "\n".join(lines)

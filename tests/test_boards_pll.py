@@ -63,21 +63,44 @@ def test_unreachable_frequencies_are_refused_with_the_limits():
 def test_icebreaker_runs_at_24mhz_through_the_pll():
     b = BOARDS["icebreaker"]
     assert b.uses_pll and b.osc_hz == 12e6 and b.clk_hz == 24e6
-    assert not BOARDS["ulx3s-85f"].uses_pll
+    assert b.for_build(learning=True) is b         # one clock for both builds
 
 
-@pytest.mark.parametrize("board, cell", [("icebreaker", "SB_PLL40_PAD"), ("ulx3s-85f", None)])
-def test_board_top_instantiates_its_pll(board, cell):
+def test_ulx3s_runs_at_50mhz_and_its_learning_build_at_25mhz():
+    b = BOARDS["ulx3s-85f"]
+    assert b.uses_pll and (b.osc_hz, b.clk_hz) == (25e6, 50e6)
+    lb = b.for_build(learning=True)
+    assert lb.clk_hz == 25e6 and not lb.uses_pll    # the oscillator itself
+    assert b.for_build(learning=False) is b and b.clk_hz == 50e6
+
+
+@pytest.mark.parametrize("board, learning, cell", [
+    ("icebreaker", False, "SB_PLL40_PAD"),
+    ("ulx3s-85f", False, "EHXPLLL"),
+    ("ulx3s-85f", True, None),
+])
+def test_board_top_instantiates_its_pll(board, learning, cell):
     pytest.importorskip("amaranth_boards")
-    from neuromesh.boards.top import BoardTop
+    from neuromesh.boards.top import BoardTop, board_chip
     from neuromesh.chip import Geometry
     b = BOARDS[board]
-    top = BoardTop(b, Geometry.parse("1x1,n_neurons=16,n_axons=16,n_synapses=64,n_fanout=16,"
-                                     "delay_slots=2"))
+    g = Geometry.parse("1x1,n_neurons=16,n_axons=16,n_synapses=64,n_fanout=16,delay_slots=2")
+    top = BoardTop(b, g, learning=learning)
     plan = b.make_platform().prepare(top, name="t")
     rtlil = plan.files["t.il"]
+    clk_hz = b.for_build(learning=learning).clk_hz
+    # The UART divisor and the host link's timeout follow the build's clock.
+    assert top.divisor == round(clk_hz / b.baud)
+    chip = board_chip(b, g, learning=learning)
+    assert chip.hostlink_args["timeout_cycles"] == round(b.timeout_s * clk_hz)
+    chip._MustUse__silence = True                 # built only to read its arguments
     if cell is None:
         assert "SB_PLL40" not in rtlil and "EHXPLLL" not in rtlil
+    elif cell == "EHXPLLL":
+        assert f"cell \\{cell} " in rtlil
+        p = ecp5_pll(b.osc_hz, b.clk_hz)
+        assert (f"parameter \\CLKFB_DIV {p.clkfb_div}" in rtlil
+                and f"parameter \\CLKOP_DIV {p.clkop_div}" in rtlil)
     else:
         assert f"cell \\{cell} " in rtlil
         p = ice40_pll(b.osc_hz, b.clk_hz)
