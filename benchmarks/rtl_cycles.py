@@ -103,8 +103,8 @@ def fit(points):
 #: Fmax of the recorded bitstream builds (docs/boards.md), MHz, and cores.
 RECORDED_FMAX = {
     "icebreaker (1 core)": (29.53, 1),
-    "ulx3s-85f (2x4)": (47.0, 8),
-    "ulx3s-85f (2x4, --learning)": (43.33, 8),
+    "ulx3s-85f (2x4)": (54.96, 8),
+    "ulx3s-85f (2x4, --learning)": (43.38, 8),
 }
 
 
