@@ -26,18 +26,24 @@ Cycle cost, from the start pulse to ``done`` inclusive (pinned by
 ``tests/test_rtl_learning.py``)::
 
     step    n_neurons + n_axons + 3                    (+ epoch - 2 when one ends)
-    epoch   3 + n_axons + max(n_axons, n_neurons) + 2*S_static
-              + sum over plastic synapses of (4 + F + sum over its products of c)
+    epoch   3 + n_axons + max(n_axons, n_neurons) + R + 3*S_static
+              + sum over plastic synapses of (5 + F + G + sum over its products of c)
 
-with ``S_static`` the non-plastic synapses in axon runs and, per plastic
-synapse, ``F`` = 1 if another synapse follows it in its run (the single-port
-SYNAPSE cannot be read in the clock it is written) and per product ``c = 1``
+with ``R`` the non-empty axon runs, ``S_static`` the non-plastic synapses in
+axon runs and, per plastic synapse, ``F`` = 1 if another synapse follows it
+in its run (the single-port SYNAPSE cannot be read in the clock it is
+written), ``G`` = 1 if its group has products and per product ``c = 1``
 if its dependency skips it, else ``2 + factors`` (its non-empty factor
 slots). A trace word takes one clock in a two-stage pipeline: a 7x13
 multiply per trace, then its draw from one of three chained copies of the
 draw network. A product takes one
 clock for its microcode word, one per factor (the one s37 x s10 multiplier)
-and one to accumulate. A step with the engine off takes 2 clocks.
+and one to accumulate. No memory's output reaches another memory's address
+in the clock it is read: a run's first SYNAPSE word is read a clock after
+its AXON word, a synapse's group, tag and target trace a clock after its
+SYNAPSE word (``R`` and the fifth clock per synapse) and its group's first
+rule word a clock after the group word (``G``). A step with the engine off
+takes 2 clocks.
 """
 
 from __future__ import annotations
@@ -319,6 +325,8 @@ class LearningEngine(wiring.Component):
         acc_w = Signal(signed(ACC_BITS))
         acc_t = Signal(signed(ACC_BITS))
         P = self.rule.data
+        s_exp_q = Signal.like(P.s_exp)
+        target_q = Signal.like(P.target)
 
         # Factor value of slot ``fsel`` of the current product, registered in
         # ``factor_q`` for the multiply of the next clock. Every slot's factor
@@ -503,19 +511,20 @@ class LearningEngine(wiring.Component):
                              syn_end.eq(run.syn_base + run.syn_len)]
                 # Every read address here depends on ``idx`` alone, not on the
                 # AXON word: the reads the next state may need are issued
-                # whether or not the run is empty (a run's first synapse word,
-                # the next axon's word and traces, CLEAR's first words), and
-                # the ones it does not need are harmless (W_SYNLAT reads its
-                # own; after a run, ``next_synapse`` reads AXON and XTRACE
-                # again). AXON's output into XTRACE's read address was the
-                # ECP5 learning builds' critical path (docs/synthesis.md).
-                m.d.comb += synapse.addr.eq(run.syn_base)
+                # whether or not the run is empty (the next axon's word and
+                # traces, CLEAR's first words), and the ones it does not need
+                # are harmless (after a run, ``next_synapse`` reads AXON and
+                # XTRACE again). The run's first synapse word is read by W_SYN
+                # from ``syn_i``, a clock later: no memory's output reaches
+                # another memory's address in one clock (AXON's output into
+                # XTRACE's and SYNAPSE's read addresses were the ECP5 learning
+                # builds' critical paths, docs/synthesis.md).
                 with m.If(idx == n_axons - 1):
                     m.d.comb += [*read(self.xtrace_r, 0), *read(self.ytrace_r, 0)]
                 with m.Else():
                     m.d.comb += [*read(self.axon, idx + 1), *read(self.xtrace_r, idx + 1)]
                 with m.If(run.syn_len != 0):
-                    m.next = "W_SYNLAT"
+                    m.next = "W_SYN"
                 with m.Elif(idx == n_axons - 1):
                     m.d.sync += idx.eq(0)
                     m.next = "CLEAR"
@@ -526,11 +535,17 @@ class LearningEngine(wiring.Component):
                 m.d.comb += synapse.addr.eq(syn_i)
                 m.next = "W_SYNLAT"
 
+            # The synapse word is registered before its group, tag and target
+            # trace are read (W_SYNQ): SYNAPSE's output (a core memory, spread
+            # over many block RAMs on a full die) does not reach the engine's
+            # memories' addresses in the same clock.
             with m.State("W_SYNLAT"):
-                word = synapse.rdata
-                m.d.sync += syn_q.eq(word)
-                m.d.comb += [*read(self.lgroup, word.group), *read(self.tag_r, syn_i),
-                             *read(self.ytrace_r, word.target)]
+                m.d.sync += syn_q.eq(synapse.rdata)
+                m.next = "W_SYNQ"
+
+            with m.State("W_SYNQ"):
+                m.d.comb += [*read(self.lgroup, syn_q.group), *read(self.tag_r, syn_i),
+                             *read(self.ytrace_r, syn_q.target)]
                 m.next = "W_GROUP"
 
             with m.State("W_GROUP"):
@@ -538,9 +553,12 @@ class LearningEngine(wiring.Component):
                 m.d.sync += [grp.eq(g_word), tag_q.eq(self.tag_r.data.tag),
                              y_q.eq(self.ytrace_r.data), acc_w.eq(0), acc_t.eq(0),
                              prod_m.eq(0)]
+                # SYNAPSE's address does not depend on whether the group is
+                # plastic (LGROUP's output): the next synapse word is read in
+                # any case (a plastic synapse's W_SYN reads it again).
+                m.d.comb += synapse.addr.eq(syn_i + 1)
                 with m.If(~g_word.plastic):
                     with m.If(syn_i + 1 < syn_end):
-                        m.d.comb += synapse.addr.eq(syn_i + 1)
                         m.d.sync += syn_i.eq(syn_i + 1)
                         m.next = "W_SYNLAT"
                     with m.Else():
@@ -548,12 +566,19 @@ class LearningEngine(wiring.Component):
                 with m.Elif(g_word.rule_len == 0):
                     m.next = "W_ROUND"
                 with m.Else():
-                    m.d.comb += read(self.rule, g_word.rule_base)
-                    m.next = "W_RULE"
+                    m.next = "W_RULE0"
+
+            # The group's first rule word, read from the registered group word.
+            with m.State("W_RULE0"):
+                m.d.comb += read(self.rule, grp.rule_base)
+                m.next = "W_RULE"
 
             with m.State("W_RULE"):
                 m.d.comb += [fsel_from.eq(filled), fsel.eq(lowest(filled))]
-                m.d.sync += [v.eq(P.s_mant), fslot.eq(fsel), factor_q.eq(factor)]
+                # W_ACC's shift and target come from registers, not from the
+                # rule memory's output through the shifter and the 56-bit add.
+                m.d.sync += [v.eq(P.s_mant), fslot.eq(fsel), factor_q.eq(factor),
+                             s_exp_q.eq(P.s_exp), target_q.eq(P.target)]
                 with m.If(~skip & (filled != 0)):
                     m.next = "W_MUL"
                 with m.Elif(~skip):
@@ -571,8 +596,8 @@ class LearningEngine(wiring.Component):
                     m.next = "W_ACC"
 
             with m.State("W_ACC"):
-                scaled = v << P.s_exp
-                with m.If(P.target):
+                scaled = v << s_exp_q
+                with m.If(target_q):
                     m.d.sync += acc_t.eq(acc_t + scaled)
                 with m.Else():
                     m.d.sync += acc_w.eq(acc_w + scaled)

@@ -71,12 +71,13 @@ def test_learning_phase_costs_the_engine_plus_two_clocks():
     build; each step's trace update n_neurons + n_axons + 3 clocks plus two
     controller clocks (LEARN, and the registered barrier's one clock); a
     step that ends an epoch adds epoch - 2, with
-    epoch = 3 + n_axons + max(n_axons, n_neurons) + 2 * S_static."""
+    epoch = 3 + n_axons + max(n_axons, n_neurons) + R + 3 * S_static (one
+    non-empty run, R = 1, of four static synapses)."""
     for n, axons in ((8, 4), (16, 8)):
         plain = cycles_per_step(learning_workload(n, axons, None), n)
         assert cycles_per_step(learning_workload(n, axons, 0), n, learning=True) == plain
         traces = cycles_per_step(learning_workload(n, axons, 63), n, learning=True)
         assert traces - plain == n + axons + 3 + 2
-        epoch = 3 + axons + max(axons, n) + 2 * 4
+        epoch = 3 + axons + max(axons, n) + 1 + 3 * 4
         every = cycles_per_step(learning_workload(n, axons, 1), n, learning=True)
         assert every - traces == epoch - 2

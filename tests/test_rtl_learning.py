@@ -455,14 +455,15 @@ def expected_cycles(image, core, got, events):
             epoch = 2 + g.n_axons + max(g.n_axons, g.n_neurons) + 1
             for a in range(g.n_axons):
                 base, length = int(ax["syn_base"][core, a]), int(ax["syn_len"][core, a])
+                epoch += length != 0
                 for i in range(base, base + length):
                     gr = int(syn["group"][core, i])
                     if not lg["plastic"][core, gr]:
-                        epoch += 2
+                        epoch += 3
                         continue
                     n = int(syn["target"][core, i])
-                    epoch += 4 + (i + 1 < base + length)
                     rb, rl = int(lg["rule_base"][core, gr]), int(lg["rule_len"][core, gr])
+                    epoch += 5 + (i + 1 < base + length) + (rl != 0)
                     for m in range(rb, rb + rl):
                         dep = int(rule["dep"][core, m])
                         skip = (dep & 1 and not x0[a]) or (dep & 2 and not y0[n])
