@@ -25,7 +25,7 @@ idle; ``done`` pulses in the last clock of the operation):
 Cycle cost, from the start pulse to ``done`` inclusive (pinned by
 ``tests/test_rtl_learning.py``)::
 
-    step    n_neurons + n_axons + 3                    (+ epoch - 2 when one ends)
+    step    n_neurons + n_axons + 3                    (+ epoch - 1 when one ends)
     epoch   3 + n_axons + max(n_axons, n_neurons) + R + 3*S_static
               + sum over plastic synapses of (5 + F + G + sum over its products of c)
 
@@ -34,9 +34,9 @@ axon runs and, per plastic synapse, ``F`` = 1 if another synapse follows it
 in its run (the single-port SYNAPSE cannot be read in the clock it is
 written), ``G`` = 1 if its group has products and per product ``c = 1``
 if its dependency skips it, else ``2 + factors`` (its non-empty factor
-slots). A trace word takes one clock in a two-stage pipeline: a 7x13
-multiply per trace, then its draw from one of three chained copies of the
-draw network. A product takes one
+slots). A trace word takes one clock in a three-stage pipeline: the word
+and its decay factors registered, a 7x13 multiply per trace, then its draw
+from one of three chained copies of the draw network. A product takes one
 clock for its microcode word, one per factor (the one s37 x s10 multiplier)
 and one to accumulate. No memory's output reaches another memory's address
 in the clock it is read: a run's first SYNAPSE word is read a clock after
@@ -253,12 +253,16 @@ class LearningEngine(wiring.Component):
         with m.If(draw):
             m.d.sync += lfsr.eq(drawn)
 
-        # --- trace unit: one trace word (2 or 3 values) per clock, two stages ---
-        # Stage 1 (the word and its event on the read ports): the products
-        # z * (4096 - d), whether each needs a draw, the impulses. Stage 2 (the
-        # next clock): the draws, chained through copies of the draw network
-        # in slot order (y1, y2, y3 / x1, x2), and the write-back. An x word
-        # has an empty third slot (z = 0 takes no draw).
+        # --- trace unit: one trace word (2 or 3 values) per clock, three stages --
+        # Stage 0 (the word and its event on the read ports): registers each
+        # value z, its factor 4096 - d and its impulse (or 0 without an
+        # event). Stage 1 (the next clock): the products z * (4096 - d) and
+        # whether each needs a draw. Stage 2 (the clock after): the draws,
+        # chained through copies of the draw network in slot order (y1, y2,
+        # y3 / x1, x2), and the write-back. An x word has an empty third slot
+        # (z = 0 takes no draw). Stage 0 keeps the memory's output and the
+        # x/y select of the decay out of the multipliers' inputs (the ECP5
+        # 2x4 learning build's critical path, docs/synthesis.md).
         idx = Signal(range(max(n_axons, n_neurons) + 1))
         rew_hit = Signal()
         s1_z = [Signal(7, name=f"trace_z{k}") for k in range(3)]
@@ -267,6 +271,19 @@ class LearningEngine(wiring.Component):
         s1_event = Signal()
         s1_flag = Signal()
         s1_load = Signal()
+        s0_valid = Signal()
+        s0_x = Signal()                                   # stage 0 holds an x word
+        s0_idx = Signal.like(idx)
+        s0_flag = Signal()
+        s0_z = [Signal(7, name=f"trace_z{k}_q") for k in range(3)]
+        s0_f = [Signal(TRACE_DECAY_BITS + 1, name=f"trace_f{k}_q") for k in range(3)]
+        s0_add = [Signal(7, name=f"trace_add{k}_q") for k in range(3)]
+        m.d.sync += s0_valid.eq(s1_load)
+        with m.If(s1_load):
+            m.d.sync += [s0_idx.eq(idx), s0_flag.eq(s1_flag | s1_event)]
+            for k in range(3):
+                m.d.sync += [s0_z[k].eq(s1_z[k]), s0_f[k].eq(DECAY_ONE - s1_d[k]),
+                             s0_add[k].eq(Mux(s1_event, s1_imp[k], 0))]
         tq_valid = Signal()
         tq_x = Signal()                                   # stage 2 holds an x word
         tq_idx = Signal.like(idx)
@@ -274,14 +291,14 @@ class LearningEngine(wiring.Component):
         tq_p = [Signal(7 + TRACE_DECAY_BITS + 1, name=f"trace_p{k}") for k in range(3)]
         tq_need = [Signal(name=f"trace_need{k}") for k in range(3)]
         tq_add = [Signal(7, name=f"trace_add{k}") for k in range(3)]
-        m.d.sync += tq_valid.eq(s1_load)
-        with m.If(s1_load):
-            m.d.sync += [tq_idx.eq(idx), tq_flag.eq(s1_flag | s1_event)]
+        m.d.sync += tq_valid.eq(s0_valid)
+        with m.If(s0_valid):
+            m.d.sync += [tq_idx.eq(s0_idx), tq_flag.eq(s0_flag), tq_x.eq(s0_x)]
             for k in range(3):
-                p = s1_z[k] * (DECAY_ONE - s1_d[k])
+                p = s0_z[k] * s0_f[k]
                 m.d.sync += [tq_p[k].eq(p),
                              tq_need[k].eq(control.sr_trace & (p[:TRACE_DECAY_BITS] != 0)),
-                             tq_add[k].eq(Mux(s1_event, s1_imp[k], 0))]
+                             tq_add[k].eq(s0_add[k])]
         state = lfsr
         t_new = []
         for k in range(3):
@@ -465,7 +482,7 @@ class LearningEngine(wiring.Component):
                 for k in range(3):
                     m.d.comb += [s1_z[k].eq(yr[f"y{k + 1}"]), s1_d[k].eq(ycfg[f"y{k + 1}_decay"]),
                                  s1_imp[k].eq(ycfg[f"y{k + 1}_impulse"])]
-                m.d.sync += tq_x.eq(0)
+                m.d.sync += s0_x.eq(0)
                 with m.If(idx == n_neurons - 1):
                     m.d.comb += [*read(self.xtrace_r, 0), *read(self.pre_event, 0)]
                     m.d.sync += idx.eq(0)
@@ -482,11 +499,11 @@ class LearningEngine(wiring.Component):
                 for k in range(2):
                     m.d.comb += [s1_z[k].eq(xr[f"x{k + 1}"]), s1_d[k].eq(xcfg[f"x{k + 1}_decay"]),
                                  s1_imp[k].eq(xcfg[f"x{k + 1}_impulse"])]
-                m.d.sync += tq_x.eq(1)
+                m.d.sync += s0_x.eq(1)
                 with m.If((idx == control.reward_axon) & ev):
                     m.d.sync += rew_hit.eq(1)
                 with m.If(idx == n_axons - 1):
-                    m.next = "REWARD"            # stage 2 finishes the last word there
+                    m.next = "REWARD"      # stage 2 writes the last word the clock after
                 with m.Else():
                     m.d.comb += [*read(self.xtrace_r, idx + 1), *read(self.pre_event, idx + 1)]
                     m.d.sync += idx.eq(idx + 1)
@@ -494,10 +511,15 @@ class LearningEngine(wiring.Component):
             with m.State("REWARD"):
                 m.d.sync += reward.eq(Mux(r_sum < -128, -128, Mux(r_sum > 127, 127, r_sum)))
                 with m.If(phase + 1 == control.t_epoch):
-                    m.next = "W_START"
+                    m.next = "W_DRAIN"
                 with m.Else():
                     m.d.sync += phase.eq(phase + 1)
                     m.next = "DONE"
+
+            # Stage 2 writes the last x word; W_START would read XTRACE word 0
+            # in the same clock (the same word when there is one axon).
+            with m.State("W_DRAIN"):
+                m.next = "W_START"
 
             # Epoch walk (§11.7).
             with m.State("W_START"):

@@ -70,7 +70,7 @@ def test_learning_phase_costs_the_engine_plus_two_clocks():
     """docs/rtl.md: engine off -> no learning phase, cycles as the default
     build; each step's trace update n_neurons + n_axons + 3 clocks plus two
     controller clocks (LEARN, and the registered barrier's one clock); a
-    step that ends an epoch adds epoch - 2, with
+    step that ends an epoch adds epoch - 1, with
     epoch = 3 + n_axons + max(n_axons, n_neurons) + R + 3 * S_static (one
     non-empty run, R = 1, of four static synapses)."""
     for n, axons in ((8, 4), (16, 8)):
@@ -80,4 +80,4 @@ def test_learning_phase_costs_the_engine_plus_two_clocks():
         assert traces - plain == n + axons + 3 + 2
         epoch = 3 + axons + max(axons, n) + 1 + 3 * 4
         every = cycles_per_step(learning_workload(n, axons, 1), n, learning=True)
-        assert every - traces == epoch - 2
+        assert every - traces == epoch - 1

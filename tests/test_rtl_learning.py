@@ -469,7 +469,7 @@ def expected_cycles(image, core, got, events):
                         skip = (dep & 1 and not x0[a]) or (dep & 2 and not y0[n])
                         factors = sum(int(rule[f"var{k}"][core, m]) != 0 for k in range(4))
                         epoch += 1 if skip else 2 + factors
-            cycles += epoch - 2
+            cycles += epoch - 1
             x0 = [0] * len(x0)
             y0 = [0] * len(y0)
         out.append(cycles)
