@@ -36,7 +36,7 @@ written), ``G`` = 1 if its group has products and per product ``c = 1``
 if its dependency skips it, else ``2 + factors`` (its non-empty factor
 slots). A trace word takes one clock in a three-stage pipeline: the word
 and its decay factors registered, a 7x13 multiply per trace, then its draw
-from one of three chained copies of the draw network. A product takes one
+(the state one, two or three draws ahead, each a flat XOR network). A product takes one
 clock for its microcode word, one per factor (the one s37 x s10 multiplier)
 and one to accumulate. No memory's output reaches another memory's address
 in the clock it is read: a run's first SYNAPSE word is read a clock after
@@ -257,9 +257,8 @@ class LearningEngine(wiring.Component):
         # Stage 0 (the word and its event on the read ports): registers each
         # value z, its factor 4096 - d and its impulse (or 0 without an
         # event). Stage 1 (the next clock): the products z * (4096 - d) and
-        # whether each needs a draw. Stage 2 (the clock after): the draws,
-        # chained through copies of the draw network in slot order (y1, y2,
-        # y3 / x1, x2), and the write-back. An x word has an empty third slot
+        # whether each needs a draw. Stage 2 (the clock after): the draws in
+        # slot order (y1, y2, y3 / x1, x2), and the write-back. An x word has an empty third slot
         # (z = 0 takes no draw). Stage 0 keeps the memory's output and the
         # x/y select of the decay out of the multipliers' inputs (the ECP5
         # 2x4 learning build's critical path, docs/synthesis.md).
@@ -299,22 +298,36 @@ class LearningEngine(wiring.Component):
                 m.d.sync += [tq_p[k].eq(p),
                              tq_need[k].eq(control.sr_trace & (p[:TRACE_DECAY_BITS] != 0)),
                              tq_add[k].eq(s0_add[k])]
-        state = lfsr
+        # The draws of a word in slot order: slot k's draw is the state after
+        # as many draws as slots 0..k need, one of three flat networks
+        # (lfsr_draw(lfsr, j), j = 1, 2, 3) picked by that count, rather than
+        # three networks in series (the path into the trace memories' write
+        # data).
+        ahead = [lfsr] + [lfsr_draw(lfsr, j) for j in (1, 2, 3)]
         t_new = []
+        count = Const(0, 2)
         for k in range(3):
-            after = Signal(LFSR_BITS, name=f"trace_lfsr{k}")
+            count = count + tq_need[k]
+            rand = Signal(TRACE_DECAY_BITS, name=f"trace_rand{k}")
             total = Signal(9, name=f"trace_sum{k}")
             new = Signal(7, name=f"trace_new{k}")
+            with m.Switch(count):
+                for j in (1, 2, 3):
+                    with m.Case(j):
+                        m.d.comb += rand.eq(ahead[j][:TRACE_DECAY_BITS])
             m.d.comb += [
-                after.eq(Mux(tq_need[k], lfsr_draw(state), state)),
-                total.eq(((tq_p[k] + Mux(tq_need[k], after[:TRACE_DECAY_BITS], 0))
+                total.eq(((tq_p[k] + Mux(tq_need[k], rand, 0))
                           >> TRACE_DECAY_BITS) + tq_add[k]),
                 new.eq(Mux(total > TRACE_MAX, TRACE_MAX, total)),
             ]
             t_new.append(new)
-            state = after
+        after = Signal(LFSR_BITS, name="trace_lfsr")
+        with m.Switch(count):
+            for j in range(4):
+                with m.Case(j):
+                    m.d.comb += after.eq(ahead[j])
         with m.If(tq_valid):
-            m.d.sync += lfsr.eq(state)
+            m.d.sync += lfsr.eq(after)
             with m.If(tq_x):
                 m.d.comb += [self.xtrace_w.addr.eq(tq_idx), self.xtrace_w.en.eq(1),
                              self.xtrace_w.data.x1.eq(t_new[0]),
@@ -407,7 +420,7 @@ class LearningEngine(wiring.Component):
         # The tag's draw is the one after the weight's: from the state W_ROUND
         # leaves (one draw further when the weight draws). acc_t does not
         # change between W_ROUND and W_WRITE, so tag_draw is the same in both.
-        tag_rand = lfsr_draw(Mux(w_draw, drawn, lfsr))[:ACC_FRAC]
+        tag_rand = Mux(w_draw, lfsr_draw(lfsr, 2), drawn)[:ACC_FRAC]
         acc_t_r = Signal(signed(ACC_BITS + 1))
         half = Signal(9)
         m.d.comb += half.eq(Const(1, 9) << (grp.w_bits - 1)[:3])

@@ -19,28 +19,36 @@ from neuromesh.learning_lfsr import step
 __all__ = ["DRAW_TAPS", "lfsr_draw", "LFSR"]
 
 
-def _draw_columns():
+def _draw_columns(draws: int = 1):
     cols = []
     for j in range(LFSR_BITS):
         s = 1 << j
-        for _ in range(LFSR_STEPS_PER_DRAW):
+        for _ in range(draws * LFSR_STEPS_PER_DRAW):
             s = step(s)
         cols.append(s)
     return cols
 
 
-_COLS = _draw_columns()
+def _taps(draws: int):
+    cols = _draw_columns(draws)
+    return tuple(tuple(j for j in range(LFSR_BITS) if cols[j] >> i & 1)
+                 for i in range(LFSR_BITS))
+
 
 #: ``DRAW_TAPS[i]``: the bits of the old state whose XOR is bit ``i`` of the
 #: state after one draw.
-DRAW_TAPS = tuple(tuple(j for j in range(LFSR_BITS) if _COLS[j] >> i & 1)
-                  for i in range(LFSR_BITS))
+DRAW_TAPS = _taps(1)
+_TAPS = {1: DRAW_TAPS}
 
 
-def lfsr_draw(state):
-    """The state after one draw (16 steps) of ``state`` (a 32-bit value)."""
+def lfsr_draw(state, draws: int = 1):
+    """The state after ``draws`` draws (16 steps each) of ``state`` (a 32-bit
+    value), as one XOR network: several draws in one clock take the depth of
+    one network, not of ``draws`` networks in series."""
+    if draws not in _TAPS:
+        _TAPS[draws] = _taps(draws)
     bits = [reduce(lambda a, b: a ^ b, (state[j] for j in taps)) if taps else Const(0, 1)
-            for taps in DRAW_TAPS]
+            for taps in _TAPS[draws]]
     return Cat(*bits)
 
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pytest
-from amaranth import Elaboratable, Module, unsigned
+from amaranth import Elaboratable, Module, Signal, unsigned
 from amaranth.back import verilog
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
@@ -38,7 +38,7 @@ from neuromesh.learning_lfsr import draw
 from neuromesh.rtl.layouts import stored_layout
 from neuromesh.rtl.learning import LearningEngine
 from neuromesh.rtl.learning_unit import LearningUnit
-from neuromesh.rtl.lfsr import LFSR
+from neuromesh.rtl.lfsr import LFSR, lfsr_draw
 from neuromesh.sim.verilator import lint
 
 # (engine port prefix, region, writable)
@@ -268,6 +268,33 @@ def field(words, region, name):
     """Field ``name`` of a list of words of ``region``."""
     layout = LAYOUTS[region] if region in LAYOUTS else LEARN_LAYOUTS[region]
     return layout.unpack(np.asarray(words, dtype=np.uint64))[name].tolist()
+
+
+def test_lfsr_draw_networks_of_several_draws():
+    """``lfsr_draw(state, j)``, one flat XOR network, is ``j`` draws in series
+    (the trace unit's three draws of a word, the weight's and the tag's)."""
+    m = Module()
+    state = Signal(32)
+    outs = {j: Signal(32, name=f"after{j}") for j in (1, 2, 3)}
+    m.d.comb += [outs[j].eq(lfsr_draw(state, j)) for j in outs]
+    rng = np.random.default_rng(3)
+    seeds = [1, 0xFFFFFFFF, 0x80000000, *rng.integers(1, 2**32, 20).tolist()]
+    got = []
+
+    async def testbench(ctx):
+        for seed in seeds:
+            ctx.set(state, seed)
+            got.append([ctx.get(outs[j]) for j in outs])
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    for seed, row in zip(seeds, got):
+        want, s = [], seed
+        for _ in range(3):
+            s, _ = draw(s, 32)
+            want.append(s)
+        assert row == want, hex(seed)
 
 
 def test_lfsr_sequence():
