@@ -303,7 +303,7 @@ class LearningEngine(wiring.Component):
         # (lfsr_draw(lfsr, j), j = 1, 2, 3) picked by that count, rather than
         # three networks in series (the path into the trace memories' write
         # data).
-        ahead = [lfsr] + [lfsr_draw(lfsr, j) for j in (1, 2, 3)]
+        ahead = [lfsr, drawn, lfsr_draw(lfsr, 2), lfsr_draw(lfsr, 3)]
         t_new = []
         count = Const(0, 2)
         for k in range(3):

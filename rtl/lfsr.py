@@ -7,6 +7,7 @@ The network is derived from :func:`neuromesh.learning_lfsr.step`: a draw is
 every bit of the new state is the XOR of a fixed set of bits of the old one.
 """
 
+import functools
 from functools import reduce
 
 from amaranth import Cat, Const, Module, Signal
@@ -29,6 +30,7 @@ def _draw_columns(draws: int = 1):
     return cols
 
 
+@functools.cache
 def _taps(draws: int):
     cols = _draw_columns(draws)
     return tuple(tuple(j for j in range(LFSR_BITS) if cols[j] >> i & 1)
@@ -38,17 +40,14 @@ def _taps(draws: int):
 #: ``DRAW_TAPS[i]``: the bits of the old state whose XOR is bit ``i`` of the
 #: state after one draw.
 DRAW_TAPS = _taps(1)
-_TAPS = {1: DRAW_TAPS}
 
 
 def lfsr_draw(state, draws: int = 1):
     """The state after ``draws`` draws (16 steps each) of ``state`` (a 32-bit
     value), as one XOR network: several draws in one clock take the depth of
     one network, not of ``draws`` networks in series."""
-    if draws not in _TAPS:
-        _TAPS[draws] = _taps(draws)
     bits = [reduce(lambda a, b: a ^ b, (state[j] for j in taps)) if taps else Const(0, 1)
-            for taps in _TAPS[draws]]
+            for taps in _taps(draws)]
     return Cat(*bits)
 
 
