@@ -120,33 +120,50 @@ class Chip(wiring.Component):
         ]
 
         # Memory bus: one host access at a time, routed by the core field.
+        # Both directions are registered, so no path runs from the host link's
+        # state through a core's access multiplexers into its memories (that
+        # was the 2x4 learning build's critical path, docs/synthesis.md). The
+        # link waits for each read's word, so the extra clocks are absorbed;
+        # a write leaves the register the clock after the link hands it over
+        # (the cores are idle whenever the link serves a command), long
+        # before the link has acknowledged it and parsed another command.
         req = link.mem_req
         addr_core = req.payload.addr[ADDRESS["core"].lsb:][:8]
         # At least one bit: a zero-width net is legal Amaranth but not clean Verilog.
         target = Signal(range(max(g.n_cores, 2)))
         m.d.comb += target.eq((addr_core >> 4) * g.cols + (addr_core & 0xF))
-        read_pending = Signal()
-        resp_core = Signal(range(max(g.n_cores, 2)))
-        region = req.payload.addr[ADDRESS["region"].lsb:][:4]
-        offset = req.payload.addr[:ADDRESS["offset"].width]
-        ready = Signal()
-        for k, core in enumerate(cores):
-            m.d.comb += [core.cfg_req.payload.region.eq(region),
-                         core.cfg_req.payload.offset.eq(offset),
-                         core.cfg_req.payload.data.eq(req.payload.data),
-                         core.cfg_req.payload.write.eq(req.payload.write)]
-            with m.If(target == k):
-                m.d.comb += [core.cfg_req.valid.eq(req.valid & ~read_pending),
-                             ready.eq(core.cfg_req.ready & ~read_pending)]
-        m.d.comb += req.ready.eq(ready)
-        with m.If(req.valid & req.ready & ~req.payload.write):
-            m.d.sync += [read_pending.eq(1), resp_core.eq(target)]
+        held = Signal()                   # a request waits in the registers below
+        held_core = Signal.like(target)
+        held_region = Signal(4)
+        held_offset = Signal(ADDRESS["offset"].width)
+        held_data = Signal.like(req.payload.data)
+        held_write = Signal()
+        read_pending = Signal()           # from a read's hand-over to its word's
+        resp_core = Signal.like(target)
+        m.d.comb += req.ready.eq(~held & ~read_pending)
+        with m.If(req.valid & req.ready):
+            m.d.sync += [held.eq(1), held_core.eq(target),
+                         held_region.eq(req.payload.addr[ADDRESS["region"].lsb:][:4]),
+                         held_offset.eq(req.payload.addr[:ADDRESS["offset"].width]),
+                         held_data.eq(req.payload.data), held_write.eq(req.payload.write)]
+            with m.If(~req.payload.write):
+                m.d.sync += [read_pending.eq(1), resp_core.eq(target)]
         resp = link.mem_resp
-        for k, core in enumerate(cores):
-            with m.If(resp_core == k):
-                m.d.comb += [resp.valid.eq(core.cfg_resp.valid & read_pending),
-                             resp.payload.eq(core.cfg_resp.payload),
-                             core.cfg_resp.ready.eq(resp.ready & read_pending)]
+        resp_valid = Signal()
+        resp_data = Signal.like(resp.payload)
+        m.d.comb += [resp.valid.eq(resp_valid), resp.payload.eq(resp_data)]
         with m.If(resp.valid & resp.ready):
-            m.d.sync += read_pending.eq(0)
+            m.d.sync += [resp_valid.eq(0), read_pending.eq(0)]
+        for k, core in enumerate(cores):
+            m.d.comb += [core.cfg_req.payload.region.eq(held_region),
+                         core.cfg_req.payload.offset.eq(held_offset),
+                         core.cfg_req.payload.data.eq(held_data),
+                         core.cfg_req.payload.write.eq(held_write),
+                         core.cfg_req.valid.eq(held & (held_core == k)),
+                         core.cfg_resp.ready.eq(read_pending & ~resp_valid &
+                                                (resp_core == k))]
+            with m.If(core.cfg_req.valid & core.cfg_req.ready):
+                m.d.sync += held.eq(0)
+            with m.If(core.cfg_resp.valid & core.cfg_resp.ready):
+                m.d.sync += [resp_valid.eq(1), resp_data.eq(core.cfg_resp.payload)]
         return m
