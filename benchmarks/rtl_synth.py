@@ -508,7 +508,8 @@ def generate(geometry_text: str | None, workdir: Path, *, board: str | None = No
         geometry = Geometry.parse(geometry_text or get_board(board).geometry)
         extra = {"counters": True} if counters else {}
         if overlap is not None:
-            extra["core_args"] = {**get_board(board).chip_args.get("core_args", {}),
+            built = get_board(board).for_build(learning=learning)
+            extra["core_args"] = {**built.chip_args.get("core_args", {}),
                                   "overlap": overlap}
         chip = board_chip(board, geometry, learning=learning, **extra)
         # The board's platform: memories the build instantiates for the part

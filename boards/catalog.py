@@ -34,14 +34,22 @@ class Board:
     #: when it is not ``clk_hz``: the engines make a bigger design, which may
     #: not meet the clock the board's default build meets
     learning_clk_hz: float | None = None
+    #: :attr:`chip_args` of the build with learning engines, when they are
+    #: not the default build's: the engines take block RAM and timing margin
+    #: the default build spends on other things
+    learning_chip_args: dict | None = None
 
     def for_build(self, *, learning: bool = False) -> Board:
         """The board as its build with (``learning``) or without learning
         engines sees it: :attr:`clk_hz` is that build's design clock (and
-        :attr:`uses_pll` whether a PLL makes it)."""
+        :attr:`uses_pll` whether a PLL makes it), :attr:`chip_args` its RTL
+        options."""
+        changes = {}
         if learning and self.learning_clk_hz is not None:
-            return dataclasses.replace(self, clk_hz=self.learning_clk_hz)
-        return self
+            changes["clk_hz"] = self.learning_clk_hz
+        if learning and self.learning_chip_args is not None:
+            changes["chip_args"] = self.learning_chip_args
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def uses_pll(self) -> bool:
@@ -88,14 +96,14 @@ BOARDS: dict[str, Board] = {
     "ulx3s-85f": Board(
         name="ulx3s-85f",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-        # 50 MHz from the 25 MHz oscillator through the PLL; the build with
-        # learning engines at the oscillator's 25 MHz: it does not meet 50
-        # (docs/synthesis.md, "ULX3S timing").
-        clock="clk25", osc_hz=25e6, clk_hz=50e6, learning_clk_hz=25e6, baud=1_000_000,
+        # 50 MHz from the 25 MHz oscillator through the PLL, with or without
+        # learning engines (docs/synthesis.md, "ULX3S timing").
+        clock="clk25", osc_hz=25e6, clk_hz=50e6, baud=1_000_000,
         geometry="2x4,n_neurons=256",
-        # RULE (64 words) in distributed RAM: 2 DP16KD per core less for the
-        # learning build, whose block RAM is the limit (docs/boards.md).
-        chip_args={"core_args": {"rule_ram_style": "distributed"}},
+        # The learning build's cores without overlap: 195 of the 208 DP16KD
+        # (the banked accumulator takes one more per core) and the form whose
+        # routed build met 50 MHz (docs/synthesis.md).
+        learning_chip_args={"core_args": {"overlap": False}},
         tools=("yosys", "nextpnr-ecp5", "ecppack"),
     ),
 }

@@ -56,6 +56,7 @@ def test_ulx3s_learning_bitstream_fits_and_meets_timing(tmp_path):
     cmd_build(args)                         # raises ChipError unless it passed
     report = json.loads((tmp_path / "neuromesh.report.json").read_text())
     assert report["passed"] and report["learning"]
+    assert report["fmax_mhz"] >= report["clock_mhz"] == 50     # through the PLL
     assert (tmp_path / "neuromesh.bit").exists()
 
 

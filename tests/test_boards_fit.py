@@ -59,19 +59,26 @@ def test_ulx3s_default_build_matches_the_recorded_build():
 
 
 def test_ulx3s_learning_build_matches_the_recorded_build():
-    # docs/boards.md: 187 DP16KD (4 more per core than without learning: TAG 2,
-    # XTRACE 1, YTRACE 1), as nextpnr counted them; the RULE memory is in
-    # distributed RAM (boards/catalog.py), without it 2 more per core.
+    # docs/boards.md: 195 DP16KD, 81 DSPs, as nextpnr counted them for the
+    # catalog's learning build (cores without overlap, RULE in block RAM):
+    # 6 more per core than without learning (TAG 2, RULE 2, XTRACE 1,
+    # YTRACE 1) and one less for the single accumulator ring.
     est = estimate("ulx3s-85f", BOARDS["ulx3s-85f"].geometry, learning=True)
-    assert est.needed["DP16KD"] == 187 and est.needed["DSP"] == 81
+    assert est.needed["DP16KD"] == 195 and est.needed["DSP"] == 81
     names = ("mem_tag", "mem_xtrace", "mem_ytrace", "mem_rule")
     learn = {m.path.rsplit(".", 1)[-1]: (m.resource, m.cells) for m in est.memories
              if ".core_0_0.learning." in m.path and m.path.rsplit(".", 1)[-1] in names}
     assert learn == {"mem_tag": ("DP16KD", 2), "mem_xtrace": ("DP16KD", 1),
-                     "mem_ytrace": ("DP16KD", 1), "mem_rule": ("LUT RAM (16x4)", 60)}
+                     "mem_ytrace": ("DP16KD", 1), "mem_rule": ("DP16KD", 2)}
     assert est.fits
-    plain = dataclasses.replace(BOARDS["ulx3s-85f"], chip_args={})
-    assert estimate(plain, plain.geometry, learning=True).needed["DP16KD"] == 187 + 16
+    # The other forms of docs/synthesis.md: the overlapped core (one DP16KD
+    # more per core) and RULE in distributed RAM (two less per core).
+    forms = {(True, None): 203, (True, "distributed"): 187, (False, "distributed"): 179}
+    for (overlap, rule), need in forms.items():
+        core_args = {"overlap": overlap, **({"rule_ram_style": rule} if rule else {})}
+        other = dataclasses.replace(BOARDS["ulx3s-85f"],
+                                    learning_chip_args={"core_args": core_args})
+        assert estimate(other, other.geometry, learning=True).needed["DP16KD"] == need
 
 
 def test_memory_mapping_follows_the_block_ram_aspect_ratios():

@@ -1,6 +1,8 @@
 """The board clock: PLL divider settings (exact, within the data-sheet limits),
 the PLL in the elaborated board top, and the reset held until it locks."""
 
+import dataclasses
+
 import pytest
 from amaranth.sim import Simulator
 
@@ -66,24 +68,36 @@ def test_icebreaker_runs_at_24mhz_through_the_pll():
     assert b.for_build(learning=True) is b         # one clock for both builds
 
 
-def test_ulx3s_runs_at_50mhz_and_its_learning_build_at_25mhz():
+def test_ulx3s_runs_both_builds_at_50mhz_the_learning_one_without_overlap():
     b = BOARDS["ulx3s-85f"]
     assert b.uses_pll and (b.osc_hz, b.clk_hz) == (25e6, 50e6)
     lb = b.for_build(learning=True)
-    assert lb.clk_hz == 25e6 and not lb.uses_pll    # the oscillator itself
-    assert b.for_build(learning=False) is b and b.clk_hz == 50e6
+    assert lb.clk_hz == 50e6 and lb.uses_pll
+    assert lb.chip_args == {"core_args": {"overlap": False}} and b.chip_args == {}
+    assert b.for_build(learning=False) is b
+
+
+def test_a_learning_build_may_have_its_own_clock():
+    # A board whose learning build cannot meet the default build's clock
+    # runs it at another one: at the oscillator's, it needs no PLL.
+    b = dataclasses.replace(BOARDS["ulx3s-85f"], learning_clk_hz=25e6)
+    lb = b.for_build(learning=True)
+    assert lb.clk_hz == 25e6 and not lb.uses_pll
+    assert lb.chip_args == b.learning_chip_args
+    assert b.for_build(learning=False).clk_hz == 50e6
 
 
 @pytest.mark.parametrize("board, learning, cell", [
     ("icebreaker", False, "SB_PLL40_PAD"),
     ("ulx3s-85f", False, "EHXPLLL"),
-    ("ulx3s-85f", True, None),
+    ("ulx3s-85f", True, "EHXPLLL"),
+    (dataclasses.replace(BOARDS["ulx3s-85f"], learning_clk_hz=25e6), True, None),
 ])
 def test_board_top_instantiates_its_pll(board, learning, cell):
     pytest.importorskip("amaranth_boards")
     from neuromesh.boards.top import BoardTop, board_chip
     from neuromesh.chip import Geometry
-    b = BOARDS[board]
+    b = BOARDS[board] if isinstance(board, str) else board
     g = Geometry.parse("1x1,n_neurons=16,n_axons=16,n_synapses=64,n_fanout=16,delay_slots=2")
     top = BoardTop(b, g, learning=learning)
     plan = b.make_platform().prepare(top, name="t")
@@ -93,6 +107,9 @@ def test_board_top_instantiates_its_pll(board, learning, cell):
     assert top.divisor == round(clk_hz / b.baud)
     chip = board_chip(b, g, learning=learning)
     assert chip.hostlink_args["timeout_cycles"] == round(b.timeout_s * clk_hz)
+    # ... and the cores are the build's form (the ULX3S learning build's
+    # without overlap).
+    assert chip.core_args == b.for_build(learning=learning).chip_args.get("core_args", {})
     chip._MustUse__silence = True                 # built only to read its arguments
     if cell is None:
         assert "SB_PLL40" not in rtlil and "EHXPLLL" not in rtlil

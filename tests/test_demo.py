@@ -79,11 +79,11 @@ def test_counted_energy_known_values():
     text = energy_report(c, 1)
     assert ("300.0 (busiest core) -> 12.5 us at 24 MHz (icebreaker), 6 us at 50 MHz "
             "(ulx3s-85f; at best 4 us overlapped)") in text
-    # An image that learns runs on the ULX3S's build with learning engines,
-    # whose clock is 25 MHz (boards/catalog.py).
+    # An image that learns runs on the ULX3S's build with learning engines:
+    # 50 MHz too, but its cores have no overlap (boards/catalog.py).
     text = energy_report(c, 1, learning=True)
-    assert ("300.0 (busiest core) -> 12.5 us at 24 MHz (icebreaker), 12 us at 25 MHz "
-            "(ulx3s-85f; at best 8 us overlapped)") in text
+    assert ("300.0 (busiest core) -> 12.5 us at 24 MHz (icebreaker), 6 us at 50 MHz "
+            "(ulx3s-85f); the mesh") in text
 
 
 def test_energy_estimate_known_values():
