@@ -103,7 +103,7 @@ def fit(points):
 #: Fmax of the recorded bitstream builds (docs/boards.md), MHz, and cores.
 RECORDED_FMAX = {
     "icebreaker (1 core)": (29.53, 1),
-    "ulx3s-85f (2x4)": (54.96, 8),
+    "ulx3s-85f (2x4)": (53.34, 8),
     "ulx3s-85f (2x4, --learning)": (53.02, 8),
 }
 
